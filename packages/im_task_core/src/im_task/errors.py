@@ -1,0 +1,59 @@
+"""The exception tree of im-task: everything the library raises derives from :class:`Error`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadTransactionStateError",
+    "ConfigurationError",
+    "EnqueueError",
+    "Error",
+    "PermanentTaskFailure",
+    "RetryTaskException",
+    "SignatureError",
+    "SingularTaskFailure",
+    "TaskAlreadyExistsError",
+    "TaskTooLargeError",
+]
+
+
+class Error(Exception):
+    """Root of every exception raised by im-task."""
+
+
+class ConfigurationError(Error, ValueError):
+    """A setting, an option or an argument is invalid; the message says what to change."""
+
+
+class EnqueueError(Error):
+    """A task could not be serialised or handed to its queue."""
+
+
+class TaskAlreadyExistsError(EnqueueError):
+    """A task with the same name exists, or existed recently, on the queue.
+
+    Code that makes named tasks to run something at most once catches this.
+    """
+
+
+class TaskTooLargeError(EnqueueError):
+    """The task is larger than its queue accepts inline."""
+
+
+class BadTransactionStateError(EnqueueError):
+    """``transactional=True`` was used where there is no transaction to join."""
+
+
+class SignatureError(Error):
+    """A task envelope did not verify: it was forged, corrupted or signed with an unknown key."""
+
+
+class PermanentTaskFailure(Error):
+    """Raised by a task to stop for good: answered 200, logged, never retried."""
+
+
+class SingularTaskFailure(Error):
+    """Raised by a task to fail this attempt quietly: answered 408 and retried."""
+
+
+class RetryTaskException(Error):
+    """Raised by a task to ask for a retry: answered 500 and retried."""

@@ -1,0 +1,147 @@
+"""Task headers: the ones queues send, in both families, and a case-insensitive view."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+__all__ = ["APPENGINE", "CLOUDTASKS", "Headers", "TaskHeaders", "make_task_headers"]
+
+#: Prefix of the headers Cloud Tasks sends to App Engine targets.
+APPENGINE = "X-AppEngine-"
+#: Prefix of the headers Cloud Tasks sends to HTTP targets.
+CLOUDTASKS = "X-CloudTasks-"
+FAMILIES = (APPENGINE, CLOUDTASKS)
+
+
+class Headers(Mapping[str, str]):
+    """A read-only, case-insensitive mapping of HTTP headers.
+
+    ``headers["x-appengine-taskretrycount"]`` and
+    ``headers["X-AppEngine-TaskRetryCount"]`` are the same entry. Iteration
+    yields the names as they were given.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -> None:
+        pairs = items.items() if isinstance(items, Mapping) else items
+        self._items: dict[str, tuple[str, str]] = {k.lower(): (k, v) for k, v in pairs}
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()][1]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return (original for original, _ in self._items.values())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+@dataclass(frozen=True)
+class TaskHeaders:
+    """What a queue told the endpoint about the task it delivers.
+
+    Attributes:
+        queue_name: Short queue name (a full ``projects/.../queues/q`` path is shortened).
+        task_name: Short task name.
+        retry_count: Attempts before this one, including ones that never reached the app.
+        execution_count: Earlier attempts that got a response other than 5xx.
+        eta: When the task was scheduled to run, or None.
+        family: ``X-AppEngine-`` or ``X-CloudTasks-``.
+    """
+
+    queue_name: str
+    task_name: str
+    retry_count: int = 0
+    execution_count: int = 0
+    eta: dt.datetime | None = None
+    family: str = APPENGINE
+
+    @classmethod
+    def parse(cls, headers: Mapping[str, str]) -> TaskHeaders | None:
+        """Reads the task headers of either family.
+
+        Args:
+            headers: The request headers, in any case.
+
+        Returns:
+            The task headers, or None when the queue and task name headers are
+            not both there (the request did not come from a queue).
+        """
+        view = headers if isinstance(headers, Headers) else Headers(headers)
+        for family in FAMILIES:
+            queue = view.get(family + "QueueName")
+            name = view.get(family + "TaskName")
+            if queue and name:
+                return cls(
+                    queue_name=queue.rsplit("/", 1)[-1],
+                    task_name=name.rsplit("/", 1)[-1],
+                    retry_count=_int(view.get(family + "TaskRetryCount")),
+                    execution_count=_int(view.get(family + "TaskExecutionCount")),
+                    eta=_eta(view.get(family + "TaskETA")),
+                    family=family,
+                )
+        return None
+
+
+def make_task_headers(
+    *,
+    queue_name: str,
+    task_name: str,
+    retry_count: int = 0,
+    execution_count: int = 0,
+    eta: dt.datetime | None = None,
+    family: str = APPENGINE,
+    previous_response: int | None = None,
+    retry_reason: str | None = None,
+) -> dict[str, str]:
+    """Builds the headers a queue sends with a task, as Cloud Tasks does.
+
+    Args:
+        queue_name: Short queue name.
+        task_name: Short task name.
+        retry_count: Attempts made before this one.
+        execution_count: Earlier attempts that got a response other than 5xx.
+        eta: When the task was due; the header carries seconds since the epoch.
+        family: ``APPENGINE`` or ``CLOUDTASKS``.
+        previous_response: HTTP status of the previous attempt, if any.
+        retry_reason: Why the previous attempt failed, if it did.
+
+    Returns:
+        The headers, ready to send.
+    """
+    headers = {
+        family + "QueueName": queue_name,
+        family + "TaskName": task_name,
+        family + "TaskRetryCount": str(retry_count),
+        family + "TaskExecutionCount": str(execution_count),
+    }
+    if eta is not None:
+        headers[family + "TaskETA"] = f"{eta.timestamp():.6f}"
+    if previous_response is not None:
+        headers[family + "TaskPreviousResponse"] = str(previous_response)
+    if retry_reason:
+        headers[family + "TaskRetryReason"] = retry_reason
+    return headers
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0
+
+
+def _eta(value: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc) if value else None
+    except (ValueError, OverflowError, OSError):
+        return None
