@@ -28,11 +28,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from im_task.errors import ConfigurationError
 from im_task.keys import Keyring, coerce_secret, load_or_create_local_secret
-from im_task.transports.base import Transport
+
+if TYPE_CHECKING:
+    from im_task.transports.base import Transport
 
 __all__ = [
     "SETTING_NAMES",
@@ -208,6 +210,8 @@ def _resolve() -> Settings:
 
 
 def _validate(name: str, value: Any, source: str) -> Any:
+    from im_task.transports.base import Transport  # the transports import this module
+
     if name == "transport":
         if isinstance(value, (Transport, str)):
             return value
@@ -283,6 +287,8 @@ def check_configuration() -> None:
 
 def get_transport() -> Transport:
     """The transport in force, making the default one on first use."""
+    from im_task.transports.base import Transport
+
     with _state.lock:
         if _state.transport is None:
             settings = get_settings()
@@ -292,6 +298,8 @@ def get_transport() -> Transport:
 
 
 def _make_transport(settings: Settings) -> Transport:
+    from im_task.transports.base import Transport
+
     choice = settings.transport
     if isinstance(choice, Transport):
         return choice
@@ -306,7 +314,7 @@ def _make_transport(settings: Settings) -> Transport:
 
 
 def _transport_from_name(name: str, settings: Settings) -> Transport:
-    from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport
+    from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, Transport
 
     builtins: dict[str, Callable[[], Transport]] = {
         "local": lambda: LocalTransport(settings.data_dir / "queue.sqlite3"),

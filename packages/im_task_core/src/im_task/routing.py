@@ -1,0 +1,67 @@
+"""The task route and the URL of each task."""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+from urllib.parse import quote
+
+from im_task.errors import ConfigurationError
+
+__all__ = ["DEFAULT_TASKROUTE", "get_taskroute", "set_taskroute", "task_path"]
+
+DEFAULT_TASKROUTE = "/_ah/task"
+_ROUTE = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
+_lock = threading.Lock()
+_taskroute = DEFAULT_TASKROUTE
+
+
+def set_taskroute(route: str) -> None:
+    """Changes the route under which tasks are served, e.g. ``"/tasks"``.
+
+    Call it at start-up, before decorating: tasks and routes made afterwards
+    use it. Case is kept as given.
+
+    Args:
+        route: An absolute path; a trailing slash is dropped.
+
+    Raises:
+        ConfigurationError: If the route is not a plain absolute path.
+    """
+    global _taskroute  # noqa: PLW0603 - one process-wide route, by design
+    if not isinstance(route, str):
+        raise ConfigurationError(f"The task route must be a string such as '/_ah/task', not {type(route).__name__}.")
+    candidate = "/" + route.strip("/")
+    if not _ROUTE.fullmatch(candidate):
+        raise ConfigurationError(f"The task route must be an absolute path such as '/_ah/task', not {route!r}.")
+    with _lock:
+        _taskroute = candidate
+
+
+def get_taskroute() -> str:
+    """The route under which tasks are served (``/_ah/task`` by default)."""
+    return _taskroute
+
+
+def task_path(func: Any, logname: str | None = None) -> str:
+    """The readable part of a task's URL: ``<module>/<function>``.
+
+    Nested functions keep their outer names (``module/outer/inner``); lambdas
+    read ``lambda``. The path is for logs only: the endpoint accepts any path
+    under the route.
+
+    Args:
+        func: The callable.
+        logname: A name to use instead, as given in the task options.
+
+    Returns:
+        The path, URL-quoted, without a leading slash.
+    """
+    if logname:
+        return quote(logname.strip("/"), safe="/")
+    target = getattr(func, "__func__", func)
+    module = getattr(target, "__module__", None) or type(target).__module__
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    parts = [part.strip("<>") for part in qualname.split(".") if part != "<locals>"]
+    return quote(f"{module}/{'/'.join(parts)}", safe="/")

@@ -1,0 +1,198 @@
+"""The ``@task`` decorator, the ``TaskFunction`` it returns, and ``TaskHandle``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+
+from im_task.config import get_keyring, get_settings, get_transport
+from im_task.envelope import CONTENT_TYPE, seal
+from im_task.errors import ConfigurationError, EnqueueError, Error
+from im_task.options import TaskOptions
+from im_task.routing import get_taskroute, task_path
+from im_task.serialization import TaskCall, dumps_call
+from im_task.transactions import enqueue_transactional
+from im_task.transports.base import TaskRequest
+
+__all__ = ["TaskFunction", "TaskHandle", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class TaskHandle:
+    """What calling a task returns: where and when the call will run.
+
+    Attributes:
+        name: The task's name (given, or chosen by the queue; None if the queue did not say).
+        queue: The queue it went to.
+        url: The endpoint path it will be POSTed to.
+        eta: When it is due (aware UTC), or None for as soon as possible.
+    """
+
+    name: str | None
+    queue: str
+    url: str
+    eta: dt.datetime | None
+
+
+class TaskFunction(Generic[P, R]):
+    """A callable whose calls are enqueued as tasks instead of run.
+
+    Made by :func:`task`. Calling it serialises the call, signs it and
+    enqueues it, returning a :class:`TaskHandle`; the function runs later in
+    the task endpoint. Its options and URL are fixed when it is made.
+
+    Attributes:
+        func: The wrapped callable.
+        options: The task options.
+        url: The endpoint path its calls are POSTed to.
+    """
+
+    def __init__(self, func: Callable[P, R], options: TaskOptions) -> None:
+        if not callable(func):
+            raise ConfigurationError(f"@task needs a callable, not {type(func).__name__}.")
+        self.func = func
+        self.options = options
+        self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Enqueues a call of the function with these arguments.
+
+        Returns:
+            Where and when the call will run.
+
+        Raises:
+            EnqueueError: The call could not be serialised or enqueued (with
+                ``TaskAlreadyExistsError``, ``TaskTooLargeError`` and
+                ``BadTransactionStateError`` as the specific cases).
+        """
+        options = self.options
+        settings = get_settings()
+        call = TaskCall(
+            func=self if _importable(self) else self.func,
+            args=args,
+            kwargs=kwargs,
+            includeheaders=options.includeheaders,
+            retry_limit=options.retry_options.task_retry_limit if options.retry_options else None,
+            description=self.url,
+        )
+        body = seal(dumps_call(call), get_keyring())
+        schedule_time = options.schedule_time(dt.datetime.now(dt.timezone.utc))
+        request = TaskRequest(
+            queue=options.pick_queue(settings.default_queue, random.choice),
+            url=self.url,
+            body=body,
+            headers={"Content-Type": CONTENT_TYPE, **(options.headers or {})},
+            name=options.name,
+            schedule_time=schedule_time,
+            target=options.target,
+            dispatch_deadline=options.dispatch_deadline,
+            retry_options=options.retry_options,
+        )
+        transport = get_transport()
+        try:
+            if options.transactional:
+                name = enqueue_transactional(request, transport)
+            else:
+                name = transport.enqueue(request)
+        except Error:
+            raise
+        except Exception as exc:  # a transport broke its contract; keep the error tree whole
+            raise EnqueueError(f"Could not enqueue {self.url} on queue {request.queue!r}: {exc}") from exc
+        return TaskHandle(name=name, queue=request.queue, url=self.url, eta=schedule_time)
+
+    def using(self, **options: Any) -> TaskFunction[P, R]:
+        """A copy with some options changed, for one call site.
+
+        ``countdown`` clears an ``eta`` of the original and the other way round.
+
+        Raises:
+            ConfigurationError: For an unknown option or a bad value.
+        """
+        return TaskFunction(self.func, TaskOptions.from_kwargs(options, base=self.options))
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Runs the function here and now, without a queue."""
+        return self.func(*args, **kwargs)
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return TaskFunction(self.func.__get__(instance, owner), self.options)  # type: ignore[attr-defined]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if _importable(self):
+            return (_import_task_function, (self.__module__, self.__qualname__))
+        return (TaskFunction, (self.func, self.options))
+
+    def __repr__(self) -> str:
+        return f"<TaskFunction {self.url}>"
+
+
+def _importable(obj: TaskFunction[Any, Any]) -> bool:
+    module_name = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", "")
+    if not module_name or "<" in qualname:
+        return False
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return False
+    return found is obj
+
+
+def _import_task_function(module_name: str, qualname: str) -> TaskFunction[Any, Any]:
+    found: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not isinstance(found, TaskFunction):
+        raise TypeError(f"{module_name}.{qualname} is no longer a task function.")
+    return found
+
+
+@overload
+def task(f: Callable[P, R], /, **options: Any) -> TaskFunction[P, R]: ...
+@overload
+def task(f: None = None, /, **options: Any) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
+def task(f: Callable[P, R] | None = None, /, **options: Any) -> Any:
+    """Makes a callable run as a task when it is called.
+
+    Works bare (``@task``), with options (``@task(queue="mail", countdown=5)``)
+    and as a factory (``task(send, queue="mail")(to, body)``). Any callable
+    works: top-level, nested, closures, lambdas, recursive functions, bound
+    methods, callable objects, builtins.
+
+    Args:
+        f: The callable, when used bare or as a factory.
+        **options: Task options: ``queue``, ``countdown``, ``eta``, ``name``,
+            ``target``, ``retry_options``, ``headers``, ``url``,
+            ``dispatch_deadline``, ``transactional``, ``includeheaders``,
+            ``logname``.
+
+    Returns:
+        A :class:`TaskFunction`, or a decorator making one.
+
+    Raises:
+        ConfigurationError: For an unknown option or a bad value, at once.
+
+    Example:
+        >>> from im_task import task
+        >>> @task(queue="default", countdown=5)
+        ... def send_reminder(user_id):
+        ...     ...
+    """
+    parsed = TaskOptions.from_kwargs(options)
+    if f is None:
+        return lambda func: TaskFunction(func, parsed)
+    return TaskFunction(f, parsed)

@@ -1,0 +1,61 @@
+"""A plain WSGI application serving the task endpoint, for any WSGI framework."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from im_task.executor import TaskResponse, handle_request
+from im_task.headers import Headers
+from im_task.routing import get_taskroute
+
+__all__ = ["TaskWSGIApp", "environ_headers"]
+
+StartResponse = Callable[..., Any]
+
+
+def environ_headers(environ: Mapping[str, Any]) -> Headers:
+    """The request headers of a WSGI environ, as a case-insensitive mapping."""
+    pairs = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key.startswith("HTTP_")]
+    for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
+        if environ.get(key):
+            pairs.append((name, environ[key]))
+    return Headers(pairs)
+
+
+class TaskWSGIApp:
+    """Serves tasks under the task route; anything else is 404.
+
+    Mount it with any WSGI framework or server, or wrap another app with
+    ``fallback`` so that task paths go here and the rest to your app.
+
+    Args:
+        route: The task route; the current :func:`~im_task.get_taskroute` by default.
+        fallback: WSGI app for paths outside the route; a plain 404 if None.
+    """
+
+    def __init__(self, route: str | None = None, fallback: Callable[..., Iterable[bytes]] | None = None) -> None:
+        self.route = (route or get_taskroute()).rstrip("/")
+        self.fallback = fallback
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        if not path.startswith(self.route + "/"):
+            if self.fallback is not None:
+                return self.fallback(environ, start_response)
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"Not Found\n"]
+        response = handle_request(
+            environ.get("REQUEST_METHOD", "GET"),
+            path,
+            environ["wsgi.input"],
+            environ_headers(environ),
+            environ.get("REMOTE_ADDR"),
+        )
+        return send(response, start_response)
+
+
+def send(response: TaskResponse, start_response: StartResponse) -> list[bytes]:
+    """Sends a task response through a WSGI ``start_response``."""
+    start_response(response.status_line, [*response.headers, ("Content-Length", str(len(response.body)))])
+    return [response.body]
