@@ -1,0 +1,78 @@
+"""Every developer command of the im-task monorepo: ``nox -l`` lists them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+
+ROOT = Path(__file__).parent
+# The core first: the adapters depend on it.
+PACKAGES = ["packages/im_task_core"] + sorted(
+    str(p.parent.relative_to(ROOT)) for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core"
+)
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+
+def install_packages(session: nox.Session, *extra: str) -> None:
+    args: list[str] = []
+    for package in PACKAGES:
+        args += ["-e", package]
+    session.install(*args, *extra)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Runs every package's tests, the conformance suite and the docs examples."""
+    install_packages(session, *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHONS)
+def matrix(session: nox.Session) -> None:
+    """Runs the tests on every supported Python."""
+    install_packages(session, *TEST_DEPS)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Checks style and formatting with ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-checks the packages with mypy (strict on the core)."""
+    install_packages(session, "mypy>=1.11", *TEST_DEPS)
+    sources = [f"{package}/src" for package in PACKAGES]
+    session.run("mypy", *sources)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Builds the documentation with warnings as errors."""
+    install_packages(session, "-r", "docs/requirements.txt")
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Runs an example app on the embedded local queue: ``nox -s demo -- [flask|django|webapp2]``."""
+    install_packages(session)
+    framework = session.posargs[0] if session.posargs else "flask"
+    session.run("python", "examples/run_demo.py", framework)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Prints benchmark ratios against baselines measured in the same process."""
+    install_packages(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
