@@ -197,7 +197,9 @@ def _resolve() -> Settings:
         return _validate(name, raw, f"${ENV_PREFIX}{name.upper()}") if raw else None
 
     secret = pick("secret")
-    environment = pick("environment") or ("production" if os.environ.get("GAE_ENV") == "standard" else "development")
+    environment: Environment = pick("environment") or (
+        "production" if os.environ.get("GAE_ENV") == "standard" else "development"
+    )
     return Settings(
         transport=pick("transport"),
         secrets=secret or (),

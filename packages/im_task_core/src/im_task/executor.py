@@ -142,7 +142,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
     try:
         call = loads_call(payload)
     except Exception as exc:
-        logger.error(  # noqa: TRY400 - the traceback says where decoding broke
+        logger.error(
             "Dropped task %s (%s): its call cannot be decoded, probably because the code changed since it was "
             "enqueued. It will not be retried.",
             task.task_name,

@@ -75,8 +75,7 @@ class TaskOptions:
         unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
             raise ConfigurationError(
-                f"Unknown task option(s) {', '.join(map(repr, unknown))}; "
-                f"the options are: {', '.join(OPTION_NAMES)}."
+                f"Unknown task option(s) {', '.join(map(repr, unknown))}; the options are: {', '.join(OPTION_NAMES)}."
             )
         values = {name: _CHECKS[name](value) for name, value in options.items()}
         if base is not None:

@@ -50,7 +50,9 @@ class RetryOptions:
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value)
             ):
-                raise ConfigurationError(f"retry_options {name} must be a finite number of seconds >= 0, not {value!r}.")
+                raise ConfigurationError(
+                    f"retry_options {name} must be a finite number of seconds >= 0, not {value!r}."
+                )
         low, high = self.min_backoff_seconds, self.max_backoff_seconds
         if low is not None and high is not None and low > high:
             raise ConfigurationError(

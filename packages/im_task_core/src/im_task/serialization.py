@@ -52,9 +52,12 @@ def dumps_call(call: TaskCall) -> bytes:
     """
     meta = (call.includeheaders, call.retry_limit, call.description)
     try:
-        return cloudpickle.dumps((FORMAT, call.func, call.args, dict(call.kwargs), meta), protocol=pickle.HIGHEST_PROTOCOL)
+        data: bytes = cloudpickle.dumps(
+            (FORMAT, call.func, call.args, dict(call.kwargs), meta), protocol=pickle.HIGHEST_PROTOCOL
+        )
     except Exception as exc:
         raise EnqueueError(_what_cannot_be_pickled(call, exc)) from exc
+    return data
 
 
 def loads_call(payload: bytes) -> TaskCall:
@@ -70,7 +73,7 @@ def loads_call(payload: bytes) -> TaskCall:
         Exception: Whatever unpickling raises when the code has changed since
             the task was enqueued; the caller treats it as undecodable.
     """
-    fmt, func, args, kwargs, meta = pickle.loads(payload)  # noqa: S301 - only ever given verified payloads
+    fmt, func, args, kwargs, meta = pickle.loads(payload)
     if fmt != FORMAT:
         raise ValueError(f"Unknown payload format {fmt!r}.")
     includeheaders, retry_limit, description = meta
@@ -85,7 +88,7 @@ def _what_cannot_be_pickled(call: TaskCall, exc: Exception) -> str:
     for label, value in candidates:
         try:
             cloudpickle.dumps(value)
-        except Exception as item_exc:  # noqa: BLE001 - any failure names the culprit
+        except Exception as item_exc:
             return f"Cannot enqueue {subject}: {label} cannot be pickled: {item_exc}"
     return f"Cannot enqueue {subject}: the call cannot be pickled: {exc}"
 

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-
 from im_task.config import get_keyring, get_settings, get_transport
 from im_task.envelope import CONTENT_TYPE, seal
 from im_task.errors import ConfigurationError, EnqueueError, Error
@@ -18,7 +17,7 @@ from im_task.options import TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.serialization import TaskCall, dumps_call
 from im_task.transactions import enqueue_transactional
-from im_task.transports.base import TaskRequest
+from im_task.transports.base import TaskRequest, Transport
 
 __all__ = ["TaskFunction", "TaskHandle", "task"]
 
@@ -62,7 +61,7 @@ class TaskFunction(Generic[P, R]):
         self.func = func
         self.options = options
         self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
-        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function with these arguments.
@@ -100,10 +99,8 @@ class TaskFunction(Generic[P, R]):
         )
         transport = get_transport()
         try:
-            if options.transactional:
-                name = enqueue_transactional(request, transport)
-            else:
-                name = transport.enqueue(request)
+            enqueue = enqueue_transactional if options.transactional else _enqueue_now
+            name = enqueue(request, transport)
         except Error:
             raise
         except Exception as exc:  # a transport broke its contract; keep the error tree whole
@@ -127,15 +124,19 @@ class TaskFunction(Generic[P, R]):
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        return TaskFunction(self.func.__get__(instance, owner), self.options)  # type: ignore[attr-defined]
+        return TaskFunction(self.func.__get__(instance, owner), self.options)
 
     def __reduce__(self) -> tuple[Any, ...]:
         if _importable(self):
-            return (_import_task_function, (self.__module__, self.__qualname__))
+            return (_import_task_function, (self.__module__, getattr(self, "__qualname__", "")))
         return (TaskFunction, (self.func, self.options))
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.url}>"
+
+
+def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
+    return transport.enqueue(request)
 
 
 def _importable(obj: TaskFunction[Any, Any]) -> bool:

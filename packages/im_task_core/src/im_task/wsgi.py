@@ -39,6 +39,7 @@ class TaskWSGIApp:
         self.fallback = fallback
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Serves one WSGI request."""
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
         if not path.startswith(self.route + "/"):
             if self.fallback is not None:
