@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from im_task.errors import ConfigurationError
 from im_task.keys import Keyring, coerce_secret, load_or_create_local_secret
+from im_task.options import QUEUE_NAME
 
 if TYPE_CHECKING:
     from im_task.transports.base import Transport
@@ -191,10 +192,9 @@ def _resolve() -> Settings:
         for layer in (_state.explicit, _state.framework):
             if name in layer:
                 return layer[name]
-        raw = os.environ.get(ENV_PREFIX + name.upper())
-        if name == "environment":
-            raw = os.environ.get(ENV_PREFIX + "ENV", raw)
-        return _validate(name, raw, f"${ENV_PREFIX}{name.upper()}") if raw else None
+        variable = ENV_PREFIX + ("ENV" if name == "environment" else name.upper())
+        raw = os.environ.get(variable)
+        return _validate(name, raw, f"${variable}") if raw else None
 
     secret = pick("secret")
     environment: Environment = pick("environment") or (
@@ -244,10 +244,16 @@ def _validate(name: str, value: Any, source: str) -> Any:
         if isinstance(value, bool) or size < 1024:
             raise ConfigurationError(f"{source}: max_body_size must be a whole number of bytes >= 1024, not {value!r}.")
         return size
-    if name in ("warmup_module", "default_queue"):
+    if name == "warmup_module":
         if isinstance(value, str) and value:
             return value
-        raise ConfigurationError(f"{source}: {name} must be a non-empty string, not {value!r}.")
+        raise ConfigurationError(f"{source}: warmup_module must be a non-empty string, not {value!r}.")
+    if name == "default_queue":
+        if isinstance(value, str) and QUEUE_NAME.fullmatch(value):
+            return value
+        raise ConfigurationError(
+            f"{source}: default_queue must be a queue name of 1 to 100 of A-Z, a-z, 0-9 and '-', not {value!r}."
+        )
     if name == "environment":
         if value in ("development", "production"):
             return value
@@ -334,7 +340,10 @@ def _transport_from_name(name: str, settings: Settings) -> Transport:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigurationError(f"transport {name!r} cannot be imported: {exc}") from exc
-    transport = factory() if callable(factory) and not isinstance(factory, Transport) else factory
+    try:
+        transport = factory() if callable(factory) and not isinstance(factory, Transport) else factory
+    except Exception as exc:
+        raise ConfigurationError(f"transport factory {name!r} failed: {exc}") from exc
     if not isinstance(transport, Transport):
         raise ConfigurationError(f"transport {name!r} gave {type(transport).__name__}, not a Transport.")
     return transport

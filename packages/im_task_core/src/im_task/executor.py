@@ -125,6 +125,8 @@ def _read_body(body: bytes | IO[bytes], headers: Headers, cap: int) -> bytes | N
         length = int(declared) if declared else None
     except ValueError:
         length = None
+    if length is not None and length < 0:  # read(-1) would read everything
+        length = None
     if length is not None and length > cap:
         return None
     data = body.read(cap + 1 if length is None else length)

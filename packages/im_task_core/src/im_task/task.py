@@ -58,10 +58,12 @@ class TaskFunction(Generic[P, R]):
     def __init__(self, func: Callable[P, R], options: TaskOptions) -> None:
         if not callable(func):
             raise ConfigurationError(f"@task needs a callable, not {type(func).__name__}.")
+        # Copy the name and docstring only: the callable's own attributes (a class's methods, an object's
+        # fields) must not shadow func, options, url, run or using.
+        functools.update_wrapper(self, func, updated=())
         self.func = func
         self.options = options
         self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
-        functools.update_wrapper(self, func)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function with these arguments.
@@ -103,7 +105,10 @@ class TaskFunction(Generic[P, R]):
             name = enqueue(request, transport)
         except Error:
             raise
-        except Exception as exc:  # a transport broke its contract; keep the error tree whole
+        except Exception as exc:
+            if transport.runs_inline:  # the task itself ran and raised: the caller sees its own exception
+                raise
+            # a transport broke its contract; keep the error tree whole
             raise EnqueueError(f"Could not enqueue {self.url} on queue {request.queue!r}: {exc}") from exc
         return TaskHandle(name=name, queue=request.queue, url=self.url, eta=schedule_time)
 
@@ -124,7 +129,9 @@ class TaskFunction(Generic[P, R]):
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        return TaskFunction(self.func.__get__(instance, owner), self.options)
+        bound = TaskFunction(self.func.__get__(instance, owner), self.options)
+        bound.url = self.url  # the route was fixed when the method was decorated
+        return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
         if _importable(self):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from im_task.executor import TaskResponse, handle_request
 from im_task.headers import Headers
 from im_task.routing import get_taskroute
 
-__all__ = ["TaskWSGIApp", "environ_headers"]
+__all__ = ["TaskWSGIApp", "environ_headers", "handle_environ", "send", "wsgi_body"]
 
 StartResponse = Callable[..., Any]
 
@@ -46,14 +46,37 @@ class TaskWSGIApp:
                 return self.fallback(environ, start_response)
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"Not Found\n"]
-        response = handle_request(
-            environ.get("REQUEST_METHOD", "GET"),
-            path,
-            environ["wsgi.input"],
-            environ_headers(environ),
-            environ.get("REMOTE_ADDR"),
-        )
-        return send(response, start_response)
+        return send(handle_environ(environ, path), start_response)
+
+
+def handle_environ(environ: Mapping[str, Any], path: str | None = None) -> TaskResponse:
+    """Runs the executor on a WSGI request; adapters with a WSGI environ call this.
+
+    Args:
+        environ: The WSGI environ.
+        path: The request path, if the framework knows it better than the environ.
+
+    Returns:
+        The executor's response.
+    """
+    return handle_request(
+        environ.get("REQUEST_METHOD", "GET"),
+        path or environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        wsgi_body(environ),
+        environ_headers(environ),
+        environ.get("REMOTE_ADDR"),
+    )
+
+
+def wsgi_body(environ: Mapping[str, Any]) -> IO[bytes] | bytes:
+    """The request body stream of a WSGI environ, safe to read up to its Content-Length.
+
+    PEP 3333: without ``CONTENT_LENGTH`` there is no body (unless the server
+    says the input is terminated); reading ``wsgi.input`` anyway blocks until
+    the client closes the connection.
+    """
+    sized = environ.get("CONTENT_LENGTH") or environ.get("wsgi.input_terminated")
+    return environ["wsgi.input"] if sized else b""
 
 
 def send(response: TaskResponse, start_response: StartResponse) -> list[bytes]:

@@ -65,6 +65,9 @@ class Transport:
 
     #: Largest task, in bytes of method, URL, headers and body, accepted inline.
     max_task_size: int = 100 * 1024
+    #: Whether :meth:`enqueue` runs the task at once and lets the task's own exceptions reach the caller
+    #: (``ImmediateTransport``); those are then not wrapped in ``EnqueueError``.
+    runs_inline: bool = False
 
     def enqueue(self, request: TaskRequest) -> str | None:
         """Hands one task to the queue.

@@ -30,6 +30,8 @@ class ImmediateTransport(Transport):
         max_task_size: Largest task accepted, in bytes.
     """
 
+    runs_inline = True
+
     def __init__(self, *, raise_exceptions: bool = True, max_task_size: int = Transport.max_task_size) -> None:
         self.raise_exceptions = raise_exceptions
         self.max_task_size = max_task_size

@@ -1,0 +1,448 @@
+"""The ``im-task`` command: run a local queue worker and inspect the local queue.
+
+Examples::
+
+    im-task worker --target http://127.0.0.1:8000
+    im-task worker --target http://127.0.0.1:8000 --until-empty
+    im-task queue list --state failed
+    im-task queue stats
+    im-task queue purge --queue emails --yes
+
+Exit codes: 0 success, 1 failure (e.g. no queue database), 2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from im_task.transports.local import LocalTransport, TaskInfo, TaskState
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+STATES = ("queued", "running", "done", "failed")
+
+
+class CommandError(Exception):
+    """A failure to report as ``im-task: error: ...`` with a non-zero exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``im-task`` command.
+
+    Args:
+        argv: The arguments, without the program name; ``sys.argv[1:]`` when None.
+
+    Returns:
+        The exit code: 0 on success, 1 on failure, 2 for bad usage.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and bad usage (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args)
+    except CommandError as exc:
+        print(f"im-task: error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+# -- argument parsing ------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="im-task",
+        description="Tools for im-task's embedded local queue (a SQLite file that delivers tasks like Cloud Tasks).",
+        epilog="Run 'im-task COMMAND --help' for the options of a command.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    worker = commands.add_parser(
+        "worker",
+        help="deliver the local queue's tasks to a running app over HTTP",
+        description=(
+            "Deliver the tasks of the local queue database to a web app over HTTP, as Cloud Tasks would: "
+            "with the X-AppEngine-* task headers, retries with exponential backoff, a dispatch deadline. "
+            "Several workers (and apps using the local queue) may share one database: each task is delivered "
+            "by one of them. Stop with Ctrl-C or SIGTERM: deliveries in flight finish first."
+        ),
+    )
+    worker.add_argument(
+        "--target",
+        required=True,
+        metavar="URL",
+        help="base URL of the app, e.g. http://127.0.0.1:8000; each task's path is appended to it",
+    )
+    _add_db(worker)
+    worker.add_argument(
+        "--concurrency", type=_positive_int, default=8, metavar="N", help="deliveries in flight at once (default: 8)"
+    )
+    worker.add_argument(
+        "--until-empty",
+        "--once",
+        action="store_true",
+        help="exit when no task is due or being delivered (tasks scheduled later stay queued)",
+    )
+    worker.add_argument(
+        "--wait-scheduled",
+        action="store_true",
+        help="with --until-empty: also wait for tasks scheduled later or waiting to be retried",
+    )
+    worker.add_argument(
+        "--dispatch-deadline",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long to wait for an answer to a task that sets no deadline of its own (default: 600)",
+    )
+    worker.add_argument(
+        "--interval",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between progress lines (default: 0.5 on a terminal, where one line is updated; else 10)",
+    )
+    worker.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
+    worker.set_defaults(handler=_worker)
+
+    queue = commands.add_parser(
+        "queue",
+        help="inspect or empty the local queue",
+        description="Inspect or empty the local queue database.",
+    )
+    queue_commands = queue.add_subparsers(title="queue commands", metavar="QUEUE_COMMAND")
+    queue.set_defaults(handler=lambda args: _usage(queue))
+
+    listing = queue_commands.add_parser(
+        "list",
+        help="list tasks as a table",
+        description=(
+            "List tasks: running first, then queued ones by due time, then failed and done ones, latest first."
+        ),
+    )
+    _add_db(listing)
+    listing.add_argument("--queue", metavar="Q", help="only tasks of this queue")
+    listing.add_argument("--state", choices=STATES, help="only tasks in this state")
+    listing.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="most tasks to list (default: 50)"
+    )
+    listing.add_argument("--json", action="store_true", help="print one JSON object per task instead of a table")
+    listing.set_defaults(handler=_list)
+
+    stats = queue_commands.add_parser(
+        "stats", help="count tasks by state", description="Count the tasks of the local queue by state."
+    )
+    _add_db(stats)
+    stats.add_argument("--queue", metavar="Q", help="only tasks of this queue")
+    stats.set_defaults(handler=_stats)
+
+    purge = queue_commands.add_parser(
+        "purge",
+        help="delete queued tasks (needs --yes)",
+        description=(
+            "Delete tasks from the local queue: by default the queued ones (waiting or to be retried). "
+            "Tasks being delivered are never deleted. Their names can be used again at once."
+        ),
+    )
+    _add_db(purge)
+    purge.add_argument("--queue", metavar="Q", help="only tasks of this queue (default: every queue)")
+    purge.add_argument(
+        "--state",
+        choices=("queued", "failed", "done", "all"),
+        default="queued",
+        help="which tasks to delete (default: queued); 'all' is queued, failed and done ones",
+    )
+    purge.add_argument("--yes", "-y", action="store_true", help="really delete them")
+    purge.set_defaults(handler=_purge)
+    return parser
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the queue's SQLite file (default: queue.sqlite3 in the data directory, $IM_TASK_DATA_DIR or .im_task)",
+    )
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
+    return value
+
+
+def _db_path(args: argparse.Namespace, *, must_exist: bool) -> Path:
+    path: Path | None = args.db
+    if path is None:
+        from im_task.config import get_settings
+
+        path = get_settings().data_dir / "queue.sqlite3"
+    if must_exist and not path.exists():
+        raise CommandError(
+            f"no queue database at {path}. Give its path with --db, or run from the directory of your app "
+            "(the default is queue.sqlite3 in $IM_TASK_DATA_DIR or .im_task)."
+        )
+    return path
+
+
+def _open(
+    path: Path, *, target: str | None = None, concurrency: int = 8, dispatch_deadline: float = 600.0
+) -> LocalTransport:
+    from im_task.errors import ConfigurationError
+    from im_task.transports.local import LocalTransport
+
+    try:
+        return LocalTransport(
+            path, target=target, autostart=False, concurrency=concurrency, dispatch_deadline=dispatch_deadline
+        )
+    except ConfigurationError as exc:
+        raise CommandError(str(exc), EXIT_USAGE if "target" in str(exc).lower() else EXIT_FAILURE) from exc
+
+
+# -- worker ----------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    if args.wait_scheduled and not args.until_empty:
+        raise CommandError("--wait-scheduled only makes sense with --until-empty", EXIT_USAGE)
+    target = urlsplit(args.target)
+    if target.scheme not in ("http", "https") or not target.hostname:
+        raise CommandError(
+            f"--target must be the app's base URL, like http://127.0.0.1:8000, not {args.target!r}.", EXIT_USAGE
+        )
+    path = _db_path(args, must_exist=False)
+    transport = _open(path, target=args.target, concurrency=args.concurrency, dispatch_deadline=args.dispatch_deadline)
+    out = sys.stderr
+    stop = threading.Event()
+    signals = 0
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            print("\nim-task worker: stopping now; tasks in flight will be delivered again later.", file=out)
+            os._exit(130)
+        stop.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    started = time.monotonic()
+    if not args.quiet:
+        print(
+            f"im-task worker: delivering tasks from {path} to {args.target} "
+            f"({args.concurrency} at a time). Ctrl-C to stop.",
+            file=out,
+            flush=True,
+        )
+    try:
+        transport.start()
+        _watch(transport, args, stop, out)
+        if stop.is_set() and not args.quiet:
+            print("im-task worker: stopping; waiting for deliveries in flight...", file=out, flush=True)
+        transport.stop()
+        stats = transport.stats()
+    finally:
+        transport.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    elapsed = time.monotonic() - started
+    print(
+        f"im-task worker: {stats.delivered} done, {stats.retried} retried, {stats.given_up} failed "
+        f"in {elapsed:.1f} s; {stats.queued} still queued.",
+        flush=True,
+    )
+    return EXIT_OK
+
+
+def _watch(transport: LocalTransport, args: argparse.Namespace, stop: threading.Event, out: TextIO) -> None:
+    """Shows progress until stopped, or until the queue is empty with ``--until-empty``."""
+    tty = out.isatty()
+    interval = args.interval or (0.5 if tty else 10.0)
+    last_line, last_print = "", time.monotonic()
+    while not stop.is_set():
+        if args.until_empty and transport.join(0, scheduled=args.wait_scheduled):
+            break
+        stop.wait(min(interval, 0.1) if args.until_empty else interval)
+        if args.quiet:
+            continue
+        line = _progress(transport)
+        now = time.monotonic()
+        if tty:
+            print(f"\r\x1b[2K{line}", end="", file=out, flush=True)
+        elif line != last_line and now - last_print >= interval:
+            print(line, file=out, flush=True)
+            last_line, last_print = line, now
+    if tty and not args.quiet:
+        print(file=out)
+
+
+def _progress(transport: LocalTransport) -> str:
+    s = transport.stats()
+    return (
+        f"done {s.delivered}  retrying {s.retried}  failed {s.given_up}  "
+        f"| queued {s.queued} (due {s.due})  running {s.running}"
+    )
+
+
+# -- queue -----------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _open(_db_path(args, must_exist=True)) as transport:
+        tasks = transport.tasks(state=args.state, queue=args.queue, limit=args.limit)
+    if args.json:
+        for task in tasks:
+            print(
+                json.dumps(
+                    {
+                        "name": task.name,
+                        "queue": task.queue,
+                        "state": task.state,
+                        "attempts": task.attempts,
+                        "executions": task.executions,
+                        "eta": task.eta.isoformat(),
+                        "due": task.due.isoformat(),
+                        "created": task.created.isoformat(),
+                        "finished": task.finished.isoformat() if task.finished else None,
+                        "url": task.url,
+                        "last_status": task.last_status,
+                        "last_error": task.last_error,
+                    }
+                )
+            )
+        return EXIT_OK
+    if not tasks:
+        print("No tasks.")
+        return EXIT_OK
+    now = dt.datetime.now(dt.timezone.utc)
+    rows = [
+        [
+            _clip(t.name, 34),
+            _clip(t.queue, 16),
+            t.state,
+            str(t.attempts),
+            _when(t, now),
+            _clip(t.url, 48),
+            _last(t.last_status, t.last_error),
+        ]
+        for t in tasks
+    ]
+    _table(["NAME", "QUEUE", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"], rows, sys.stdout)
+    return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with _open(_db_path(args, must_exist=True)) as transport:
+        s = transport.stats(queue=args.queue)
+    scope = f"queue {args.queue}" if args.queue else "all queues"
+    print(f"{scope}: queued {s.queued} (due now {s.due}), running {s.running}, done {s.done}, failed {s.failed}")
+    return EXIT_OK
+
+
+def _purge(args: argparse.Namespace) -> int:
+    states: tuple[TaskState, ...] = ("queued", "failed", "done") if args.state == "all" else (args.state,)
+    with _open(_db_path(args, must_exist=True)) as transport:
+        stats = transport.stats(queue=args.queue)
+        count = sum(getattr(stats, s) for s in states)
+        scope = f"queue {args.queue!r}" if args.queue else "every queue"
+        what = f"{count} {args.state if args.state != 'all' else 'queued, failed and done'} task(s) of {scope}"
+        if not args.yes:
+            raise CommandError(f"refusing to delete {what} without --yes (nothing was deleted).", EXIT_USAGE)
+        deleted = transport.purge(queue=args.queue, states=states)
+    print(f"Deleted {deleted} task(s).")
+    return EXIT_OK
+
+
+# -- formatting ------------------------------------------------------------
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _duration(seconds: float) -> str:
+    total = round(abs(seconds))
+    if total < 60:
+        return f"{total}s"
+    if total < 3600:
+        return f"{total // 60}m{total % 60:02d}s"
+    if total < 86400:
+        return f"{total // 3600}h{total % 3600 // 60:02d}m"
+    return f"{total // 86400}d{total % 86400 // 3600:02d}h"
+
+
+def _when(task: TaskInfo, now: dt.datetime) -> str:
+    if task.state == "running":
+        return "running"
+    if task.state == "queued":
+        delta = (task.due - now).total_seconds()
+        return "now" if delta <= 0.5 else f"in {_duration(delta)}"
+    if task.finished is not None:
+        return f"{task.state} {_duration((now - task.finished).total_seconds())} ago"
+    return "-"
+
+
+def _last(status: int | None, error: str | None) -> str:
+    if status is None and error is None:
+        return "-"
+    if error is None:
+        return str(status)
+    return _clip(error, 40)
+
+
+def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

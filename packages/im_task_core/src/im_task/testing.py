@@ -1,0 +1,126 @@
+"""Helpers for testing applications that use im-task.
+
+:func:`serve_wsgi` runs a WSGI application on a real, threaded HTTP server on
+a free local port, so that tasks travel over real HTTP in tests (the local
+queue with a URL target, Cloud Tasks emulators, ...). Standard library only.
+
+Example:
+    >>> from im_task.testing import serve_wsgi
+    >>> with serve_wsgi(app) as base_url:  # doctest: +SKIP
+    ...     transport = LocalTransport(tmp_path / "q.sqlite3", target=base_url)
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import socketserver
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+__all__ = ["serve_wsgi"]
+
+logger = logging.getLogger("im_task.testing")
+
+WSGIApp = Callable[..., Any]
+
+
+class _LogStream(io.TextIOBase):
+    """``wsgi.errors`` and the server's error stream: lines go to the ``im_task.testing`` logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[str] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        if text.endswith("\n"):
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        message = "".join(self._parts).rstrip()
+        self._parts.clear()
+        if message:
+            logger.warning("%s", message)
+
+
+class _Handler(WSGIRequestHandler):
+    """wsgiref's handler, logging to ``im_task.testing`` instead of printing."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def get_stderr(self) -> io.TextIOBase:
+        return _LogStream()
+
+    def address_string(self) -> str:
+        return str(self.client_address[0])  # no reverse DNS lookups
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """A WSGI server answering each connection on its own daemon thread."""
+
+    daemon_threads = True
+    block_on_close = False
+    request_queue_size = 128
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the host name up (getfqdn), which can be slow: skip it.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+        self.setup_environ()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        logger.debug("Error while serving %s", client_address, exc_info=True)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+@contextmanager
+def serve_wsgi(app: WSGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serves a WSGI application over HTTP on a background thread.
+
+    The server is threaded (one daemon thread per connection, so concurrent
+    requests are fine), speaks HTTP/1.0 (one request per connection), logs to
+    the ``im_task.testing`` logger instead of printing, and is shut down when
+    the ``with`` block ends, however it ends.
+
+    Args:
+        app: The WSGI application.
+        host: Address to listen on; ``"::1"`` and other IPv6 addresses work too.
+        port: Port to listen on; 0 picks a free one.
+
+    Yields:
+        The base URL, e.g. ``"http://127.0.0.1:54321"``.
+
+    Example:
+        >>> with serve_wsgi(app) as url:  # doctest: +SKIP
+        ...     urllib.request.urlopen(url + "/ping").read()
+    """
+    server_class = _Server6 if ":" in host else _Server
+    server = server_class((host, port), _Handler)
+    server.set_app(app)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="im-task-test-server", daemon=True
+    )
+    thread.start()
+    bound_port = server.server_address[1]
+    netloc = f"[{host}]:{bound_port}" if ":" in host else f"{host}:{bound_port}"
+    try:
+        yield f"http://{netloc}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
