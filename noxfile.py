@@ -15,7 +15,7 @@ ROOT = Path(__file__).parent
 PACKAGES = ["packages/im_task_core"] + sorted(
     str(p.parent.relative_to(ROOT)) for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core"
 )
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 

@@ -1,0 +1,14 @@
+"""The functions the benchmarks enqueue, in an importable module so both sides pickle them by reference."""
+
+from __future__ import annotations
+
+from im_task import task
+
+
+def noop_plain(a: int, b: str, c: float | None = None) -> None:
+    """Does nothing: the baseline's callable."""
+
+
+@task
+def noop(a: int, b: str, c: float | None = None) -> None:
+    """Does nothing, as a task."""

@@ -1,0 +1,344 @@
+"""im-task benchmarks: each row is a ratio against a baseline measured in the same process.
+
+Run ``python benchmarks/run.py`` (or ``nox -s bench``); ``--quick`` for a
+smoke run. Subject and baseline are measured in turns (baseline, subject,
+baseline, ...) so that a noisy machine slows both alike, and the best run of
+each is kept, as :mod:`timeit` advises. ``docs/benchmarks.md`` explains the
+rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import os
+import pickle
+import platform
+import sys
+import tempfile
+import time
+import timeit
+import tracemalloc
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+import bench_tasks
+import im_task.config
+from im_task import configure
+from im_task.headers import make_task_headers
+from im_task.transports import LocalTransport, RecordingTransport, TaskRequest
+from im_task_flask import ImTask
+
+SECRET = "benchmark-secret-0123456789"
+ARGS: tuple[Any, ...] = (1, "two")
+KWARGS: dict[str, Any] = {"c": 3.0}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much work each benchmark does.
+
+    Attributes:
+        number: Calls per timed batch (rows 1 and 2).
+        repeats: Timed batches of each side, interleaved.
+        tasks: Tasks through the local queue (row 3).
+        queue_repeats: Runs of the local queue benchmark.
+    """
+
+    number: int
+    repeats: int
+    tasks: int
+    queue_repeats: int
+
+
+FULL = Profile(number=2000, repeats=15, tasks=5000, queue_repeats=3)
+QUICK = Profile(number=100, repeats=2, tasks=200, queue_repeats=1)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a subject, its baseline, and the cost ratio."""
+
+    name: str
+    subject: str
+    baseline: str
+    ratio: str
+
+
+# -- measuring -----------------------------------------------------------------------
+
+
+def best_of_interleaved(
+    subject: Callable[[], object],
+    baseline: Callable[[], object],
+    *,
+    number: int,
+    repeats: int,
+    between: Callable[[], object] = lambda: None,
+) -> tuple[float, float]:
+    """Times ``number`` calls of each side ``repeats`` times, in turns.
+
+    Returns:
+        The best seconds per call of the subject and of the baseline.
+    """
+    subject_times: list[float] = []
+    baseline_times: list[float] = []
+    for _ in range(repeats):
+        baseline_times.append(timeit.Timer(baseline).timeit(number) / number)
+        between()
+        subject_times.append(timeit.Timer(subject).timeit(number) / number)
+        between()
+    return min(subject_times), min(baseline_times)
+
+
+def rss_bytes() -> int | None:
+    """The resident set size of this process, where ``/proc`` tells it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+    return lambda data: None
+
+
+def wsgi_caller(app: Any, path: str, body: bytes, headers: dict[str, str]) -> Callable[[], bytes]:
+    """A function POSTing ``body`` to ``app`` in process, with an environ built once and copied per call."""
+    template = EnvironBuilder(path=path, method="POST", data=body, headers=list(headers.items())).get_environ()
+    start_response = _start_response
+
+    def call() -> bytes:
+        environ = template.copy()
+        environ["wsgi.input"] = io.BytesIO(body)
+        result: Iterable[bytes] = app(environ, start_response)
+        try:
+            return b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    return call
+
+
+def checked_status(app: Any, path: str, body: bytes, headers: dict[str, str]) -> int:
+    """The status one in-process POST gets, to check a benchmark measures what it claims."""
+    with app.test_client() as client:
+        return int(client.post(path, data=body, headers=headers).status_code)
+
+
+def micro(seconds: float) -> str:
+    return f"{seconds * 1e6:,.1f} µs"
+
+
+def per_second(rate: float) -> str:
+    return f"{rate:,.0f} tasks/s"
+
+
+def times(ratio: float) -> str:
+    return f"{ratio:.2f}x"
+
+
+# -- the app -----------------------------------------------------------------------------
+
+
+def make_app() -> Flask:
+    """A Flask app serving tasks, with a bare no-op POST route as the baseline."""
+    app = Flask("im_task_benchmarks")
+
+    @app.post("/noop")
+    def noop() -> str:
+        return ""
+
+    ImTask(app)
+    return app
+
+
+@contextmanager
+def configured(data_dir: Path) -> Iterator[RecordingTransport]:
+    im_task.config.reset()
+    recorder = RecordingTransport(max_task_size=10 * 1024 * 1024)
+    configure(secret=SECRET, data_dir=data_dir, transport=recorder)
+    try:
+        yield recorder
+    finally:
+        im_task.config.reset()
+
+
+# -- the rows ------------------------------------------------------------------------------
+
+
+def bench_enqueue(recorder: RecordingTransport, profile: Profile) -> Row:
+    """Row 1: calling a @task function (serialise, sign, build the request) against pickle.dumps."""
+    call = (bench_tasks.noop_plain, ARGS, KWARGS)
+
+    def subject() -> None:
+        bench_tasks.noop(*ARGS, **KWARGS)
+
+    def baseline() -> None:
+        pickle.dumps(call, protocol=pickle.HIGHEST_PROTOCOL)
+
+    subject_s, baseline_s = best_of_interleaved(
+        subject, baseline, number=profile.number, repeats=profile.repeats, between=recorder.clear
+    )
+    return Row(
+        "1. enqueue a @task call (RecordingTransport)",
+        micro(subject_s),
+        f"pickle.dumps of the call: {micro(baseline_s)}",
+        times(subject_s / baseline_s),
+    )
+
+
+def task_request_for_noop(recorder: RecordingTransport) -> tuple[TaskRequest, dict[str, str]]:
+    recorder.clear()
+    bench_tasks.noop(*ARGS, **KWARGS)
+    (request,) = recorder.requests
+    recorder.clear()
+    headers = {**request.headers, **make_task_headers(queue_name=request.queue, task_name="bench")}
+    return request, headers
+
+
+def bench_route(app: Flask, recorder: RecordingTransport, profile: Profile) -> Row:
+    """Row 2: a no-op task through the Flask task route against a bare Flask no-op POST route."""
+    request, headers = task_request_for_noop(recorder)
+    for path in (request.url, "/noop"):
+        status = checked_status(app, path, request.body, headers)
+        if status != 200:
+            raise RuntimeError(f"POST {path} answered {status}, not 200: the benchmark would measure a failure.")
+    subject = wsgi_caller(app, request.url, request.body, headers)
+    baseline = wsgi_caller(app, "/noop", request.body, headers)
+    subject_s, baseline_s = best_of_interleaved(subject, baseline, number=profile.number, repeats=profile.repeats)
+    return Row(
+        "2. run a no-op task via the Flask route (WSGI)",
+        micro(subject_s),
+        f"bare Flask no-op POST route: {micro(baseline_s)}",
+        times(subject_s / baseline_s),
+    )
+
+
+@dataclass(frozen=True)
+class QueueRun:
+    """One pass of tasks through the local queue."""
+
+    enqueue_seconds: float
+    delivery_seconds: float
+    rss_growth: int | None
+
+
+def run_local_queue(app: Flask, data_dir: Path, count: int) -> QueueRun:
+    """Enqueues ``count`` no-op tasks on a fresh local queue, then delivers them in process to ``app``."""
+    path = data_dir / f"bench-{time.monotonic_ns()}.sqlite3"
+    queue = LocalTransport(path, target=app, autostart=False)
+    configure(transport=queue)
+    try:
+        gc.collect()
+        rss_before = rss_bytes()
+        started = time.perf_counter()
+        for _ in range(count):
+            bench_tasks.noop(*ARGS, **KWARGS)
+        enqueued = time.perf_counter()
+        queue.start()
+        if not queue.join(timeout=600):
+            raise RuntimeError("The local queue did not deliver the tasks within 10 minutes.")
+        delivered = time.perf_counter()
+        rss_after = rss_bytes()
+        done = queue.stats().done
+        if done != count:
+            raise RuntimeError(f"The local queue finished {done} of {count} tasks: the benchmark measured failures.")
+    finally:
+        configure(transport=None)
+        queue.close()
+        path.unlink(missing_ok=True)
+    growth = None if rss_before is None or rss_after is None else rss_after - rss_before
+    return QueueRun(enqueued - started, delivered - enqueued, growth)
+
+
+def bench_local_queue(app: Flask, recorder: RecordingTransport, data_dir: Path, profile: Profile) -> list[Row]:
+    """Row 3: throughput and memory of the local queue delivering in process through Flask."""
+    request, headers = task_request_for_noop(recorder)
+    baseline_call = wsgi_caller(app, "/noop", request.body, headers)
+    count = profile.tasks
+    runs: list[QueueRun] = []
+    baseline_times: list[float] = []
+    batch = max(count // 5, 1)
+    for _ in range(profile.queue_repeats):
+        # The baseline's count calls in five batches, so that one slow moment spoils a fifth of a run, not all.
+        baseline_times += [timeit.Timer(baseline_call).timeit(batch) / batch for _ in range(5)]
+        runs.append(run_local_queue(app, data_dir, count))
+    baseline_rate = 1 / min(baseline_times)
+    enqueue_rate = count / min(run.enqueue_seconds for run in runs)
+    delivery_rate = count / min(run.delivery_seconds for run in runs)
+
+    tracemalloc.start()
+    try:
+        run_local_queue(app, data_dir, count)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    growth = runs[0].rss_growth
+    baseline_text = f"bare Flask no-op route x{count:,}: {per_second(baseline_rate)}"
+    return [
+        Row(f"3a. local queue: enqueue {count:,} tasks", per_second(enqueue_rate), baseline_text,
+            times(baseline_rate / enqueue_rate)),
+        Row(f"3b. local queue: deliver {count:,} in process via Flask", per_second(delivery_rate), baseline_text,
+            times(baseline_rate / delivery_rate)),
+        Row(
+            f"3c. local queue: memory for {count:,} tasks",
+            f"tracemalloc peak {peak / 2**20:,.1f} MiB",
+            "RSS growth, first run: " + ("n/a" if growth is None else f"{growth / 2**20:,.1f} MiB"),
+            "-",
+        ),
+    ]  # fmt: skip
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row]) -> None:
+    headers = Row("benchmark", "subject", "baseline (same process)", "ratio")
+    widths = [max(len(getattr(row, field)) for row in [headers, *rows]) for field in ("name", "subject", "baseline")]
+
+    def line(row: Row) -> str:
+        return f"{row.name:<{widths[0]}}  {row.subject:>{widths[1]}}  {row.baseline:<{widths[2]}}  {row.ratio:>6}"
+
+    print(line(headers))
+    print("-" * len(line(headers)))
+    for row in rows:
+        print(line(row))
+    print("\nratio: the subject's cost per call or per task over the baseline's (2.00x = twice as slow).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="im-task benchmarks: ratios against same-process baselines.")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run with few iterations")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    print(
+        f"im-task benchmarks{' (quick)' if args.quick else ''}: Python {platform.python_version()} on "
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; best of {profile.repeats} "
+        f"interleaved batches of {profile.number:,} calls (rows 1-2), best of {profile.queue_repeats} "
+        f"run(s) of {profile.tasks:,} tasks (row 3).\n",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="im-task-bench-") as tmp, configured(Path(tmp)) as recorder:
+        app = make_app()
+        rows = [bench_enqueue(recorder, profile), bench_route(app, recorder, profile)]
+        rows += bench_local_queue(app, recorder, Path(tmp), profile)
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

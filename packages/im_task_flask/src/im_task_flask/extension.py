@@ -1,0 +1,185 @@
+"""The Flask extension: ``ImTask(app)`` or ``ImTask().init_app(app)``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, request
+
+from im_task.config import (
+    check_configuration,
+    get_local_target,
+    register_local_target,
+    set_framework_settings,
+)
+from im_task.errors import ConfigurationError
+from im_task.routing import get_taskroute, set_taskroute
+from im_task_flask.blueprint import make_blueprint
+
+__all__ = ["CONFIG_KEYS", "EXTENSION_NAME", "ImTask", "ImTaskState"]
+
+#: Key of the extension's state in ``app.extensions``.
+EXTENSION_NAME = "im_task"
+
+#: The ``app.config`` keys passed on to the core, with the core setting each one sets.
+CONFIG_KEYS: Mapping[str, str] = {
+    "IM_TASK_SECRET": "secret",
+    "IM_TASK_TRANSPORT": "transport",
+    "IM_TASK_DATA_DIR": "data_dir",
+    "IM_TASK_MAX_BODY_SIZE": "max_body_size",
+    "IM_TASK_WARMUP_MODULE": "warmup_module",
+    "IM_TASK_DEFAULT_QUEUE": "default_queue",
+    "IM_TASK_ENV": "environment",
+}
+
+
+@dataclass(frozen=True)
+class ImTaskState:
+    """What :class:`ImTask` keeps for one app, in ``app.extensions["im_task"]``.
+
+    Attributes:
+        extension: The :class:`ImTask` that set the app up.
+        route: The task route the blueprint serves.
+        blueprint: The registered blueprint.
+        settings: The core settings read from ``app.config`` (unset keys left out).
+        local_target: Whether the app was registered as the local queue's in-process target.
+        csrf_exempt: Whether the blueprint was exempted from Flask-WTF's CSRF protection.
+    """
+
+    extension: ImTask
+    route: str
+    blueprint: Blueprint
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    local_target: bool = True
+    csrf_exempt: bool = False
+
+
+class ImTask:
+    """Serves im-task's task endpoint from a Flask app.
+
+    Use ``ImTask(app)``, or ``im_task = ImTask()`` then ``im_task.init_app(app)``
+    in an app factory. Setting up an app reads its configuration into the
+    im-task core, registers the task blueprint, names the app as the target of
+    the embedded local queue, and checks the configuration so that an unsafe
+    one fails at start-up rather than at the first task.
+
+    Configuration keys (``app.config``; each defaults to ``None``, meaning the
+    core's next source: ``im_task.configure()`` wins over these, these over
+    environment variables, environment variables over built-in defaults):
+
+    ===================================  =============================================================
+    key                                  meaning
+    ===================================  =============================================================
+    ``IM_TASK_SECRET``                   signing secret (str or bytes), or a list (first signs, all verify);
+                                         required in production
+    ``IM_TASK_TRANSPORT``                a ``Transport``, or ``"local"``, ``"immediate"``, ``"recording"``,
+                                         ``"package.module:factory"``
+    ``IM_TASK_ROUTE``                    task route, e.g. ``"/tasks"``, passed to ``set_taskroute``: it applies
+                                         to tasks made after ``init_app``; ``None`` keeps the current one
+    ``IM_TASK_DATA_DIR``                 directory of the local queue, local secret and local payloads
+    ``IM_TASK_MAX_BODY_SIZE``            largest task body read, in bytes (1 MiB by default); 413 above
+    ``IM_TASK_WARMUP_MODULE``            module imported before the first task runs
+    ``IM_TASK_DEFAULT_QUEUE``            queue of tasks that name none (``"default"``)
+    ``IM_TASK_ENV``                      ``"development"`` or ``"production"``
+    ``IM_TASK_REGISTER_LOCAL_TARGET``    register the app as the local queue's in-process target
+                                         (default ``True``)
+    ===================================  =============================================================
+
+    The core's settings are process-wide: with several apps in one process,
+    the last app set up provides them, and is the local queue's target.
+
+    The task blueprint is exempt from Flask-WTF's ``CSRFProtect`` whether it
+    is set up before or after this extension: tasks are authenticated by the
+    HMAC signature of their body, not by a cookie, so a CSRF token would add
+    nothing, and a queue could not send one.
+
+    Args:
+        app: The app to set up now, or None to call :meth:`init_app` later.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> ImTaskState:
+        """Sets up ``app`` to serve tasks.
+
+        Args:
+            app: The Flask application.
+
+        Returns:
+            The state stored in ``app.extensions["im_task"]``.
+
+        Raises:
+            ConfigurationError: If the app is already set up, a configuration
+                value is invalid, or the configuration is unsafe (such as
+                production without a secret).
+        """
+        if not isinstance(app, Flask):
+            raise ConfigurationError(f"ImTask.init_app needs a Flask application, not {type(app).__name__}.")
+        if EXTENSION_NAME in app.extensions:
+            raise ConfigurationError(
+                f"im-task is already set up on the Flask app {app.name!r}; call ImTask(app) or init_app(app) once "
+                "per app."
+            )
+        for key in CONFIG_KEYS:
+            app.config.setdefault(key, None)
+        app.config.setdefault("IM_TASK_ROUTE", None)
+        app.config.setdefault("IM_TASK_REGISTER_LOCAL_TARGET", True)
+
+        settings = {name: app.config[key] for key, name in CONFIG_KEYS.items() if app.config[key] is not None}
+        set_framework_settings(settings, source=f"app.config of {app.name!r} (IM_TASK_* keys)")
+        if app.config["IM_TASK_ROUTE"] is not None:
+            set_taskroute(app.config["IM_TASK_ROUTE"])
+        route = get_taskroute()
+
+        register_target = bool(app.config["IM_TASK_REGISTER_LOCAL_TARGET"])
+        previous_target = get_local_target()
+        if register_target:
+            register_local_target(app)  # before the transport is made, so the local queue finds it
+        try:
+            check_configuration()
+        except Exception:
+            register_local_target(previous_target)
+            raise
+
+        blueprint = make_blueprint(route)
+        app.register_blueprint(blueprint)
+        exempted = _exempt_from_csrf(app, blueprint)
+        state = ImTaskState(
+            extension=self,
+            route=route,
+            blueprint=blueprint,
+            settings=settings,
+            local_target=register_target,
+            csrf_exempt=exempted,
+        )
+        app.extensions[EXTENSION_NAME] = state
+        return state
+
+
+def _exempt_from_csrf(app: Flask, blueprint: Blueprint) -> bool:
+    """Exempts the task blueprint from Flask-WTF's CSRF protection, now or when it shows up.
+
+    When ``CSRFProtect`` is already set up, the blueprint is exempted at once.
+    Otherwise a request hook, which runs before any hook ``CSRFProtect`` adds
+    later, exempts it on the first task request that finds it there.
+
+    Returns:
+        Whether the blueprint was exempted now.
+    """
+    csrf = app.extensions.get("csrf")
+    if csrf is not None:
+        csrf.exempt(blueprint)
+        return True
+
+    def exempt_when_protected() -> None:
+        if request.blueprint == blueprint.name:
+            late_csrf = app.extensions.get("csrf")
+            if late_csrf is not None:
+                late_csrf.exempt(blueprint)
+
+    app.before_request(exempt_when_protected)
+    return False
