@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import importlib
 import random
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
@@ -149,14 +150,9 @@ def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
 def _importable(obj: TaskFunction[Any, Any]) -> bool:
     module_name = getattr(obj, "__module__", None)
     qualname = getattr(obj, "__qualname__", "")
-    if not module_name or "<" in qualname:
-        return False
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return False
+    found: Any = sys.modules.get(module_name) if module_name and "<" not in qualname else None
+    for part in qualname.split(".") if found is not None else ():
+        found = getattr(found, part, None)
     return found is obj
 
 
