@@ -1,0 +1,532 @@
+"""The SQLite task store of the local queue.
+
+One table holds every task. Writers take SQLite's write lock up front
+(``BEGIN IMMEDIATE``), so several threads, dispatchers and processes may share
+one file: a dispatcher *claims* due tasks by giving them a lease (an owner and
+an expiry time); a lease that runs out because its holder died makes the task
+claimable again. The database runs in WAL mode with ``synchronous=NORMAL``:
+a committed enqueue survives a crash of the process, and readers never block
+the writer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, cast
+
+from im_task.errors import EnqueueError, TaskAlreadyExistsError
+from im_task.retry import RetryOptions
+from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
+
+__all__ = ["ClaimedTask", "NewTask", "Settlement", "TaskStore"]
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    headers TEXT NOT NULL,
+    body BLOB NOT NULL,
+    eta REAL NOT NULL,
+    due REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    executions INTEGER NOT NULL DEFAULT 0,
+    first_attempt REAL,
+    last_status INTEGER,
+    last_error TEXT,
+    deadline REAL,
+    retry_options TEXT,
+    lease_owner TEXT,
+    lease_until REAL,
+    created REAL NOT NULL,
+    finished REAL,
+    UNIQUE (queue, name)
+);
+CREATE INDEX IF NOT EXISTS tasks_state_due ON tasks (state, due);
+"""
+_ACTIVE = ("queued", "running")
+_CLAIM_COLUMNS = (
+    "id, queue, name, url, headers, body, eta, attempts, executions, first_attempt, "
+    "last_status, last_error, deadline, retry_options, state"
+)
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task to insert: everything the store keeps of a ``TaskRequest``.
+
+    Attributes:
+        queue: Short queue name.
+        name: Task name, unique in its queue.
+        url: Path to POST to.
+        headers: The request's own headers.
+        body: The body to POST.
+        eta: When to run it, seconds since the epoch.
+        deadline: Seconds to wait for an answer, or None for the queue's default.
+        retry_options: The task's own retry options, or None.
+    """
+
+    queue: str
+    name: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    eta: float
+    deadline: float | None
+    retry_options: RetryOptions | None
+
+
+@dataclass(frozen=True)
+class ClaimedTask:
+    """A task leased to a dispatcher, with what it needs to deliver it.
+
+    Attributes:
+        id: Row id.
+        queue: Short queue name.
+        name: Task name.
+        url: Path to POST to.
+        headers: The request's own headers.
+        body: The body to POST.
+        eta: When the task was scheduled, seconds since the epoch.
+        attempt: Number of this attempt, 1 for the first.
+        executions: Earlier attempts that got a response other than 5xx.
+        first_attempt: When the first attempt started, seconds since the epoch.
+        previous_status: HTTP status of the previous attempt, if there was one and it was answered.
+        previous_error: Why the previous attempt failed, if it did.
+        deadline: The task's own dispatch deadline in seconds, or None.
+        retry_options: The task's own retry options, or None.
+    """
+
+    id: int
+    queue: str
+    name: str
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    eta: float
+    attempt: int
+    executions: int
+    first_attempt: float
+    previous_status: int | None
+    previous_error: str | None
+    deadline: float | None
+    retry_options: RetryOptions | None
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The outcome of one attempt, to record.
+
+    Attributes:
+        id: Row id of the task.
+        attempt: The attempt settled; ignored if the task was claimed again since.
+        state: ``"done"``, ``"failed"`` or ``"queued"`` (to retry).
+        due: When a task to retry is due again.
+        status: HTTP status received, or None.
+        error: Why the attempt failed, or None.
+        executed: Whether the attempt counts as an execution (any non-5xx answer).
+        finished: When the attempt ended, seconds since the epoch.
+        released: The task was claimed but not attempted: it is given back as it
+            was (its attempt uncounted); the other fields are ignored.
+    """
+
+    id: int
+    attempt: int
+    state: TaskState
+    due: float
+    status: int | None
+    error: str | None
+    executed: bool
+    finished: float
+    released: bool = False
+
+
+class TaskStore:
+    """Tasks in one SQLite file, shared safely by threads and processes.
+
+    Args:
+        path: The database file; parent directories are created.
+        busy_timeout: Seconds to wait for another writer before failing.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"{path} was made by a newer im-task (schema {version}; this one knows {SCHEMA_VERSION})"
+                )
+            if version < SCHEMA_VERSION:  # a new file: no write lock is taken to open an existing one
+                with self._write() as conn:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._conn is None
+
+    def close(self) -> None:
+        """Closes the database; later calls do nothing."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise sqlite3.ProgrammingError("the task store is closed")
+            yield self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._read() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- enqueue ---------------------------------------------------------
+
+    def add(self, task: NewTask, *, now: float, name_retention: float) -> None:
+        """Inserts a task, refusing a name in use or remembered.
+
+        Args:
+            task: The task.
+            now: The time, seconds since the epoch.
+            name_retention: Seconds a finished task's name stays taken.
+
+        Raises:
+            TaskAlreadyExistsError: A task of that name is queued or running,
+                or finished less than ``name_retention`` seconds ago.
+            EnqueueError: The database failed or is closed.
+        """
+        row = (
+            task.queue,
+            task.name,
+            task.url,
+            json.dumps(task.headers, separators=(",", ":")),
+            task.body,
+            task.eta,
+            task.eta,
+            "queued",
+            task.deadline,
+            _dump_options(task.retry_options),
+            now,
+        )
+        insert = (
+            "INSERT INTO tasks (queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        try:
+            with self._write() as conn:
+                try:
+                    conn.execute(insert, row)
+                except sqlite3.IntegrityError:
+                    old = conn.execute(
+                        "SELECT id, state, finished FROM tasks WHERE queue = ? AND name = ?", (task.queue, task.name)
+                    ).fetchone()
+                    if old is None:  # pragma: no cover - only the unique index raises IntegrityError
+                        raise
+                    old_id, state, finished = old
+                    if state in _ACTIVE:
+                        raise TaskAlreadyExistsError(
+                            f"A task named {task.name!r} is already {state} on queue {task.queue!r}."
+                        ) from None
+                    if finished is not None and finished > now - name_retention:
+                        raise TaskAlreadyExistsError(
+                            f"A task named {task.name!r} ran on queue {task.queue!r} {now - finished:.0f} s ago; "
+                            f"its name stays taken for {name_retention:g} s after it finished."
+                        ) from None
+                    conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
+                    conn.execute(insert, row)
+        except sqlite3.Error as exc:
+            raise EnqueueError(f"The local queue at {self.path} could not store the task: {exc}") from exc
+
+    # -- dispatch --------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, *, now: float, lease_until: float) -> list[ClaimedTask]:
+        """Leases up to ``limit`` due tasks, oldest due first.
+
+        Due tasks are queued ones whose ``due`` time has come and running ones
+        whose lease ran out (their holder is presumed dead: the lost attempt
+        counts, with the reason ``LEASE_EXPIRED``).
+
+        Args:
+            owner: The claiming dispatcher's id.
+            limit: Most tasks to claim.
+            now: The time, seconds since the epoch.
+            lease_until: When the new leases run out.
+
+        Returns:
+            The claimed tasks, bodies included.
+        """
+        if limit <= 0:
+            return []
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'queued' AND due <= ? "
+                f"UNION ALL SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'running' AND lease_until <= ? "
+                "LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+            if not rows:
+                return []
+            ids = [row[0] for row in rows]
+            marks = ",".join("?" * len(ids))
+            conn.execute(
+                "UPDATE tasks SET "
+                "attempts = attempts + 1, "
+                "last_status = CASE WHEN state = 'running' THEN NULL ELSE last_status END, "
+                "last_error = CASE WHEN state = 'running' THEN 'LEASE_EXPIRED' ELSE last_error END, "
+                "state = 'running', lease_owner = ?, lease_until = ?, first_attempt = COALESCE(first_attempt, ?) "
+                f"WHERE id IN ({marks})",
+                (owner, lease_until, now, *ids),
+            )
+        claimed = []
+        for (
+            row_id,
+            queue,
+            name,
+            url,
+            headers,
+            body,
+            eta,
+            attempts,
+            executions,
+            first_attempt,
+            last_status,
+            last_error,
+            deadline,
+            retry_options,
+            state,
+        ) in rows:
+            lost = state == "running"  # its holder died: that attempt (already counted) failed
+            claimed.append(
+                ClaimedTask(
+                    id=row_id,
+                    queue=queue,
+                    name=name,
+                    url=url,
+                    headers=json.loads(headers),
+                    body=body,
+                    eta=eta,
+                    attempt=attempts + 1,
+                    executions=executions,
+                    first_attempt=now if first_attempt is None else first_attempt,
+                    previous_status=None if lost else last_status,
+                    previous_error="LEASE_EXPIRED" if lost else last_error,
+                    deadline=deadline,
+                    retry_options=_load_options(retry_options),
+                )
+            )
+        return claimed
+
+    def renew(self, owner: str, *, lease_until: float) -> None:
+        """Extends every lease ``owner`` holds until ``lease_until``."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE tasks SET lease_until = ? WHERE state = 'running' AND lease_owner = ?", (lease_until, owner)
+            )
+
+    def settle(self, owner: str, settlements: Sequence[Settlement]) -> int:
+        """Records the outcome of attempts, in one transaction.
+
+        A settlement whose task is no longer leased to ``owner`` for that
+        attempt (its lease ran out and someone else claimed it) is ignored.
+
+        Args:
+            owner: The dispatcher that made the attempts.
+            settlements: What happened.
+
+        Returns:
+            How many were recorded.
+        """
+        recorded = 0
+        with self._write() as conn:
+            for s in settlements:
+                if s.released:
+                    cursor = conn.execute(
+                        "UPDATE tasks SET state = 'queued', attempts = attempts - 1, "
+                        "first_attempt = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt END, "
+                        "lease_owner = NULL, lease_until = NULL "
+                        "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
+                        (s.id, owner, s.attempt),
+                    )
+                    recorded += cursor.rowcount
+                    continue
+                done = s.state == "done"
+                cursor = conn.execute(
+                    "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
+                    "last_status = ?, last_error = ?, executions = executions + ?, "
+                    "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
+                    "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL "
+                    "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
+                    (
+                        s.state,
+                        s.state,
+                        s.due,
+                        s.status,
+                        s.error,
+                        int(s.executed),
+                        s.state,
+                        s.finished,
+                        done,
+                        s.id,
+                        owner,
+                        s.attempt,
+                    ),
+                )
+                recorded += cursor.rowcount
+        return recorded
+
+    def next_wake(self, owner: str) -> float | None:
+        """When the next task becomes claimable, or None when no task is waiting.
+
+        That is the earliest due time of a queued task, or the earliest lease
+        expiry of a task another dispatcher holds.
+        """
+        with self._read() as conn:
+            (due,) = conn.execute("SELECT MIN(due) FROM tasks WHERE state = 'queued'").fetchone()
+            (lease,) = conn.execute(
+                "SELECT MIN(lease_until) FROM tasks WHERE state = 'running' AND lease_owner IS NOT ?", (owner,)
+            ).fetchone()
+        times = [t for t in (due, lease) if t is not None]
+        return min(times) if times else None
+
+    def busy(self, *, now: float, scheduled: bool) -> bool:
+        """Whether a task is running or due (or, with ``scheduled``, waiting at all)."""
+        with self._read() as conn:
+            if scheduled:
+                query = "SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN ('queued', 'running'))"
+                (found,) = conn.execute(query).fetchone()
+            else:
+                query = (
+                    "SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'running') "
+                    "OR EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND due <= ?)"
+                )
+                (found,) = conn.execute(query, (now,)).fetchone()
+        return bool(found)
+
+    def prune(self, *, finished_before: float) -> int:
+        """Forgets done tasks that finished before a time; returns how many."""
+        with self._write() as conn:
+            return conn.execute("DELETE FROM tasks WHERE state = 'done' AND finished < ?", (finished_before,)).rowcount
+
+    # -- inspection ------------------------------------------------------
+
+    def counts(self, *, now: float, queue: str | None = None) -> QueueStats:
+        """Tasks by state (the transport's counters left at zero)."""
+        where, args = ("WHERE queue = ?", (queue,)) if queue is not None else ("", ())
+        with self._read() as conn:
+            by_state = dict(conn.execute(f"SELECT state, COUNT(*) FROM tasks {where} GROUP BY state", args).fetchall())
+            due_where = "AND queue = ?" if queue is not None else ""
+            (due,) = conn.execute(
+                f"SELECT COUNT(*) FROM tasks WHERE state = 'queued' AND due <= ? {due_where}", (now, *args)
+            ).fetchone()
+        return QueueStats(
+            queued=by_state.get("queued", 0),
+            due=due,
+            running=by_state.get("running", 0),
+            done=by_state.get("done", 0),
+            failed=by_state.get("failed", 0),
+        )
+
+    def tasks(self, *, state: TaskState | None = None, queue: str | None = None, limit: int = 100) -> list[TaskInfo]:
+        """Tasks, running first, then queued by due time, then failed and done ones, newest first."""
+        conditions: list[str] = []
+        args: list[Any] = []
+        if state is not None:
+            conditions.append("state = ?")
+            args.append(state)
+        if queue is not None:
+            conditions.append("queue = ?")
+            args.append(queue)
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = (
+            "SELECT queue, name, url, state, attempts, executions, eta, "
+            "CASE WHEN state = 'running' THEN lease_until ELSE due END, created, finished, "
+            f"last_status, last_error, LENGTH(body) FROM tasks {where} "
+            "ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'failed' THEN 2 ELSE 3 END, "
+            "CASE WHEN state IN ('queued', 'running') THEN due ELSE -finished END, id LIMIT ?"
+        )
+        with self._read() as conn:
+            rows = conn.execute(query, (*args, limit)).fetchall()
+        return [
+            TaskInfo(
+                queue=q,
+                name=name,
+                url=url,
+                state=cast(TaskState, st),
+                attempts=attempts,
+                executions=executions,
+                eta=_datetime(eta),
+                due=_datetime(due if due is not None else eta),
+                created=_datetime(created),
+                finished=None if finished is None else _datetime(finished),
+                last_status=last[0],
+                last_error=last[1],
+                size=size or 0,
+            )
+            for (q, name, url, st, attempts, executions, eta, due, created, finished, *last, size) in rows
+        ]
+
+    def purge(self, *, queue: str | None = None, states: Sequence[TaskState] = ("queued",)) -> int:
+        """Deletes tasks in the given states (never running ones); returns how many."""
+        chosen = [s for s in states if s != "running"]
+        unknown = set(chosen) - set(STATES)
+        if unknown:
+            raise ValueError(f"Unknown task state(s): {', '.join(sorted(unknown))}.")
+        if not chosen:
+            return 0
+        marks = ",".join("?" * len(chosen))
+        where = f"state IN ({marks})"
+        args: list[Any] = list(chosen)
+        if queue is not None:
+            where += " AND queue = ?"
+            args.append(queue)
+        with self._write() as conn:
+            return conn.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount
+
+
+def _dump_options(options: RetryOptions | None) -> str | None:
+    if options is None:
+        return None
+    return json.dumps({f.name: getattr(options, f.name) for f in fields(options)})
+
+
+def _load_options(text: str | None) -> RetryOptions | None:
+    return None if text is None else RetryOptions(**json.loads(text))
+
+
+def _datetime(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc)

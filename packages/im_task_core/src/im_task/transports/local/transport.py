@@ -1,0 +1,459 @@
+"""``LocalTransport``: the embedded, durable queue that behaves like Cloud Tasks."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from im_task.errors import ConfigurationError, EnqueueError, Error, TaskTooLargeError
+from im_task.retry import RetryPolicy
+from im_task.transports.base import TaskRequest, Transport, task_size
+from im_task.transports.local.delivery import Deliverer, HTTPDelivery, WSGIDelivery
+from im_task.transports.local.dispatcher import Counters, Dispatcher
+from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
+from im_task.transports.local.store import NewTask, TaskStore
+
+__all__ = ["LocalTransport"]
+
+logger = logging.getLogger("im_task.local")
+
+WSGIApp = Callable[..., Any]
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
+_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+_JOIN_POLL = 0.05
+_EXIT_TIMEOUT = 2.0
+_T = TypeVar("_T")
+_live: weakref.WeakSet[LocalTransport] = weakref.WeakSet()
+_abandoned: list[TaskStore] = []  # stores inherited through fork(): never used nor closed in the child
+
+
+class LocalTransport(Transport):
+    """A durable queue in a SQLite file, delivering tasks like Google Cloud Tasks.
+
+    Tasks are committed to the file before :meth:`enqueue` returns, so they
+    survive a restart or a crash. A dispatcher thread (started on the first
+    enqueue, or by :meth:`start`) POSTs due tasks to the target, several at a
+    time, with the ``X-AppEngine-*`` task headers; any answer but a 2xx, a
+    connection failure, or no answer within the dispatch deadline is retried
+    with exponential backoff until the queue's retry policy gives up. Several
+    transports and ``im-task worker`` processes may share one file: each task
+    is leased to one of them at a time.
+
+    Args:
+        path: The SQLite file; defaults to ``queue.sqlite3`` in the configured
+            ``data_dir``. Parent directories are created.
+        target: Where tasks go: a WSGI application (called in process), a base
+            URL such as ``"http://127.0.0.1:8000"`` (the task's path is
+            appended), or None for the application an adapter registered,
+            looked up at delivery time.
+        autostart: Start the dispatcher on the first enqueue. With False, call
+            :meth:`start` (or let another process deliver).
+        concurrency: Most deliveries in flight at once.
+        queues: Retry policy by queue name; other queues use ``default_policy``.
+        default_policy: Retry policy of queues not in ``queues``.
+        dispatch_deadline: Seconds to wait for an answer when the task sets no deadline.
+        max_task_size: Largest task accepted, in bytes of method, URL, headers and body.
+        name_retention: Seconds a finished task's name stays taken.
+        lease_duration: Seconds a claimed task stays leased without renewal; a
+            dispatcher that dies loses its tasks to others after this long.
+        poll_interval: Longest the dispatcher sleeps, so that it sees tasks
+            enqueued by other processes.
+
+    Raises:
+        ConfigurationError: For a bad argument.
+
+    Example:
+        >>> with LocalTransport("/tmp/q.sqlite3", target="http://127.0.0.1:8000") as queue:  # doctest: +SKIP
+        ...     queue.enqueue(TaskRequest(queue="default", url="/_ah/task/m/f", body=b"..."))
+        ...     queue.join()
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        target: WSGIApp | str | None = None,
+        autostart: bool = True,
+        concurrency: int = 8,
+        queues: Mapping[str, RetryPolicy] | None = None,
+        default_policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing it is safe
+        dispatch_deadline: float = 600.0,
+        max_task_size: int = 100 * 1024,
+        name_retention: float = 3600.0,
+        lease_duration: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        _check_positive("concurrency", concurrency, integer=True)
+        _check_positive("dispatch_deadline", dispatch_deadline)
+        _check_positive("max_task_size", max_task_size, integer=True)
+        _check_positive("lease_duration", lease_duration)
+        _check_positive("poll_interval", poll_interval)
+        if isinstance(name_retention, bool) or not isinstance(name_retention, (int, float)) or name_retention < 0:
+            raise ConfigurationError(f"name_retention must be a number of seconds >= 0, not {name_retention!r}.")
+        if not isinstance(default_policy, RetryPolicy):
+            raise ConfigurationError(f"default_policy must be a RetryPolicy, not {type(default_policy).__name__}.")
+        for queue, policy in (queues or {}).items():
+            if not isinstance(policy, RetryPolicy):
+                raise ConfigurationError(f"queues[{queue!r}] must be a RetryPolicy, not {type(policy).__name__}.")
+        self._fixed: Deliverer | None = None
+        if isinstance(target, str):
+            self._fixed = HTTPDelivery(target)
+        elif target is not None and not callable(target):
+            raise ConfigurationError(
+                f"target must be a WSGI callable, a base URL string or None, not {type(target).__name__}."
+            )
+        elif target is not None:
+            self._fixed = WSGIDelivery(target)
+        self.target = target
+        if path is None:
+            from im_task.config import get_settings
+
+            path = get_settings().data_dir / "queue.sqlite3"
+        self.path = Path(path)
+        self.autostart = autostart
+        self.concurrency = concurrency
+        self.max_task_size = max_task_size
+        self.dispatch_deadline = float(dispatch_deadline)
+        self.name_retention = float(name_retention)
+        self.default_policy = default_policy
+        self._policies = dict(queues or {})
+        self._lease = float(lease_duration)
+        self._poll = float(poll_interval)
+        try:
+            self._store = TaskStore(self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise ConfigurationError(f"The local queue cannot open {self.path}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._counters = Counters()
+        self._dispatcher: Dispatcher | None = None
+        self._ever_started = False
+        self._closed = False
+        self._registered: tuple[WSGIApp, WSGIDelivery] | None = None
+        _live.add(self)
+
+    def __repr__(self) -> str:
+        return f"LocalTransport({str(self.path)!r}, target={self.target!r})"
+
+    def __enter__(self) -> LocalTransport:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- the Transport contract -----------------------------------------
+
+    def enqueue(self, request: TaskRequest) -> str:
+        """Stores a task durably and wakes the dispatcher.
+
+        Args:
+            request: The task.
+
+        Returns:
+            The task's name: ``request.name``, or a generated unique one.
+
+        Raises:
+            TaskAlreadyExistsError: The name is in use on the queue, or was
+                within ``name_retention`` seconds.
+            TaskTooLargeError: The task is over ``max_task_size``.
+            EnqueueError: The transport is closed, the request is malformed,
+                or the database failed.
+        """
+        if self._closed:
+            raise EnqueueError(f"The local queue at {self.path} is closed; no task can be enqueued on it.")
+        if not isinstance(request, TaskRequest):
+            raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
+        if not _QUEUE.fullmatch(request.queue):
+            raise EnqueueError(f"Bad queue name {request.queue!r}: use 1 to 100 letters, digits, '-', '_' or '.'.")
+        if not request.url.startswith("/"):
+            raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
+        if request.name is not None and not _NAME.fullmatch(request.name):
+            raise EnqueueError(f"Bad task name {request.name!r}: use 1 to 500 letters, digits, '-' or '_'.")
+        size = task_size(request)
+        if size > self.max_task_size:
+            raise TaskTooLargeError(
+                f"The task is {size} bytes (method, URL, headers and body), over the local queue's inline limit "
+                f"of {self.max_task_size} bytes. Payloads over the inline limit need the payload store, which "
+                "is coming in a later version of im-task; send less data with the task (e.g. a key to load it)."
+            )
+        now = time.time()
+        schedule = request.schedule_time
+        if schedule is not None and schedule.tzinfo is None:
+            schedule = schedule.replace(tzinfo=dt.timezone.utc)
+        deadline = request.dispatch_deadline
+        name = request.name or uuid.uuid4().hex
+        self._store.add(
+            NewTask(
+                queue=request.queue,
+                name=name,
+                url=request.url,
+                headers=dict(request.headers),
+                body=request.body,
+                eta=now if schedule is None else schedule.timestamp(),
+                deadline=None if deadline is None else max(deadline.total_seconds(), 0.001),
+                retry_options=request.retry_options,
+            ),
+            now=now,
+            name_retention=self.name_retention,
+        )
+        dispatcher = self._dispatcher
+        if dispatcher is not None:
+            dispatcher.kick()
+        elif self.autostart and not self._ever_started:
+            self.start()
+        return name
+
+    def close(self) -> None:
+        """Stops the dispatcher (letting deliveries in flight finish) and closes the database.
+
+        Enqueueing afterwards raises :class:`~im_task.EnqueueError`. Calling
+        it again does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.stop()
+        for deliverer in (self._fixed, self._registered[1] if self._registered else None):
+            if deliverer is not None:
+                deliverer.close()
+        self._store.close()
+
+    # -- dispatching ----------------------------------------------------
+
+    def start(self) -> None:
+        """Starts the dispatcher thread, if it is not running.
+
+        Raises:
+            EnqueueError: The transport is closed.
+        """
+        with self._lock:
+            if self._store.closed:
+                raise EnqueueError(f"The local queue at {self.path} is closed.")
+            self._ever_started = True
+            if self._dispatcher is not None:
+                return
+            self._dispatcher = Dispatcher(
+                self._store,
+                resolve=self._resolve,
+                policy_for=self.policy_for,
+                counters=self._counters,
+                concurrency=self.concurrency,
+                dispatch_deadline=self.dispatch_deadline,
+                lease_duration=self._lease,
+                name_retention=self.name_retention,
+                poll_interval=self._poll,
+                changed=self._changed,
+            )
+            self._dispatcher.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stops dispatching; deliveries in flight finish and are recorded.
+
+        Tasks left stay in the file for the next start (or another process).
+        After a stop, enqueueing does not start the dispatcher again; call
+        :meth:`start`.
+
+        Args:
+            timeout: Most seconds to wait for deliveries in flight, or None.
+
+        Returns:
+            True when nothing was left in flight.
+        """
+        with self._lock:
+            dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is None:
+            return True
+        return dispatcher.stop(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the dispatcher thread runs."""
+        dispatcher = self._dispatcher
+        return dispatcher is not None and dispatcher.alive
+
+    def join(self, timeout: float | None = None, *, scheduled: bool = False) -> bool:
+        """Waits until no task is due or being delivered.
+
+        It watches the whole file, so it also waits for deliveries by other
+        processes sharing it; it does not start the dispatcher.
+
+        Args:
+            timeout: Most seconds to wait, or None to wait as long as it takes.
+            scheduled: Also wait for tasks waiting for their countdown, eta
+                or retry backoff, i.e. until no task is queued at all.
+
+        Returns:
+            True when idle, False when the timeout passed first.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if not self._busy(scheduled):
+                return True
+            wait = _JOIN_POLL
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = min(wait, left)
+            with self._changed:
+                self._changed.wait(wait)
+
+    def _busy(self, scheduled: bool) -> bool:
+        dispatcher = self._dispatcher
+        if dispatcher is not None and dispatcher.in_flight:
+            return True
+        try:
+            return self._store.busy(now=time.time(), scheduled=scheduled)
+        except sqlite3.ProgrammingError:
+            return False  # closed: nothing will happen any more
+
+    def policy_for(self, queue: str) -> RetryPolicy:
+        """The retry policy of a queue."""
+        return self._policies.get(queue, self.default_policy)
+
+    def _resolve(self) -> Deliverer | None:
+        if self._fixed is not None:
+            return self._fixed
+        from im_task.config import get_local_target
+
+        app = get_local_target()
+        if app is None:
+            return None
+        registered = self._registered
+        if registered is None or registered[0] is not app:
+            registered = self._registered = (app, WSGIDelivery(app))
+        return registered[1]
+
+    # -- inspection ------------------------------------------------------
+
+    def stats(self, queue: str | None = None) -> QueueStats:
+        """Counts of tasks by state (every process), and what this transport did.
+
+        Args:
+            queue: Count only this queue's tasks (the counters are not per queue).
+
+        Returns:
+            The counts.
+        """
+        counts = self._run(lambda: self._store.counts(now=time.time(), queue=queue))
+        return QueueStats(
+            queued=counts.queued,
+            due=counts.due,
+            running=counts.running,
+            done=counts.done,
+            failed=counts.failed,
+            delivered=self._counters.delivered,
+            retried=self._counters.retried,
+            given_up=self._counters.given_up,
+        )
+
+    def tasks(self, state: TaskState | None = None, queue: str | None = None, limit: int = 100) -> list[TaskInfo]:
+        """Lists stored tasks: running, then queued by due time, then failed and done, latest first.
+
+        Args:
+            state: Only tasks in this state.
+            queue: Only this queue's tasks.
+            limit: Most tasks to list.
+
+        Returns:
+            The tasks.
+
+        Raises:
+            ConfigurationError: For an unknown state or a bad limit.
+        """
+        if state is not None and state not in STATES:
+            raise ConfigurationError(f"Unknown task state {state!r}; use one of {', '.join(STATES)}.")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigurationError(f"limit must be a whole number >= 1, not {limit!r}.")
+        return self._run(lambda: self._store.tasks(state=state, queue=queue, limit=limit))
+
+    def purge(self, queue: str | None = None, *, states: Sequence[TaskState] = ("queued",)) -> int:
+        """Deletes tasks: by default the queued ones; running ones are never deleted.
+
+        Their names are free again at once.
+
+        Args:
+            queue: Only this queue's tasks, or None for every queue.
+            states: Which tasks to delete, among ``"queued"``, ``"done"`` and ``"failed"``.
+
+        Returns:
+            How many tasks were deleted.
+
+        Raises:
+            ConfigurationError: For an unknown state.
+        """
+        bad = [s for s in states if s not in STATES or s == "running"]
+        if bad:
+            raise ConfigurationError(f"Cannot purge tasks in state(s) {bad!r}; use queued, done or failed.")
+        return self._run(lambda: self._store.purge(queue=queue, states=states))
+
+    def _after_fork(self) -> None:
+        """In a child process: starts afresh with its own database connection and no dispatcher.
+
+        Threads do not survive ``fork()`` and a SQLite connection or an HTTP
+        connection must not be shared by two processes, so the inherited ones
+        are abandoned. The dispatcher starts again as it did in the parent.
+        """
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self._counters = Counters()
+        self._dispatcher = None
+        self._ever_started = False
+        self._registered = None
+        if isinstance(self.target, str):
+            self._fixed = HTTPDelivery(self.target)
+        if self._closed:
+            return
+        _abandoned.append(self._store)
+        try:
+            self._store = TaskStore(self.path)
+        except (sqlite3.Error, OSError):
+            logger.exception("The local queue cannot reopen %s after fork()", self.path)
+            self._closed = True
+
+    def _run(self, read: Callable[[], _T]) -> _T:
+        try:
+            return read()
+        except sqlite3.ProgrammingError as exc:
+            raise Error(f"The local queue at {self.path} is closed.") from exc
+
+
+def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:  # type: ignore[operator]
+        kind = "whole number" if integer else "number"
+        raise ConfigurationError(f"{name} must be a {kind} > 0, not {value!r}.")
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_live):
+        transport._after_fork()
+
+
+def _stop_at_exit() -> None:
+    """Lets deliveries in flight finish (briefly) when the interpreter exits."""
+    for transport in list(_live):
+        try:
+            transport.stop(timeout=_EXIT_TIMEOUT)
+        except Exception:  # pragma: no cover - never let exit fail
+            logger.debug("Stopping %r at exit failed", transport, exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_stop_at_exit)
