@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import im_task.config
+import im_task.transactions
 from im_task import configure, set_taskroute
 from im_task.routing import DEFAULT_TASKROUTE
 
@@ -33,6 +34,8 @@ def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     im_task.config.reset()
     configure(data_dir=tmp_path, secret=TEST_SECRET)
     core_sink.reset()
+    # Adapters' test suites may run in this process and register transaction binders of their own.
+    monkeypatch.setattr(im_task.transactions, "_binders", [])
     yield
     im_task.config.reset()
     set_taskroute(DEFAULT_TASKROUTE)

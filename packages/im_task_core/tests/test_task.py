@@ -141,7 +141,9 @@ def test_request_carries_every_option(recorder: RecordingTransport) -> None:
     )
     assert handle == TaskHandle(name="task-1", queue="q-1", url="/custom/add", eta=eta)
     call = loads_call(open_envelope(request.body, get_keyring()))
-    assert (call.func, call.args, dict(call.kwargs)) == (add, (1,), {"b": 2})
+    assert isinstance(call.func, TaskFunction)
+    assert (call.func.func, call.args, dict(call.kwargs)) == (add, (1,), {"b": 2})
+    assert call.func.options == fn.options
     assert (call.retry_limit, call.includeheaders, call.description) == (4, False, "/custom/add")
 
 

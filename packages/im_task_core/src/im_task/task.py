@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import importlib
+import inspect
 import random
 import sys
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class TaskFunction(Generic[P, R]):
         options = self.options
         settings = get_settings()
         call = TaskCall(
-            func=self if _importable(self) else self.func,
+            func=self,
             args=args,
             kwargs=kwargs,
             includeheaders=options.includeheaders,
@@ -135,8 +136,20 @@ class TaskFunction(Generic[P, R]):
         return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
+        # By reference whenever the wrapped function can be found again by name (at module level, or as a
+        # method of the bound object's class), so that its code and the module globals it uses are not copied
+        # into the task; by value (cloudpickle) otherwise: nested functions, closures, lambdas.
+        qualname = getattr(self, "__qualname__", "")
         if _importable(self):
-            return (_import_task_function, (self.__module__, getattr(self, "__qualname__", "")))
+            return (_import_task_function, (self.__module__, qualname))
+        original = _lookup(self.__module__, qualname)
+        if isinstance(original, TaskFunction) and original.func is self.func:
+            return (_restore_copy, (self.__module__, qualname, self.options, self.url))
+        owner, inner = getattr(self.func, "__self__", None), getattr(self.func, "__func__", None)
+        if owner is not None and inner is not None:
+            declared = inspect.getattr_static(type(owner), inner.__name__, None)
+            if isinstance(declared, TaskFunction) and declared.func is inner:
+                return (_restore_bound, (owner, inner.__name__, self.options, self.url))
         return (TaskFunction, (self.func, self.options))
 
     def __repr__(self) -> str:
@@ -147,13 +160,16 @@ def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
     return transport.enqueue(request)
 
 
-def _importable(obj: TaskFunction[Any, Any]) -> bool:
-    module_name = getattr(obj, "__module__", None)
-    qualname = getattr(obj, "__qualname__", "")
+def _lookup(module_name: str | None, qualname: str) -> Any:
+    """What an already imported module holds at ``qualname``, or None."""
     found: Any = sys.modules.get(module_name) if module_name and "<" not in qualname else None
     for part in qualname.split(".") if found is not None else ():
         found = getattr(found, part, None)
-    return found is obj
+    return found
+
+
+def _importable(obj: TaskFunction[Any, Any]) -> bool:
+    return _lookup(getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")) is obj
 
 
 def _import_task_function(module_name: str, qualname: str) -> TaskFunction[Any, Any]:
@@ -163,6 +179,25 @@ def _import_task_function(module_name: str, qualname: str) -> TaskFunction[Any, 
     if not isinstance(found, TaskFunction):
         raise TypeError(f"{module_name}.{qualname} is no longer a task function.")
     return found
+
+
+def _with_options(original: TaskFunction[Any, Any], options: TaskOptions, url: str) -> TaskFunction[Any, Any]:
+    if original.options == options and original.url == url:
+        return original
+    copy = TaskFunction(original.func, options)
+    copy.url = url
+    return copy
+
+
+def _restore_copy(module_name: str, qualname: str, options: TaskOptions, url: str) -> TaskFunction[Any, Any]:
+    return _with_options(_import_task_function(module_name, qualname), options, url)
+
+
+def _restore_bound(owner: Any, name: str, options: TaskOptions, url: str) -> TaskFunction[Any, Any]:
+    bound = getattr(owner, name)
+    if not isinstance(bound, TaskFunction):
+        raise TypeError(f"{type(owner).__qualname__}.{name} is no longer a task function.")
+    return _with_options(bound, options, url)
 
 
 @overload

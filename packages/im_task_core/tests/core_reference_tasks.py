@@ -1,0 +1,30 @@
+"""Task functions whose module holds an unpicklable global: they only travel by reference."""
+
+from __future__ import annotations
+
+import threading
+
+import core_sink
+from im_task import task
+
+LOCK = threading.Lock()
+
+
+@task
+def guarded(value: int) -> None:
+    """Records ``value`` under the module's lock."""
+    with LOCK:
+        core_sink.record(("guarded", value))
+
+
+class Counter:
+    """An object whose decorated method uses the unpicklable module lock."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @task(queue="counters")
+    def bump(self, by: int) -> None:
+        """Records this counter's name and increment."""
+        with LOCK:
+            core_sink.record(("bump", self.name, by))
