@@ -33,7 +33,7 @@ from im_task.errors import (
 from im_task.routing import get_taskroute, set_taskroute
 from im_task.task import TaskFunction, TaskHandle, task
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "BadTransactionStateError",

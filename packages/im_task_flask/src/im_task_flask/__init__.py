@@ -12,6 +12,6 @@ from im_task_flask.blueprint import make_blueprint
 from im_task_flask.compat import setuptasksforflask
 from im_task_flask.extension import CONFIG_KEYS, ImTask, ImTaskState
 
-__version__ = "0.1.0"
+__version__ = "2.0.0"
 
 __all__ = ["CONFIG_KEYS", "ImTask", "ImTaskState", "make_blueprint", "setuptasksforflask"]
