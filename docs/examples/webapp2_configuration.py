@@ -1,0 +1,68 @@
+"""webapp2 configuration: ``app.config["im_task"]``, production checks, a custom task route, HTTP delivery.
+
+The script runs in an empty directory and exits with status 0 only if every assertion holds.
+"""
+
+# [start config]
+import webapp2
+
+import im_task.config
+from im_task import ConfigurationError, configure, set_taskroute, task
+from im_task.testing import serve_wsgi
+from im_task.transports import LocalTransport
+from im_task_webapp2 import routes, setup
+
+config = {
+    "im_task": {
+        "secret": "a-long-random-value-from-your-secret-store",
+        "max_body_size": 512 * 1024,
+        "default_queue": "background",
+        "data_dir": ".im_task",
+    },
+}
+app = setup(webapp2.WSGIApplication(routes(), config=config))
+# [end config]
+
+settings = im_task.config.get_settings()
+assert (settings.max_body_size, settings.default_queue) == (512 * 1024, "background")
+
+# [start production]
+im_task.config.reset()
+unsafe = webapp2.WSGIApplication(routes(), config={"im_task": {"environment": "production"}})
+try:
+    setup(unsafe)
+except ConfigurationError as error:
+    print("refused at start-up:", error)
+# [end production]
+else:
+    raise AssertionError("production without a secret must be refused")
+im_task.config.reset()
+
+# [start route]
+set_taskroute("/internal/tasks")  # at start-up, before your tasks are decorated
+app = setup(webapp2.WSGIApplication(routes()))  # routes() serves /internal/tasks/...
+
+ran = []
+
+
+@task
+def cleanup(days):
+    ran.append(days)
+
+
+print(cleanup.url)  # /internal/tasks/__main__/cleanup
+# [end route]
+
+assert cleanup.url == "/internal/tasks/__main__/cleanup"
+
+# [start http]
+with serve_wsgi(app) as base_url:
+    queue = LocalTransport(".im_task/http-queue.sqlite3", target=base_url)  # delivery over real HTTP
+    configure(transport=queue)
+    cleanup(30)
+    assert queue.join(timeout=30)
+    queue.close()
+print("ran:", ran)
+# [end http]
+
+assert ran == [30]

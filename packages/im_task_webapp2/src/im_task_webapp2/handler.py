@@ -1,0 +1,49 @@
+"""The webapp2 request handler of the task endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from im_task.executor import handle_request
+from im_task.wsgi import environ_headers
+from im_task_webapp2._compat import webapp2
+from im_task_webapp2.settings import warn_if_not_set_up
+
+__all__ = ["TaskHandler"]
+
+
+class TaskHandler(webapp2.RequestHandler):  # type: ignore[misc]
+    """Hands each request under the task route to the im-task core.
+
+    The core verifies the request, runs the task and decides the answer (see
+    the request contract in the documentation); this handler only translates.
+    The body is passed as the raw ``wsgi.input`` stream, so no more than the
+    configured ``max_body_size`` is ever read.
+
+    The routes of :func:`im_task_webapp2.routes` send every HTTP method to
+    :meth:`post`, so that the core answers other methods with 405 and
+    ``Allow: POST``. Mounted on a route of your own without
+    ``handler_method="post"``, webapp2 answers other methods itself, also with
+    405 and ``Allow: POST``.
+    """
+
+    def post(self, *args: Any, **kwargs: Any) -> None:
+        """Runs the task in the request body and answers as the core decides.
+
+        Args:
+            *args: Positional route arguments (ignored: the core accepts any path under the route).
+            **kwargs: Named route arguments (ignored likewise).
+        """
+        warn_if_not_set_up(self.app)
+        environ = self.request.environ
+        result = handle_request(
+            self.request.method,
+            environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            environ["wsgi.input"],
+            environ_headers(environ),
+            environ.get("REMOTE_ADDR"),
+        )
+        response = self.response
+        response.status = result.status_line
+        response.headers = list(result.headers)
+        response.body = result.body

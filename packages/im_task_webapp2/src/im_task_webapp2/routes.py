@@ -1,0 +1,81 @@
+"""The webapp2 routes of the task endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from im_task.errors import ConfigurationError
+from im_task.routing import get_taskroute
+from im_task_webapp2._compat import webapp2
+from im_task_webapp2.handler import TaskHandler
+
+__all__ = ["ROUTE_NAME", "addrouteforwebapp2", "routes"]
+
+#: The name of the task route, for ``webapp2.uri_for``.
+ROUTE_NAME = "im_task"
+
+
+def routes(route: str | None = None) -> list[Any]:
+    """The ``webapp2.Route`` objects that serve tasks, to add to your application.
+
+    The route matches every path under the task route, at any depth, and
+    every HTTP method, so that the core answers each request as the request
+    contract says (405 with ``Allow: POST`` for methods other than POST).
+
+    Args:
+        route: The task route, such as ``"/tasks"``; by default the current
+            :func:`im_task.get_taskroute`, so call :func:`im_task.set_taskroute`
+            first if you change it.
+
+    Returns:
+        The routes, in a new list.
+
+    Raises:
+        ConfigurationError: ``route`` is not an absolute path.
+
+    Example:
+        >>> import webapp2
+        >>> from im_task_webapp2 import routes, setup
+        >>> app = setup(webapp2.WSGIApplication([*routes(), ("/", webapp2.RequestHandler)]))
+    """
+    base = get_taskroute() if route is None else _checked(route)
+    return [
+        webapp2.Route(
+            base.rstrip("/") + "/<path:.*>",
+            handler=TaskHandler,
+            name=ROUTE_NAME,
+            handler_method="post",
+        )
+    ]
+
+
+def addrouteforwebapp2(routes_list: list[Any]) -> None:
+    """Appends the task routes to a list of webapp2 routes, as the old ``im_task_webapp2`` did.
+
+    Args:
+        routes_list: The routes you will give to ``webapp2.WSGIApplication``; changed in place.
+
+    Raises:
+        ConfigurationError: ``routes_list`` is not a list.
+
+    Example:
+        >>> import webapp2
+        >>> from im_task_webapp2 import addrouteforwebapp2, setup
+        >>> app_routes = []
+        >>> addrouteforwebapp2(app_routes)
+        >>> app = setup(webapp2.WSGIApplication(app_routes))
+    """
+    if not isinstance(routes_list, list):
+        raise ConfigurationError(
+            f"addrouteforwebapp2() appends to a list of routes, not a {type(routes_list).__name__}; "
+            "pass the list you give to webapp2.WSGIApplication, or use routes()."
+        )
+    routes_list.extend(routes())
+
+
+def _checked(route: str) -> str:
+    if not isinstance(route, str):
+        raise ConfigurationError(f"The task route must be a string such as '/_ah/task', not {type(route).__name__}.")
+    if not route.startswith("/") or not route.strip("/") or "<" in route or ">" in route:
+        raise ConfigurationError(f"The task route must be an absolute path such as '/_ah/task', not {route!r}.")
+    return route
