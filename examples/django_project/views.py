@@ -1,0 +1,25 @@
+"""The demo's views: list the scenarios, start one."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from django_project.tasks import SCENARIOS
+
+
+@require_GET
+def index(request: HttpRequest) -> JsonResponse:
+    """``GET /``: the scenarios' names."""
+    return JsonResponse({"scenarios": list(SCENARIOS)})
+
+
+@csrf_exempt  # the demo POSTs without a CSRF token; a real app keeps CSRF protection
+@require_POST
+def start(request: HttpRequest, name: str) -> HttpResponse:
+    """``POST /scenarios/<name>``: starts one scenario, whose tasks then run on the queue."""
+    if name not in SCENARIOS:
+        raise Http404(f"No scenario {name!r}; try one of {', '.join(SCENARIOS)}.")
+    SCENARIOS[name]()
+    return HttpResponse(f"started {name}\n", status=202)

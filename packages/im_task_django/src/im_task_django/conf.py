@@ -1,0 +1,232 @@
+"""The ``IM_TASK`` setting: reading it, checking it and pushing it into im-task.
+
+Every key is optional. The core keys are those of :func:`im_task.configure`
+and go to the core as framework settings (``configure()`` still wins over
+them); the others are read by this app:
+
+=========================  ==========================  ================================================
+key                        default                     meaning
+=========================  ==========================  ================================================
+``transport``              ``LocalTransport``          a ``Transport``, or ``"local"``, ``"immediate"``,
+                                                       ``"recording"``, ``"package.module:factory"``
+``secret``                 made once in ``data_dir``   signing secret (or a list: first signs, all verify)
+``data_dir``               ``.im_task``                local queue, local secret and payloads
+``max_body_size``          ``1048576``                 largest task body the endpoint reads, in bytes
+``warmup_module``          none                        module imported before the first task runs
+``default_queue``          ``"default"``               queue of tasks that name none
+``environment``            ``"development"``           ``"production"`` refuses to run without a secret
+``route``                  ``get_taskroute()``         the task route, e.g. ``"/tasks"``
+``register_local_target``  ``True``                    deliver local-queue tasks to this project in process
+``database``               ``"default"``               database alias of the outbox and its transactions
+``sweep_older_than``       ``60``                      seconds before ``im_task_sweep`` re-sends a task
+=========================  ==========================  ================================================
+
+The setting is read when the app is ready and again whenever it changes
+(``override_settings`` in tests). An invalid value is not applied: it is
+recorded, logged and reported by the system checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+
+from im_task import config, routing
+from im_task.errors import ConfigurationError
+
+__all__ = [
+    "APP_SETTING_NAMES",
+    "SETTING_NAMES",
+    "AppSettings",
+    "SettingsError",
+    "apply_settings",
+    "get_app_settings",
+    "get_settings_error",
+    "read_settings",
+]
+
+logger = logging.getLogger("im_task.django")
+
+#: Keys read by this app rather than by the core.
+APP_SETTING_NAMES = ("route", "register_local_target", "database", "sweep_older_than")
+#: Every key ``IM_TASK`` may hold.
+SETTING_NAMES = (*config.SETTING_NAMES, *APP_SETTING_NAMES)
+SOURCE = "settings.IM_TASK"
+
+
+class SettingsError(ConfigurationError):
+    """``settings.IM_TASK`` is invalid.
+
+    Attributes:
+        check_id: The system check that reports it.
+    """
+
+    def __init__(self, message: str, check_id: str) -> None:
+        super().__init__(message)
+        self.check_id = check_id
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """``settings.IM_TASK``, read and checked.
+
+    Attributes:
+        core: The core settings it gives, by their :func:`im_task.configure` names.
+        route: The task route it sets, or None to keep :func:`im_task.get_taskroute`.
+        register_local_target: Whether the local queue delivers to this project in process.
+        database: Alias of the database holding the outbox; ``transactional=True``
+            tasks join this database's ``transaction.atomic()``.
+        sweep_older_than: Seconds an outbox row waits before ``im_task_sweep`` re-sends it.
+    """
+
+    core: Mapping[str, Any] = field(default_factory=dict)
+    route: str | None = None
+    register_local_target: bool = True
+    database: str = "default"
+    sweep_older_than: float = 60.0
+
+
+def read_settings(raw: Any = None) -> AppSettings:
+    """Reads an ``IM_TASK`` value without applying it.
+
+    Args:
+        raw: The value; ``settings.IM_TASK`` (``{}`` when unset) when None.
+
+    Returns:
+        The settings.
+
+    Raises:
+        SettingsError: For a value that is not a dict, an unknown key, or a bad
+            value of one of this app's keys. Core values are checked when applied.
+    """
+    if raw is None:
+        raw = getattr(django_settings, "IM_TASK", None)
+        if raw is None:
+            raw = {}
+    if not isinstance(raw, Mapping):
+        raise SettingsError(
+            f"{SOURCE} must be a dict such as {{'secret': '...'}}, not {type(raw).__name__}.", "im_task.E001"
+        )
+    unknown = sorted(str(key) for key in raw if key not in SETTING_NAMES)
+    if unknown:
+        raise SettingsError(
+            f"{SOURCE} has unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(SETTING_NAMES)}.",
+            "im_task.E002",
+        )
+    route = raw.get("route")
+    if route is not None:
+        if not isinstance(route, str) or not route.strip("/"):
+            raise SettingsError(f"{SOURCE}['route'] must be a path such as '/_ah/task', not {route!r}.", "im_task.E003")
+        route = "/" + route.strip("/")
+    register = raw.get("register_local_target", True)
+    if not isinstance(register, bool):
+        raise SettingsError(
+            f"{SOURCE}['register_local_target'] must be True or False, not {register!r}.", "im_task.E003"
+        )
+    database = raw.get("database", "default")
+    if not isinstance(database, str) or not database:
+        raise SettingsError(
+            f"{SOURCE}['database'] must be a database alias such as 'default', not {database!r}.", "im_task.E003"
+        )
+    older_than = raw.get("sweep_older_than", 60.0)
+    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
+        raise SettingsError(
+            f"{SOURCE}['sweep_older_than'] must be a number of seconds >= 0, not {older_than!r}.", "im_task.E003"
+        )
+    core = {key: value for key, value in raw.items() if key in config.SETTING_NAMES}
+    return AppSettings(
+        core=core,
+        route=route,
+        register_local_target=register,
+        database=database,
+        sweep_older_than=float(older_than),
+    )
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.applied = AppSettings()
+        self.error: SettingsError | None = None
+        self.route_before: str | None = None  # the route to restore when IM_TASK stops setting one
+
+
+_state = _State()
+
+
+def apply_settings() -> AppSettings:
+    """Reads ``settings.IM_TASK`` and pushes it into im-task.
+
+    The app calls this when it is ready and whenever the setting changes;
+    tests call it after :func:`im_task.config.reset`. The core settings go to
+    :func:`im_task.config.set_framework_settings`, ``route`` to
+    :func:`im_task.set_taskroute`, and the project's WSGI application is
+    registered as the local queue's target. An invalid setting is not
+    applied: the error is logged and kept for the system checks, and the
+    settings applied before stay in force.
+
+    Returns:
+        The settings in force.
+    """
+    from im_task_django.wsgi import project_wsgi_application
+
+    with _state.lock:
+        route_before = routing.get_taskroute()
+        try:
+            app_settings = read_settings()
+            _apply_route(app_settings.route)
+            config.set_framework_settings(app_settings.core, source=SOURCE)
+        except ConfigurationError as exc:
+            routing.set_taskroute(route_before)
+            error = exc if isinstance(exc, SettingsError) else SettingsError(str(exc), "im_task.E003")
+            _state.error = error
+            logger.error("%s is not applied: %s", SOURCE, error)
+            return _state.applied
+        _state.error = None
+        if app_settings.register_local_target:
+            config.register_local_target(project_wsgi_application)
+        elif config.get_local_target() is project_wsgi_application:
+            config.register_local_target(None)  # one registered by other code stays
+        _state.applied = app_settings
+        return app_settings
+
+
+def _apply_route(route: str | None) -> None:
+    if route is not None:
+        before = routing.get_taskroute()
+        routing.set_taskroute(route)  # checks it first
+        if _state.route_before is None:
+            _state.route_before = before
+    elif _state.route_before is not None:
+        routing.set_taskroute(_state.route_before)
+        _state.route_before = None
+
+
+def get_app_settings() -> AppSettings:
+    """The settings in force (those of the last valid ``IM_TASK``)."""
+    return _state.applied
+
+
+def get_settings_error() -> SettingsError | None:
+    """Why the current ``IM_TASK`` was not applied, or None when it was."""
+    return _state.error
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == "IM_TASK":
+        apply_settings()
+    elif setting == "WSGI_APPLICATION":
+        from im_task_django.wsgi import project_wsgi_application
+
+        project_wsgi_application.forget()
+
+
+def connect_signals() -> None:
+    """Re-reads the settings whenever ``IM_TASK`` or ``WSGI_APPLICATION`` changes."""
+    setting_changed.connect(_on_setting_changed, dispatch_uid="im_task_django.conf")

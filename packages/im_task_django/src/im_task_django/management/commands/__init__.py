@@ -1,0 +1,1 @@
+"""``im_task_sweep`` and ``im_task_worker``."""

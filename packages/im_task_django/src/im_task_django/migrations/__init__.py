@@ -1,0 +1,1 @@
+"""Migrations of the im_task_django app."""

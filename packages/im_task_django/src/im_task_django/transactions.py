@@ -1,0 +1,49 @@
+"""The transaction binder that makes ``transactional=True`` follow Django's ``transaction.atomic()``."""
+
+from __future__ import annotations
+
+from django.db import connections
+
+from im_task.transports.base import TaskRequest, Transport
+from im_task_django.conf import get_app_settings
+
+__all__ = ["DjangoTransactionBinder", "binder"]
+
+
+class DjangoTransactionBinder:
+    """Joins ``transactional=True`` tasks to ``transaction.atomic()`` on one database.
+
+    Inside ``atomic`` on that database the task is written to the outbox in
+    the same transaction and sent after commit (see :mod:`im_task_django.outbox`);
+    a rollback leaves no task. Outside, :func:`im_task.transactions.enqueue_transactional`
+    finds no transaction and raises ``BadTransactionStateError``.
+
+    Args:
+        using: Database alias; ``IM_TASK["database"]`` (``"default"``) when None,
+            read at each call so that setting changes apply.
+    """
+
+    description = "Django's transaction.atomic() on the IM_TASK['database'] alias"
+
+    def __init__(self, using: str | None = None) -> None:
+        self._using = using
+
+    @property
+    def using(self) -> str:
+        """The database alias whose transactions tasks join."""
+        return self._using or get_app_settings().database
+
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside ``transaction.atomic()`` on the database."""
+        alias = self.using
+        return alias in connections and connections[alias].in_atomic_block
+
+    def enqueue_on_commit(self, request: TaskRequest, transport: Transport) -> str:
+        """Writes the task to the outbox now and sends it after commit; see :class:`TransactionBinder`."""
+        from im_task_django.outbox import enqueue_on_commit  # needs the models, so the apps, ready
+
+        return enqueue_on_commit(request, transport, using=self.using)
+
+
+#: The binder the app registers when it is ready.
+binder = DjangoTransactionBinder()

@@ -1,0 +1,59 @@
+"""The project's WSGI application, loaded when first called, as the local queue's target."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["ProjectWSGIApplication", "project_wsgi_application"]
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class ProjectWSGIApplication:
+    """A WSGI callable standing for the project's own WSGI application.
+
+    The application named by ``settings.WSGI_APPLICATION`` (Django's default
+    handler when that is None) is loaded on the first call, not when the
+    app is ready: the project's ``wsgi`` module may import code that is not
+    ready yet at that time. The local queue delivers tasks to it in process,
+    so ``runserver`` and ``im_task_worker`` need no target configured.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._app: WSGIApp | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """Serves one request with the project's application."""
+        return self.load()(environ, start_response)
+
+    def load(self) -> WSGIApp:
+        """The project's WSGI application, loading it on first use.
+
+        Raises:
+            django.core.exceptions.ImproperlyConfigured: ``WSGI_APPLICATION``
+                cannot be imported.
+        """
+        app = self._app
+        if app is None:
+            with self._lock:
+                if self._app is None:
+                    from django.core.servers.basehttp import get_internal_wsgi_application
+
+                    self._app = get_internal_wsgi_application()
+                app = self._app
+        return app
+
+    def forget(self) -> None:
+        """Drops the loaded application, so the next call loads it again."""
+        with self._lock:
+            self._app = None
+
+    def __repr__(self) -> str:
+        return "<ProjectWSGIApplication settings.WSGI_APPLICATION>"
+
+
+#: The instance the app registers with :func:`im_task.config.register_local_target`.
+project_wsgi_application = ProjectWSGIApplication()

@@ -1,0 +1,67 @@
+"""Fixtures: the test project set up once, im-task state reset around each test."""
+
+# The test project is set up before the imports that need Django.
+# ruff: noqa: E402
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from django_testproject import setup
+
+setup()
+
+from django.core.wsgi import get_wsgi_application
+
+from django_testproject import tasks
+from django_testproject.models import Note
+from im_task import config, configure, set_taskroute
+from im_task.routing import DEFAULT_TASKROUTE
+from im_task.testing import serve_wsgi
+from im_task.transactions import register_binder, unregister_binder
+from im_task.transports import RecordingTransport
+from im_task_django.conf import apply_settings
+from im_task_django.models import OutboxTask
+from im_task_django.transactions import binder
+
+SECRET = "im-task-django-test-secret"
+
+
+@pytest.fixture(autouse=True)
+def im_task_state(tmp_path: Path) -> Iterator[None]:
+    """Fresh im-task settings (IM_TASK applied, a known secret), empty tables and results."""
+    config.reset()
+    apply_settings()
+    register_binder(binder)  # setup() took it out: only this package's tests have it
+    configure(data_dir=tmp_path, secret=SECRET)
+    tasks.RESULTS.clear()
+    tasks.recorded.clear()
+    yield
+    unregister_binder(binder)
+    config.reset()
+    set_taskroute(DEFAULT_TASKROUTE)
+    apply_settings()
+    for alias in ("default", "other"):
+        OutboxTask.objects.using(alias).all().delete()
+        Note.objects.using(alias).all().delete()
+
+
+@pytest.fixture
+def recorder() -> RecordingTransport:
+    """A RecordingTransport, configured as the transport."""
+    transport = RecordingTransport()
+    configure(transport=transport)
+    return transport
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[str]:
+    """The test project served over real HTTP on 127.0.0.1; yields its base URL."""
+    with serve_wsgi(get_wsgi_application()) as url:
+        yield url

@@ -1,0 +1,34 @@
+"""Settings of the im-task test project: the app, a task route, SQLite in a temporary directory."""
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# One directory per test session; child processes (crash tests) inherit it through the environment.
+if "IM_TASK_DJANGO_TEST_DIR" in os.environ:
+    _TMP = Path(os.environ["IM_TASK_DJANGO_TEST_DIR"])
+else:
+    _TMP = Path(tempfile.mkdtemp(prefix="im-task-django-tests-"))
+    os.environ["IM_TASK_DJANGO_TEST_DIR"] = str(_TMP)
+    atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
+
+SECRET_KEY = "im-task-django-tests-not-secret"
+DEBUG = False
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+USE_TZ = True
+INSTALLED_APPS = ["im_task_django", "django_testproject"]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+]
+ROOT_URLCONF = "django_testproject.urls"
+WSGI_APPLICATION = "django_testproject.wsgi.application"
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(_TMP / "default.sqlite3")},
+    "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(_TMP / "other.sqlite3")},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+IM_TASK = {"environment": "development", "data_dir": str(_TMP / "im_task")}

@@ -1,0 +1,117 @@
+"""settings.IM_TASK: read, pushed into the core, re-read under override_settings."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+from django.urls import reverse
+
+from django_testproject import tasks
+from django_testproject.client import post_task, request
+from im_task import config, get_taskroute
+from im_task.transports import ImmediateTransport, RecordingTransport
+from im_task_django.conf import (
+    AppSettings,
+    SettingsError,
+    apply_settings,
+    get_app_settings,
+    get_settings_error,
+    read_settings,
+)
+from im_task_django.wsgi import project_wsgi_application
+
+
+def test_defaults() -> None:
+    assert read_settings({}) == AppSettings()
+    assert AppSettings().database == "default"
+    assert AppSettings().sweep_older_than == 60.0
+    assert AppSettings().register_local_target is True
+
+
+def test_project_settings_are_pushed_into_the_core() -> None:
+    assert config.get_settings().environment == "development"
+    assert config.get_local_target() is project_wsgi_application
+
+
+def test_task_url_name() -> None:
+    assert reverse("im_task:task", kwargs={"task_path": "m/f"}) == "/_ah/task/m/f"
+
+
+def test_override_settings_changes_core_settings() -> None:
+    config.reset()  # drop the test's configure() so that IM_TASK decides
+    with override_settings(IM_TASK={"default_queue": "mail", "max_body_size": 4096, "transport": "recording"}):
+        current = config.get_settings()
+        assert (current.default_queue, current.max_body_size) == ("mail", 4096)
+        assert isinstance(config.get_transport(), RecordingTransport)
+        handle = tasks.record("queued")
+        assert handle.queue == "mail"
+    assert config.get_settings().default_queue == "default"
+    assert config.get_settings().max_body_size == 1024 * 1024
+
+
+def test_transport_instance_in_settings() -> None:
+    config.reset()
+    transport = ImmediateTransport()
+    with override_settings(IM_TASK={"transport": transport, "secret": "a-secret-for-this-test"}):
+        tasks.record("immediately")
+    assert tasks.RESULTS == ["immediately"]
+
+
+def test_configure_wins_over_settings() -> None:
+    config.configure(default_queue="explicit")
+    with override_settings(IM_TASK={"default_queue": "from-settings"}):
+        assert config.get_settings().default_queue == "explicit"
+
+
+def test_register_local_target_off() -> None:
+    with override_settings(IM_TASK={"register_local_target": False}):
+        assert config.get_local_target() is None
+    assert config.get_local_target() is project_wsgi_application
+
+
+def test_route_setting_moves_the_endpoint(server: str, recorder: RecordingTransport) -> None:
+    with override_settings(IM_TASK={"route": "/tasks/"}):
+        assert get_taskroute() == "/tasks"
+        assert request(server, "GET", "/tasks/m/f").status == 405
+        assert request(server, "GET", "/_ah/task/m/f").status == 404
+        from im_task import task
+
+        moved = task(tasks.record.func)
+        moved("moved")
+        assert recorder.requests[0].url.startswith("/tasks/")
+        assert post_task(server, recorder.requests[0]).status == 200
+    assert get_taskroute() == "/_ah/task"
+    assert request(server, "GET", "/_ah/task/m/f").status == 405
+    assert tasks.RESULTS == ["moved"]
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "words"),
+    [
+        (["secret"], "im_task.E001", "must be a dict"),
+        ({"secrett": "x"}, "im_task.E002", "unknown key"),
+        ({"route": ""}, "im_task.E003", "route"),
+        ({"route": "/has space"}, "im_task.E003", "route"),
+        ({"register_local_target": "yes"}, "im_task.E003", "register_local_target"),
+        ({"database": 3}, "im_task.E003", "database"),
+        ({"sweep_older_than": -1}, "im_task.E003", "sweep_older_than"),
+        ({"max_body_size": "big"}, "im_task.E003", "max_body_size"),
+        ({"environment": "staging"}, "im_task.E003", "environment"),
+    ],
+)
+def test_invalid_settings_are_recorded_not_applied(value: object, check_id: str, words: str) -> None:
+    before = get_app_settings()
+    with override_settings(IM_TASK=value):
+        error = get_settings_error()
+        assert isinstance(error, SettingsError)
+        assert error.check_id == check_id
+        assert words in str(error)
+        assert get_app_settings() is before
+        assert get_taskroute() == "/_ah/task"
+    assert get_settings_error() is None
+
+
+def test_apply_settings_returns_what_is_in_force() -> None:
+    with override_settings(IM_TASK={"database": "other", "sweep_older_than": 5}):
+        applied = apply_settings()
+        assert (applied.database, applied.sweep_older_than) == ("other", 5.0)

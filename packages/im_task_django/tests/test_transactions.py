@@ -1,0 +1,261 @@
+"""transactional=True inside transaction.atomic(): the outbox, the send after commit, the sweeper."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from django.test import override_settings
+
+from django_testproject import tasks
+from django_testproject.models import Note
+from im_task import BadTransactionStateError, EnqueueError, TaskTooLargeError, config, configure, task
+from im_task.retry import RetryOptions
+from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
+from im_task_django.models import OutboxTask
+from im_task_django.outbox import SweepResult, sweep_outbox
+from im_task_django.transactions import DjangoTransactionBinder
+
+
+class AnswerLostTransport(Transport):
+    """A real queue whose answer never arrives: it accepts the task, then the caller sees an error."""
+
+    def __init__(self, queue: Transport) -> None:
+        self.queue = queue
+
+    def enqueue(self, request: TaskRequest) -> str | None:
+        self.queue.enqueue(request)
+        raise EnqueueError("connection reset before the queue's answer arrived")
+
+
+@pytest.fixture
+def local_queue(tmp_path: Path) -> Iterator[LocalTransport]:
+    with LocalTransport(tmp_path / "queue.sqlite3") as queue:  # delivers to the project in process
+        yield queue
+
+
+def test_commit_sends_the_task_once(local_queue: LocalTransport) -> None:
+    configure(transport=local_queue)
+    with transaction.atomic():
+        note = Note.objects.create(text="committed")
+        handle = tasks.record_note_after_commit(note.pk)
+        assert OutboxTask.objects.filter(name=handle.name).exists()
+    local_queue.join(timeout=30)
+    assert tasks.RESULTS == ["committed"]
+    assert str(handle.name).startswith("outbox-")
+    assert not OutboxTask.objects.exists()
+    assert sweep_outbox(older_than=0, transport=local_queue) == SweepResult()
+
+
+def test_rollback_leaves_no_task_and_no_row(recorder: RecordingTransport) -> None:
+    def work() -> None:
+        with transaction.atomic():
+            note = Note.objects.create(text="rolled back")
+            tasks.record_note_after_commit(note.pk)
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        work()
+    assert recorder.requests == []
+    assert not OutboxTask.objects.exists()
+    assert not Note.objects.exists()
+
+
+def test_savepoint_rollback_drops_only_its_task(recorder: RecordingTransport) -> None:
+    def inner() -> None:
+        with transaction.atomic():
+            tasks.record_transactional("inner")
+            raise RuntimeError("roll back the savepoint")
+
+    with transaction.atomic():
+        tasks.record_transactional("outer")
+        with pytest.raises(RuntimeError):
+            inner()
+    assert len(recorder.requests) == 1
+    recorder.run_all()
+    assert tasks.RESULTS == ["outer"]
+    assert not OutboxTask.objects.exists()
+
+
+def test_outside_atomic_is_bad_transaction_state(recorder: RecordingTransport) -> None:
+    with pytest.raises(BadTransactionStateError, match=r"transaction\.atomic"):
+        tasks.record_transactional("nowhere")
+    assert recorder.requests == []
+    assert not OutboxTask.objects.exists()
+
+
+def test_immediate_transport_runs_after_commit() -> None:
+    configure(transport=ImmediateTransport())
+    with transaction.atomic():
+        note = Note.objects.create(text="visible to the task")
+        tasks.record_note_after_commit(note.pk)
+        assert tasks.RESULTS == []
+    assert tasks.RESULTS == ["visible to the task"]
+    assert not OutboxTask.objects.exists()
+
+
+def test_immediate_transport_error_reaches_the_committer() -> None:
+    configure(transport=ImmediateTransport())
+    failing = task(tasks.crash.func, transactional=True)
+
+    def work() -> None:
+        with transaction.atomic():
+            Note.objects.create(text="kept")
+            failing()
+
+    with pytest.raises(RuntimeError, match="internal detail"):
+        work()
+    assert Note.objects.count() == 1  # committed before the task ran
+    assert not OutboxTask.objects.exists()
+
+
+def test_too_large_is_refused_inside_the_transaction() -> None:
+    configure(transport=RecordingTransport(max_task_size=2048))
+    with transaction.atomic():
+        with pytest.raises(TaskTooLargeError):
+            tasks.record_transactional("x" * 4096)
+        assert not OutboxTask.objects.exists()
+
+
+def test_failed_send_stays_for_the_sweeper(tmp_path: Path, local_queue: LocalTransport) -> None:
+    closed = LocalTransport(tmp_path / "closed.sqlite3", autostart=False)
+    closed.close()  # a queue that cannot be reached: enqueue raises EnqueueError
+    configure(transport=closed)
+    with transaction.atomic():
+        tasks.record_transactional("swept")
+    assert OutboxTask.objects.count() == 1
+    assert sweep_outbox(older_than=3600, transport=local_queue) == SweepResult()  # too young
+    assert sweep_outbox(older_than=0, transport=local_queue) == SweepResult(sent=1)
+    local_queue.join(timeout=30)
+    assert tasks.RESULTS == ["swept"]
+    assert not OutboxTask.objects.exists()
+
+
+def test_resweep_of_a_sent_task_is_refused_by_name(local_queue: LocalTransport) -> None:
+    configure(transport=AnswerLostTransport(local_queue))
+    with transaction.atomic():
+        tasks.record_transactional("once")
+    assert OutboxTask.objects.count() == 1  # sent, but the sender could not know
+    assert sweep_outbox(older_than=0, transport=local_queue) == SweepResult(already_sent=1)
+    local_queue.join(timeout=30)
+    assert tasks.RESULTS == ["once"]
+    assert not OutboxTask.objects.exists()
+
+
+def test_process_dying_after_commit_is_repaired_by_the_sweeper(local_queue: LocalTransport) -> None:
+    secret = config.get_settings().secrets[0]  # the child signs with this process's secret
+    script = f"""
+import os, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from django_testproject import setup
+setup()
+from im_task.transactions import register_binder
+from im_task_django.transactions import binder
+register_binder(binder)
+from django.db import transaction
+from django_testproject import tasks
+from django_testproject.models import Note
+from im_task import configure
+from im_task.transports import RecordingTransport
+configure(secret={secret!r}, transport=RecordingTransport())
+with transaction.atomic():
+    transaction.on_commit(lambda: os._exit(17))  # runs first: the process dies before the send
+    note = Note.objects.create(text="survived the crash")
+    tasks.record_note_after_commit(note.pk)
+"""
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ), timeout=120, check=False)
+    assert done.returncode == 17
+    assert Note.objects.get().text == "survived the crash"
+    assert OutboxTask.objects.count() == 1
+    assert sweep_outbox(older_than=0, transport=local_queue) == SweepResult(sent=1)
+    local_queue.join(timeout=30)
+    assert tasks.RESULTS == ["survived the crash"]
+    assert sweep_outbox(older_than=0, transport=local_queue) == SweepResult()
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_outbox_keeps_every_task_option(tmp_path: Path, use_tz: bool) -> None:
+    closed = LocalTransport(tmp_path / "closed.sqlite3", autostart=False)
+    closed.close()
+    configure(transport=closed)
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    with_options = task(
+        tasks.record.func,
+        transactional=True,
+        queue="mail",
+        eta=eta,
+        target="worker",
+        dispatch_deadline=dt.timedelta(seconds=90),
+        retry_options={"task_retry_limit": 3, "min_backoff_seconds": 2.5},
+        headers={"X-Custom": "kept"},
+    )
+    with override_settings(USE_TZ=use_tz), transaction.atomic():
+        handle = with_options("options")
+    recorder = RecordingTransport()
+    with override_settings(USE_TZ=use_tz):
+        assert sweep_outbox(older_than=0, transport=recorder).sent == 1
+    [sent] = recorder.requests
+    assert sent.name == handle.name
+    assert (sent.queue, sent.url, sent.target) == ("mail", with_options.url, "worker")
+    assert sent.schedule_time == eta
+    assert sent.dispatch_deadline == dt.timedelta(seconds=90)
+    assert sent.retry_options == RetryOptions(task_retry_limit=3, min_backoff_seconds=2.5)
+    assert sent.headers["X-Custom"] == "kept"
+    recorder.run_all()
+    assert tasks.RESULTS == ["options"]
+
+
+def test_another_database(recorder: RecordingTransport) -> None:
+    with override_settings(IM_TASK={"database": "other"}):
+        with transaction.atomic(), pytest.raises(BadTransactionStateError):
+            tasks.record_transactional("wrong database")
+        with transaction.atomic(using="other"):
+            tasks.record_transactional("other database")
+            assert OutboxTask.objects.using("other").count() == 1
+            assert not OutboxTask.objects.using("default").exists()
+        assert len(recorder.requests) == 1
+        assert not OutboxTask.objects.using("other").exists()
+
+
+def test_binder_with_a_fixed_alias() -> None:
+    binder = DjangoTransactionBinder(using="other")
+    assert binder.using == "other"
+    assert not binder.in_transaction()
+    with transaction.atomic(using="other"):
+        assert binder.in_transaction()
+    with transaction.atomic():
+        assert not binder.in_transaction()
+
+
+def test_sweep_arguments_are_checked() -> None:
+    from im_task import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="older_than"):
+        sweep_outbox(-1)
+    with pytest.raises(ConfigurationError, match="limit"):
+        sweep_outbox(0, limit=0)
+    with pytest.raises(ConfigurationError, match="DATABASES"):
+        sweep_outbox(0, using="replica")
+
+
+def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import im_task_django.outbox
+
+    closed = LocalTransport(tmp_path / "closed.sqlite3", autostart=False)
+    closed.close()
+    configure(transport=closed)
+    for number in range(5):
+        with transaction.atomic():
+            tasks.record_transactional(number)
+    monkeypatch.setattr(im_task_django.outbox, "SWEEP_BATCH", 2)
+    recorder = RecordingTransport()
+    assert sweep_outbox(older_than=0, transport=recorder, limit=3) == SweepResult(sent=3)
+    assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=2)
+    recorder.run_all()
+    assert tasks.RESULTS == [0, 1, 2, 3, 4]
