@@ -1,0 +1,35 @@
+"""The Django adapter under test: the ``im_task_django`` test project, with ``IM_TASK`` overridden.
+
+Django is configured once per process, so every test shares the project of
+``packages/im_task_django/tests/django_testproject`` (the Django adapter's own
+tests use it too) and changes its ``IM_TASK`` setting with
+``override_settings``, as a Django test would.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_PROJECT_PARENT = Path(__file__).resolve().parents[2] / "packages" / "im_task_django" / "tests"
+
+
+@contextmanager
+def project(route: str, settings: Mapping[str, Any]) -> Iterator[Callable[..., Any]]:
+    """Yields the test project's WSGI application serving tasks at ``route`` with ``settings``."""
+    if str(_PROJECT_PARENT) not in sys.path:
+        sys.path.insert(0, str(_PROJECT_PARENT))
+    import django_testproject
+
+    django_testproject.setup()
+
+    from django.conf import settings as django_settings
+    from django.core.wsgi import get_wsgi_application
+    from django.test.utils import override_settings
+
+    im_task = {**getattr(django_settings, "IM_TASK", {}), **settings, "route": route}
+    with override_settings(IM_TASK=im_task):
+        yield get_wsgi_application()

@@ -1,0 +1,50 @@
+"""Where tasks are served: any depth under the route, a route set with ``set_taskroute``, nothing outside."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import conformance_recorder
+import pytest
+from conformance_support import Served, enqueue
+
+from im_task import get_taskroute, task
+from im_task.routing import DEFAULT_TASKROUTE
+
+
+def record_path(label: str) -> None:
+    conformance_recorder.record("ran", label)
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    ["/m", "/module/function", "/a/b/c/d/e/f/g/h", "/pkg.mod/Outer/inner", "/under_score/dash-ed/x~y"],
+)
+def test_any_path_under_the_route_is_served(served_app: Served, suffix: str) -> None:
+    request = enqueue(task(record_path), suffix)
+    reply = served_app.deliver(request, path=DEFAULT_TASKROUTE + suffix)
+    assert reply.status == 200
+    assert conformance_recorder.events() == [("ran", suffix)]
+
+
+@pytest.mark.parametrize("path", ["/elsewhere/m/f", "/_ah/taskx/m/f", "/_ah/tas/m/f", "/_AH/TASK/m/f"])
+def test_paths_outside_the_route_are_not_served(served_app: Served, path: str) -> None:
+    reply = served_app.deliver(enqueue(task(record_path), path), path=path)
+    assert reply.status == 404
+    assert conformance_recorder.events() == []
+
+
+def test_a_route_set_with_set_taskroute_is_served(serve: Callable[..., Served]) -> None:
+    served = serve("/Internal/Tasks")
+    assert get_taskroute() == "/Internal/Tasks"
+    custom = task(record_path)  # made after set_taskroute, as at start-up
+    assert custom.url.startswith("/Internal/Tasks/")
+    request = enqueue(custom, "custom")
+
+    assert served.deliver(request).status == 200
+    assert served.deliver(request, path="/Internal/Tasks/a/b/c").status == 200
+    assert conformance_recorder.events() == [("ran", "custom"), ("ran", "custom")]
+
+    for elsewhere in (DEFAULT_TASKROUTE + "/m/f", "/internal/tasks/m/f"):
+        assert served.deliver(request, path=elsewhere).status == 404
+    assert len(conformance_recorder.events()) == 2
