@@ -12,9 +12,8 @@ nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 
 ROOT = Path(__file__).parent
 # The core first: the adapters depend on it.
-PACKAGES = ["packages/im_task_core"] + sorted(
-    str(p.parent.relative_to(ROOT)) for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core"
-)
+ADAPTERS = sorted(p.parent.name for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core")
+PACKAGES = ["packages/im_task_core", *(f"packages/{name}" for name in ADAPTERS)]
 TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
@@ -51,7 +50,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-checks the packages with mypy (strict on the core)."""
-    install_packages(session, "mypy>=1.11", *TEST_DEPS)
+    install_packages(session, "mypy>=1.11", "django-stubs>=5", *TEST_DEPS)
     sources = [f"{package}/src" for package in PACKAGES]
     session.run("mypy", *sources)
 
