@@ -40,9 +40,8 @@ configure(transport=queue)
 remember("survives a restart")
 queue.close()  # as if the process ended: the task is in the file
 
-queue = LocalTransport("tasks.sqlite3", target=app)  # the next process opens the same file
+queue = LocalTransport("tasks.sqlite3", target=app)  # the next process opens the file and resumes the task
 configure(transport=queue)
-queue.start()
 queue.join(timeout=30)
 # [end durability]
 assert seen == [("survives a restart", "default", "0")], seen

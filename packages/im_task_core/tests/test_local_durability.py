@@ -67,11 +67,28 @@ def test_tasks_survive_a_restart(db: Path) -> None:
     names = [transport.enqueue(request(body=b"%d" % i)) for i in range(3)]
     transport.close()
     app = Recorder()
-    with LocalTransport(db, target=app) as reopened:
+    with LocalTransport(db, target=app, autostart=False) as reopened:
         assert reopened.stats().queued == 3
         reopened.start()
         assert reopened.join(5)
     assert sorted(app.names()) == sorted(names)
+
+
+def test_an_autostarting_transport_resumes_tasks_left_from_before(db: Path) -> None:
+    with LocalTransport(db, autostart=False) as before:
+        names = [before.enqueue(request(body=b"%d" % i)) for i in range(3)]
+    app = Recorder()
+    with LocalTransport(db, target=app) as reopened:  # nothing enqueued: the leftovers alone start it
+        assert reopened.running
+        assert reopened.join(5)
+    assert sorted(app.names()) == sorted(names)
+
+
+def test_an_autostarting_transport_on_an_empty_file_waits_for_the_first_task(db: Path) -> None:
+    with LocalTransport(db) as transport:
+        assert not transport.running
+        transport.enqueue(request())
+        assert transport.running
 
 
 def test_tasks_survive_a_killed_process(db: Path) -> None:

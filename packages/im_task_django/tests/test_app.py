@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import http.client
+from pathlib import Path
+from urllib.parse import urlsplit
+
 import pytest
 from django.apps import apps
 from django.db import transaction
 
 from django_testproject import tasks
-from im_task import BadTransactionStateError, config
+from im_task import BadTransactionStateError, config, configure
 from im_task.transactions import unregister_binder
-from im_task.transports import RecordingTransport
+from im_task.transports import LocalTransport, RecordingTransport
 from im_task_django.apps import ImTaskConfig
 from im_task_django.transactions import binder
 from im_task_django.wsgi import project_wsgi_application
+
+
+def _get(base_url: str, path: str) -> int:
+    address = urlsplit(base_url)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port, timeout=20)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
 
 
 def test_ready_registers_the_binder_and_the_local_target(recorder: RecordingTransport) -> None:
@@ -38,3 +52,23 @@ def test_project_wsgi_application_loads_lazily_and_can_be_forgotten() -> None:
     assert project_wsgi_application.load() is application
     project_wsgi_application.forget()
     assert project_wsgi_application._app is None
+
+
+def test_first_request_resumes_tasks_left_in_the_local_queue(server: str, tmp_path: Path) -> None:
+    path = tmp_path / "queue.sqlite3"
+    with LocalTransport(path, autostart=False) as before_restart:
+        configure(transport=before_restart)
+        tasks.record("left over")
+    assert tasks.RESULTS == []
+    config.reset()
+    # The default transport: a LocalTransport on that same file.
+    configure(data_dir=tmp_path, secret="im-task-django-test-secret")
+    ImTaskConfig.ready(apps.get_app_config("im_task_django"))  # reconnects the one-shot receiver
+
+    _get(server, "/not-a-task/")  # any request: the project is serving
+
+    assert tasks.recorded.wait(20)
+    assert tasks.RESULTS == ["left over"]
+    transport = config.get_transport()
+    assert isinstance(transport, LocalTransport)
+    assert transport.join(timeout=20)

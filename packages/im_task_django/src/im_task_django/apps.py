@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
 
 __all__ = ["ImTaskConfig"]
+
+logger = logging.getLogger("im_task_django")
 
 
 class ImTaskConfig(AppConfig):
@@ -13,7 +17,10 @@ class ImTaskConfig(AppConfig):
     When ready it applies ``settings.IM_TASK`` (and re-applies it whenever
     it changes), registers the project's WSGI application as the local
     queue's in-process target, registers the transaction binder for
-    ``transactional=True``, and installs the system checks.
+    ``transactional=True``, and installs the system checks. When the project
+    serves its first request, the transport is made, so the local queue
+    resumes tasks left from before a restart (management commands such as
+    ``migrate`` do not start it).
     """
 
     name = "im_task_django"
@@ -22,6 +29,8 @@ class ImTaskConfig(AppConfig):
 
     def ready(self) -> None:
         """Applies the settings and registers the binder and the checks."""
+        from django.core.signals import request_started
+
         from im_task.transactions import register_binder
         from im_task_django import checks  # noqa: F401 - registers the system checks
         from im_task_django.conf import apply_settings, connect_signals
@@ -30,3 +39,18 @@ class ImTaskConfig(AppConfig):
         connect_signals()
         apply_settings()
         register_binder(binder)
+        request_started.connect(_start_transport, dispatch_uid="im_task_django.start_transport")
+
+
+def _start_transport(sender: object, **kwargs: object) -> None:
+    """Makes the transport once the project serves requests (a local queue then resumes its tasks)."""
+    from django.core.signals import request_started
+
+    from im_task.config import get_transport
+    from im_task.errors import ConfigurationError
+
+    request_started.disconnect(dispatch_uid="im_task_django.start_transport")
+    try:
+        get_transport()
+    except ConfigurationError:
+        logger.exception("im-task is misconfigured; run `manage.py check` for the details.")

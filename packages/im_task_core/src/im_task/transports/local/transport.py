@@ -58,8 +58,9 @@ class LocalTransport(Transport):
             URL such as ``"http://127.0.0.1:8000"`` (the task's path is
             appended), or None for the application an adapter registered,
             looked up at delivery time.
-        autostart: Start the dispatcher on the first enqueue. With False, call
-            :meth:`start` (or let another process deliver).
+        autostart: Start the dispatcher on the first enqueue, or at once when
+            the file holds tasks left from before (a restart resumes them).
+            With False, call :meth:`start` (or let another process deliver).
         concurrency: Most deliveries in flight at once.
         queues: Retry policy by queue name; other queues use ``default_policy``.
         default_policy: Retry policy of queues not in ``queues``.
@@ -143,6 +144,8 @@ class LocalTransport(Transport):
         self._closed = False
         self._registered: tuple[WSGIApp, WSGIDelivery] | None = None
         _live.add(self)
+        if autostart and self._has_unfinished_tasks():
+            self.start()  # resume what was left when the last process stopped
 
     def __repr__(self) -> str:
         return f"LocalTransport({str(self.path)!r}, target={self.target!r})"
@@ -321,6 +324,10 @@ class LocalTransport(Transport):
             return self._store.busy(now=time.time(), scheduled=scheduled)
         except sqlite3.ProgrammingError:
             return False  # closed: nothing will happen any more
+
+    def _has_unfinished_tasks(self) -> bool:
+        stats = self._store.counts(now=time.time())
+        return bool(stats.queued or stats.running)
 
     def policy_for(self, queue: str) -> RetryPolicy:
         """The retry policy of a queue."""
