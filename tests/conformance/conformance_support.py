@@ -49,14 +49,26 @@ class Served:
     base_url: str
     route: str
 
-    def request(self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None) -> Reply:
-        """Sends one request and reads the whole answer."""
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+    ) -> Reply:
+        """Sends one request and reads the whole answer.
+
+        With ``chunked``, the body is sent with chunked transfer encoding and no ``Content-Length``.
+        """
         parts = urlsplit(self.base_url)
         connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=TIMEOUT)
         try:
             # A server refusing a body (413) may close before reading all of it: read its answer anyway.
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                connection.request(method, path, body=body, headers=dict(headers or {}))
+                payload = iter([body]) if chunked else body
+                connection.request(method, path, body=payload, headers=dict(headers or {}), encode_chunked=chunked)
             response = connection.getresponse()
             return Reply(response.status, Headers(response.getheaders()), response.read())
         finally:

@@ -173,6 +173,16 @@ def test_a_body_over_the_cap_answers_413_and_does_not_run(served_app: Served, si
     assert conformance_recorder.events() == []
 
 
+def test_a_body_without_content_length_is_not_waited_for_and_does_not_run(served_app: Served) -> None:
+    # PEP 3333: without Content-Length there is no body to read. An adapter that reads wsgi.input anyway
+    # blocks until the client hangs up, and this request times out instead of being answered.
+    request = enqueue(ran, conformance_recorder.Tripwire())
+    headers = {**request.headers, **queue_headers()}
+    reply = served_app.request("POST", request.url, request.body, headers, chunked=True)
+    assert reply.status == 403
+    assert conformance_recorder.events() == []
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
 def test_methods_other_than_post_answer_405_with_allow_post(served_app: Served, method: str) -> None:
     request = enqueue(ran, conformance_recorder.Tripwire())

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from im_task.executor import handle_request
-from im_task.wsgi import environ_headers
+from im_task.wsgi import handle_environ
 from im_task_webapp2._compat import webapp2
 from im_task_webapp2.settings import warn_if_not_set_up
 
@@ -17,8 +16,8 @@ class TaskHandler(webapp2.RequestHandler):  # type: ignore[misc]
 
     The core verifies the request, runs the task and decides the answer (see
     the request contract in the documentation); this handler only translates.
-    The body is passed as the raw ``wsgi.input`` stream, so no more than the
-    configured ``max_body_size`` is ever read.
+    The body is read by the core from ``wsgi.input``, never more than the
+    configured ``max_body_size``.
 
     The routes of :func:`im_task_webapp2.routes` send every HTTP method to
     :meth:`post`, so that the core answers other methods with 405 and
@@ -35,14 +34,7 @@ class TaskHandler(webapp2.RequestHandler):  # type: ignore[misc]
             **kwargs: Named route arguments (ignored likewise).
         """
         warn_if_not_set_up(self.app)
-        environ = self.request.environ
-        result = handle_request(
-            self.request.method,
-            environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
-            environ["wsgi.input"],
-            environ_headers(environ),
-            environ.get("REMOTE_ADDR"),
-        )
+        result = handle_environ(self.request.environ)
         response = self.response
         response.status = result.status_line
         response.headers = list(result.headers)
