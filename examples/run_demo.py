@@ -1,8 +1,9 @@
 """Runs an example app on the embedded local queue: ``python examples/run_demo.py <framework>``.
 
-Each framework's demo is a module with a ``run(timeout: float) -> int``
-function returning the exit status; add a framework with one entry in
-:data:`DEMOS`.
+Every demo shows the same scenarios (``demo_kit/scenarios.py``) through its
+framework's app, run by ``demo_kit/runner.py``. Each framework's demo is a
+module with a ``run(timeout: float) -> int`` function returning the exit
+status; add a framework with one entry in :data:`DEMOS`.
 """
 
 from __future__ import annotations

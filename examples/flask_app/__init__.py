@@ -1,1 +1,1 @@
-"""A small Flask app whose tasks show what im-task can run; ``python examples/run_demo.py flask`` runs it."""
+"""The demo's Flask app; ``python examples/run_demo.py flask`` runs the shared scenarios against it."""

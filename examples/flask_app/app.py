@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, abort
 
-from flask_app.tasks import SCENARIOS
+from demo_kit import scenarios
 from im_task_flask import ImTask
 
 im_task = ImTask()
@@ -29,13 +29,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/")
     def index() -> dict[str, list[str]]:
-        return {"scenarios": list(SCENARIOS)}
+        return {"scenarios": list(scenarios.SCENARIOS)}
 
     @app.post("/scenarios/<name>")
     def start(name: str) -> tuple[str, int]:
-        if name not in SCENARIOS:
-            abort(404, f"No scenario {name!r}; try one of {', '.join(SCENARIOS)}.")
-        SCENARIOS[name]()
+        try:
+            scenarios.start(name)  # a view calls a task like any function: it is enqueued
+        except scenarios.UnknownScenarioError as exc:
+            abort(404, str(exc))
         return f"started {name}\n", 202
 
     return app

@@ -1,1 +1,1 @@
-"""A small webapp2 app whose tasks show what im-task can run; ``python examples/run_demo.py webapp2`` runs it."""
+"""The demo's webapp2 app; ``python examples/run_demo.py webapp2`` runs the shared scenarios against it."""
