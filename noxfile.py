@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -30,6 +31,27 @@ def tests(session: nox.Session) -> None:
     """Runs every package's tests, the conformance suite and the docs examples."""
     install_packages(session, *TEST_DEPS)
     session.run("pytest", *session.posargs)
+
+
+def expose_pyenv_interpreters() -> None:
+    """Puts pyenv's installed interpreters on PATH as ``pythonX.Y`` so that nox finds them.
+
+    pyenv's shims refuse to run versions that are installed but not selected,
+    and nox then reports them as not found.
+    """
+    versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    links = ROOT / ".nox" / "pythons"
+    for version in PYTHONS:
+        found = sorted(versions.glob(f"{version}.*/bin/python{version}"))
+        link = links / f"python{version}"
+        if found and not link.exists():
+            links.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(found[-1])
+    if links.is_dir():
+        os.environ["PATH"] = f"{links}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+expose_pyenv_interpreters()
 
 
 @nox.session(python=PYTHONS)
