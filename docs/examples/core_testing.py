@@ -6,9 +6,8 @@ run as a script, it runs pytest on itself and exits with pytest's status.
 
 import pytest
 
-import im_task.config
 from im_task import configure, task
-from im_task.testing import serve_wsgi
+from im_task.testing import isolated_settings, serve_wsgi
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport
 from im_task.wsgi import TaskWSGIApp
 
@@ -43,12 +42,10 @@ def log_in(address):
 @pytest.fixture(autouse=True)
 def im_task_settings(tmp_path):
     """Every test starts from no im-task settings, with its own data directory and secret."""
-    im_task.config.reset()
-    configure(data_dir=tmp_path, secret="a-test-secret-of-enough-bytes")
     SENT.clear()
     LOGINS.clear()
-    yield
-    im_task.config.reset()
+    with isolated_settings(tmp_path, secret="a-test-secret-of-enough-bytes"):
+        yield
 
 
 # [end fixture]

@@ -13,7 +13,6 @@ the settings through the framework's own configuration as a user would.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -24,9 +23,9 @@ from typing import Any
 import pytest
 
 import im_task.config
-from im_task import configure, set_taskroute
+from im_task import set_taskroute
 from im_task.routing import DEFAULT_TASKROUTE
-from im_task.testing import serve_wsgi
+from im_task.testing import isolated_settings, serve_wsgi
 from im_task.transports import RecordingTransport
 
 # The helper modules of this directory must be importable by name, so that tasks pickle them by reference.
@@ -119,18 +118,11 @@ ADAPTERS: dict[str, Adapter] = {
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(tmp_path: Path) -> Iterator[None]:
     """A clean core: fixed secret, private data dir, a recording transport, the default route."""
-    for name in list(os.environ):
-        if name.startswith("IM_TASK_") or name == "GAE_ENV":
-            monkeypatch.delenv(name)
-    im_task.config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
-    configure(data_dir=tmp_path, secret=SECRET, transport=RecordingTransport())
     conformance_recorder.reset()
-    yield
-    im_task.config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
+    with isolated_settings(tmp_path, secret=SECRET, transport=RecordingTransport()):
+        yield
     conformance_recorder.reset()
 
 

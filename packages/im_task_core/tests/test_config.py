@@ -299,3 +299,26 @@ def test_register_local_target() -> None:
     assert get_local_target() is None
     with pytest.raises(ConfigurationError, match="must be a WSGI callable, not str"):
         register_local_target("http://example.com")  # type: ignore[arg-type]
+
+
+def test_set_up_framework_applies_settings_and_registers_the_target() -> None:
+    def app(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    im_task.config.set_up_framework({"default_queue": "web"}, source="app.config", local_target=app)
+    assert im_task.config.get_settings().default_queue == "web"
+    assert im_task.config.get_local_target() is app
+
+
+def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_target() -> None:
+    def previous(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    def app(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    im_task.config.register_local_target(previous)
+    im_task.config.configure(secret=None)
+    with pytest.raises(ConfigurationError, match="No secret is configured and this is production"):
+        im_task.config.set_up_framework({"environment": "production"}, source="app.config", local_target=app)
+    assert im_task.config.get_local_target() is previous

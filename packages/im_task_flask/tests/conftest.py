@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,10 +9,8 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-import im_task.config
-from im_task import configure, set_taskroute
-from im_task.routing import DEFAULT_TASKROUTE
-from im_task.testing import serve_wsgi
+from im_task import configure
+from im_task.testing import isolated_settings, serve_wsgi
 from im_task.transports import RecordingTransport
 
 # Make the helper modules of this directory (flask_sink) importable by name, so tasks pickle them by reference.
@@ -26,17 +23,11 @@ from flask_helpers import TEST_SECRET, Client  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_config(tmp_path: Path) -> Iterator[None]:
     """Fresh settings (a fixed secret, a private data dir), no IM_TASK_* environment, the default route."""
-    for name in list(os.environ):
-        if name.startswith("IM_TASK_") or name == "GAE_ENV":
-            monkeypatch.delenv(name)
-    im_task.config.reset()
-    configure(data_dir=tmp_path, secret=TEST_SECRET)
     flask_sink.reset()
-    yield
-    im_task.config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
+    with isolated_settings(tmp_path, secret=TEST_SECRET):
+        yield
     flask_sink.reset()
 
 

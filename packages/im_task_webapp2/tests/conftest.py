@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import im_task.config
 import im_task_webapp2  # noqa: F401 - imports webapp2 first, without its import-time warnings
-from im_task import configure, set_taskroute
-from im_task.routing import DEFAULT_TASKROUTE
+from im_task.testing import isolated_settings
 from im_task.transports import RecordingTransport
 
 _HERE = str(Path(__file__).resolve().parent)
@@ -26,16 +23,9 @@ SECRET = "webapp2-test-secret-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated(tmp_path: Path) -> Iterator[None]:
     """Fresh settings (a fixed secret, a private data dir, a recording transport), the default route."""
-    for name in list(os.environ):
-        if name.startswith("IM_TASK_") or name == "GAE_ENV":
-            monkeypatch.delenv(name)
-    im_task.config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
-    configure(data_dir=tmp_path, secret=SECRET, transport=RecordingTransport())
     webapp2_sink.reset()
-    yield
-    im_task.config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
+    with isolated_settings(tmp_path, secret=SECRET, transport=RecordingTransport()):
+        yield
     webapp2_sink.reset()

@@ -49,6 +49,7 @@ __all__ = [
     "register_local_target",
     "reset",
     "set_framework_settings",
+    "set_up_framework",
 ]
 
 Environment = Literal["development", "production"]
@@ -347,6 +348,33 @@ def _transport_from_name(name: str, settings: Settings) -> Transport:
     if not isinstance(transport, Transport):
         raise ConfigurationError(f"transport {name!r} gave {type(transport).__name__}, not a Transport.")
     return transport
+
+
+def set_up_framework(values: Mapping[str, Any], *, source: str, local_target: WSGIApp | None = None) -> None:
+    """What an adapter does when an application is set up, in one step.
+
+    Applies the framework's settings, registers the application as the local
+    queue's in-process target (before the transport is made, so the queue
+    finds it), and refuses unsafe or broken configuration; on refusal the
+    previous local target is put back.
+
+    Args:
+        values: Settings by their :func:`configure` names.
+        source: Where they came from, for error messages.
+        local_target: The WSGI application to register, or None to register none.
+
+    Raises:
+        ConfigurationError: Explaining what to set.
+    """
+    set_framework_settings(values, source=source)
+    previous_target = get_local_target()
+    if local_target is not None:
+        register_local_target(local_target)
+    try:
+        check_configuration()
+    except Exception:
+        register_local_target(previous_target)
+        raise
 
 
 def register_local_target(app: WSGIApp | None) -> None:

@@ -1,32 +1,88 @@
 """Helpers for testing applications that use im-task.
 
-:func:`serve_wsgi` runs a WSGI application on a real, threaded HTTP server on
-a free local port, so that tasks travel over real HTTP in tests (the local
-queue with a URL target, Cloud Tasks emulators, ...). Standard library only.
+:func:`isolated_settings` gives a test a clean process-wide configuration and
+puts the previous one back afterwards. :func:`serve_wsgi` runs a WSGI
+application on a real, threaded HTTP server on a free local port, so that
+tasks travel over real HTTP in tests (the local queue with a URL target,
+Cloud Tasks emulators, ...). Standard library only.
 
 Example:
-    >>> from im_task.testing import serve_wsgi
-    >>> with serve_wsgi(app) as base_url:  # doctest: +SKIP
-    ...     transport = LocalTransport(tmp_path / "q.sqlite3", target=base_url)
+    >>> from im_task.testing import isolated_settings, serve_wsgi
+    >>> with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):  # doctest: +SKIP
+    ...     with serve_wsgi(app) as base_url:
+    ...         transport = LocalTransport(tmp_path / "q.sqlite3", target=base_url)
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import os
 import socket
 import socketserver
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-__all__ = ["serve_wsgi"]
+__all__ = ["isolated_settings", "serve_wsgi"]
 
 logger = logging.getLogger("im_task.testing")
 
 WSGIApp = Callable[..., Any]
+
+
+@contextmanager
+def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iterator[None]:
+    """Runs the body with a clean im-task configuration, and cleans up after it.
+
+    Inside: no ``IM_TASK_*`` (nor ``GAE_ENV``) environment variables, no
+    settings from earlier ``configure()`` calls or adapters, no registered
+    local target or transaction binders, the default task route, and
+    ``configure(data_dir=data_dir, **settings)``. Afterwards the environment
+    variables, route and binders are put back and the settings are reset.
+
+    Args:
+        data_dir: The local data directory for the test (e.g. pytest's ``tmp_path``).
+        **settings: More settings for :func:`~im_task.configure`, e.g.
+            ``secret=`` or ``transport=RecordingTransport()``.
+
+    Yields:
+        Nothing; the configuration is in force inside the ``with`` block.
+
+    Example:
+        >>> @pytest.fixture(autouse=True)  # doctest: +SKIP
+        ... def clean_im_task(tmp_path):
+        ...     with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):
+        ...         yield
+    """
+    from im_task import config, transactions
+    from im_task.routing import DEFAULT_TASKROUTE, get_taskroute, set_taskroute
+
+    saved_environ = {name: value for name, value in os.environ.items() if _configures_im_task(name)}
+    saved_route = get_taskroute()
+    saved_binders = list(transactions._binders)
+    for name in saved_environ:
+        del os.environ[name]
+    config.reset()
+    set_taskroute(DEFAULT_TASKROUTE)
+    transactions._binders.clear()
+    try:
+        config.configure(data_dir=Path(data_dir), **settings)
+        yield
+    finally:
+        config.reset()
+        set_taskroute(saved_route)
+        transactions._binders[:] = saved_binders
+        for name in [name for name in os.environ if _configures_im_task(name)]:
+            del os.environ[name]
+        os.environ.update(saved_environ)
+
+
+def _configures_im_task(variable: str) -> bool:
+    return variable.startswith("IM_TASK_") or variable == "GAE_ENV"
 
 
 class _LogStream(io.TextIOBase):

@@ -8,12 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from im_task.config import (
-    check_configuration,
-    get_local_target,
-    register_local_target,
-    set_framework_settings,
-)
+from im_task.config import set_up_framework
 from im_task.errors import ConfigurationError
 from im_task.routing import get_taskroute, set_taskroute
 from im_task_flask.blueprint import make_blueprint
@@ -130,20 +125,15 @@ class ImTask:
         app.config.setdefault("IM_TASK_REGISTER_LOCAL_TARGET", True)
 
         settings = {name: app.config[key] for key, name in CONFIG_KEYS.items() if app.config[key] is not None}
-        set_framework_settings(settings, source=f"app.config of {app.name!r} (IM_TASK_* keys)")
         if app.config["IM_TASK_ROUTE"] is not None:
             set_taskroute(app.config["IM_TASK_ROUTE"])
         route = get_taskroute()
-
         register_target = bool(app.config["IM_TASK_REGISTER_LOCAL_TARGET"])
-        previous_target = get_local_target()
-        if register_target:
-            register_local_target(app)  # before the transport is made, so the local queue finds it
-        try:
-            check_configuration()
-        except Exception:
-            register_local_target(previous_target)
-            raise
+        set_up_framework(
+            settings,
+            source=f"app.config of {app.name!r} (IM_TASK_* keys)",
+            local_target=app if register_target else None,
+        )
 
         blueprint = make_blueprint(route)
         app.register_blueprint(blueprint)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from im_task.config import check_configuration, get_local_target, register_local_target, set_framework_settings
+from im_task.config import set_up_framework
 from im_task.errors import ConfigurationError
 from im_task_webapp2._compat import webapp2
 
@@ -61,14 +61,7 @@ def setup(app: Any) -> Any:
         raise ConfigurationError(
             f"{_SOURCE} must be a dict of im_task settings such as {{'secret': '...'}}, not {type(values).__name__}."
         )
-    set_framework_settings(values, source=_SOURCE)
-    previous_target = get_local_target()
-    register_local_target(app)  # before the transport is made, so the local queue finds it
-    try:
-        check_configuration()
-    except Exception:
-        register_local_target(previous_target)
-        raise
+    set_up_framework(values, source=_SOURCE, local_target=app)
     app.allowed_methods = frozenset(app.allowed_methods | {"PATCH"})
     app.registry[CONFIG_KEY] = True
     return app
