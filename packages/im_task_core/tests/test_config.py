@@ -322,3 +322,9 @@ def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_ta
     with pytest.raises(ConfigurationError, match="No secret is configured and this is production"):
         im_task.config.set_up_framework({"environment": "production"}, source="app.config", local_target=app)
     assert im_task.config.get_local_target() is previous
+
+
+def test_settings_never_show_the_secret_in_their_repr() -> None:
+    configure(secret=["rotated-in-secret-value-0001", "rotated-out-secret-value-0002"])
+    text = repr(im_task.config.get_settings()) + repr(im_task.config.get_keyring())
+    assert "secret-value" not in text

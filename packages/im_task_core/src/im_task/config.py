@@ -26,7 +26,7 @@ import importlib
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -83,7 +83,7 @@ class Settings:
     """
 
     transport: Transport | str | None
-    secrets: tuple[bytes, ...]
+    secrets: tuple[bytes, ...] = field(repr=False)  # never in logs
     data_dir: Path
     max_body_size: int
     warmup_module: str | None
