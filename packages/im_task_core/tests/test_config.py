@@ -328,3 +328,26 @@ def test_settings_never_show_the_secret_in_their_repr() -> None:
     configure(secret=["rotated-in-secret-value-0001", "rotated-out-secret-value-0002"])
     text = repr(im_task.config.get_settings()) + repr(im_task.config.get_keyring())
     assert "secret-value" not in text
+
+
+def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -> None:
+    from im_task import get_taskroute, set_taskroute
+
+    def app(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    im_task.config.set_framework_settings({"default_queue": "before"}, source="earlier app")
+    set_taskroute("/before")
+    im_task.config.configure(secret=None)
+    with pytest.raises(ConfigurationError, match="production"):
+        im_task.config.set_up_framework(
+            {"environment": "production", "default_queue": "after"}, source="app", local_target=app, route="/after"
+        )
+    assert get_taskroute() == "/before"
+    assert im_task.config.get_settings().default_queue == "before"
+    assert im_task.config.get_local_target() is None
+
+    im_task.config.configure(secret="a-valid-secret-0123456789")
+    im_task.config.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
+    assert get_taskroute() == "/after"
+    assert im_task.config.get_settings().default_queue == "after"

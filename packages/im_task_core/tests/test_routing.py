@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from im_task import ConfigurationError, get_taskroute, set_taskroute, task
-from im_task.routing import DEFAULT_TASKROUTE, task_path
+from im_task.routing import DEFAULT_TASKROUTE, normalize_taskroute, task_path
 
 MODULE = __name__
 
@@ -122,3 +122,14 @@ def test_route_is_fixed_when_the_task_function_is_made() -> None:
 def test_bound_copies_of_a_decorated_method_keep_the_route_of_the_decoration() -> None:
     set_taskroute("/later")
     assert Service().decorated.url == f"/_ah/task/{MODULE}/Service/decorated"
+
+
+@pytest.mark.parametrize(("route", "expected"), [("/_ah/task", "/_ah/task"), ("tasks/", "/tasks"), ("/A/B/", "/A/B")])
+def test_normalize_taskroute_gives_one_form(route: str, expected: str) -> None:
+    assert normalize_taskroute(route) == expected
+
+
+@pytest.mark.parametrize("route", ["", "/", "/a b", "/a?b", "/a#b", "/a/<b>", "//", 5, None, b"/x"])
+def test_normalize_taskroute_refuses_what_is_not_a_plain_path(route: object) -> None:
+    with pytest.raises(ConfigurationError, match="task route must be"):
+        normalize_taskroute(route)

@@ -29,9 +29,10 @@ def test_routes_follow_set_taskroute_and_take_an_explicit_route() -> None:
     set_taskroute("/Background/Tasks")
     assert [r.template for r in routes()] == ["/Background/Tasks/<path:.*>"]
     assert [r.template for r in routes("/jobs/")] == ["/jobs/<path:.*>"]
+    assert [r.template for r in routes("jobs")] == ["/jobs/<path:.*>"]  # normalised as set_taskroute does
 
 
-@pytest.mark.parametrize("route", ["tasks", "/", "", "/a/<b>", 42, b"/tasks"])
+@pytest.mark.parametrize("route", ["/", "", "/a/<b>", "/a b", "/a?b", 42, b"/tasks"])
 def test_routes_refuse_what_is_not_an_absolute_path(route: object) -> None:
     with pytest.raises(ConfigurationError, match="task route must be"):
         routes(route)  # type: ignore[arg-type]

@@ -350,31 +350,45 @@ def _transport_from_name(name: str, settings: Settings) -> Transport:
     return transport
 
 
-def set_up_framework(values: Mapping[str, Any], *, source: str, local_target: WSGIApp | None = None) -> None:
+def set_up_framework(
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    local_target: WSGIApp | None = None,
+    route: str | None = None,
+) -> None:
     """What an adapter does when an application is set up, in one step.
 
-    Applies the framework's settings, registers the application as the local
-    queue's in-process target (before the transport is made, so the queue
-    finds it), and refuses unsafe or broken configuration; on refusal the
-    previous local target is put back.
+    Applies the framework's settings and task route, registers the
+    application as the local queue's in-process target (before the transport
+    is made, so the queue finds it), and refuses unsafe or broken
+    configuration. On refusal everything is put back as it was.
 
     Args:
         values: Settings by their :func:`configure` names.
         source: Where they came from, for error messages.
         local_target: The WSGI application to register, or None to register none.
+        route: The task route to set (see :func:`~im_task.set_taskroute`), or None to keep it.
 
     Raises:
         ConfigurationError: Explaining what to set.
     """
-    set_framework_settings(values, source=source)
-    previous_target = get_local_target()
-    if local_target is not None:
-        register_local_target(local_target)
-    try:
-        check_configuration()
-    except Exception:
-        register_local_target(previous_target)
-        raise
+    from im_task import routing
+
+    with _state.lock:
+        previous = (dict(_state.framework), _state.local_target, routing.get_taskroute())
+        try:
+            set_framework_settings(values, source=source)
+            if route is not None:
+                routing.set_taskroute(route)
+            if local_target is not None:
+                register_local_target(local_target)
+            check_configuration()
+        except Exception:
+            _state.framework, _state.local_target = previous[0], previous[1]
+            _invalidate()
+            routing.set_taskroute(previous[2])
+            raise
 
 
 def register_local_target(app: WSGIApp | None) -> None:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from im_task.errors import ConfigurationError
 
-__all__ = ["DEFAULT_TASKROUTE", "get_taskroute", "set_taskroute", "task_path"]
+__all__ = ["DEFAULT_TASKROUTE", "get_taskroute", "normalize_taskroute", "set_taskroute", "task_path"]
 
 DEFAULT_TASKROUTE = "/_ah/task"
 _ROUTE = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
@@ -30,13 +30,32 @@ def set_taskroute(route: str) -> None:
         ConfigurationError: If the route is not a plain absolute path.
     """
     global _taskroute  # noqa: PLW0603 - one process-wide route, by design
+    candidate = normalize_taskroute(route)
+    with _lock:
+        _taskroute = candidate
+
+
+def normalize_taskroute(route: object) -> str:
+    """Checks a task route and returns it as ``/a/b``, without a trailing slash.
+
+    Adapters that mount the endpoint at a route of their own use this, so
+    every adapter accepts exactly the routes :func:`set_taskroute` does.
+
+    Args:
+        route: The route, e.g. ``"/_ah/task"`` or ``"tasks/"``.
+
+    Returns:
+        The route with one leading slash and no trailing slash.
+
+    Raises:
+        ConfigurationError: If the route is not a string, or not a plain path.
+    """
     if not isinstance(route, str):
         raise ConfigurationError(f"The task route must be a string such as '/_ah/task', not {type(route).__name__}.")
     candidate = "/" + route.strip("/")
     if not _ROUTE.fullmatch(candidate):
         raise ConfigurationError(f"The task route must be an absolute path such as '/_ah/task', not {route!r}.")
-    with _lock:
-        _taskroute = candidate
+    return candidate
 
 
 def get_taskroute() -> str:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Response, request
 from flask.blueprints import BlueprintSetupState
 
-from im_task.errors import ConfigurationError
 from im_task.executor import handle_request
 from im_task.headers import Headers
-from im_task.routing import get_taskroute
+from im_task.routing import get_taskroute, normalize_taskroute
 
 __all__ = ["BLUEPRINT_NAME", "ENDPOINT", "make_blueprint"]
 
@@ -22,7 +20,6 @@ ENDPOINT = "task"
 # Every method is routed to the view, so that the core answers 405 with
 # ``Allow: POST`` for all of them; these are listed for Flask, which wants a
 # list, and the rule is then opened to any method at registration.
-_BAD_ROUTE_CHARS = re.compile(r"[\s<>?#]")
 _METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"]
 
 
@@ -64,7 +61,7 @@ def make_blueprint(route: str | None = None) -> Blueprint:
     Raises:
         ConfigurationError: If ``route`` is not a plain absolute path.
     """
-    route = get_taskroute() if route is None else _check_route(route)
+    route = get_taskroute() if route is None else normalize_taskroute(route)
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
     blueprint.add_url_rule(
         f"{route}/<path:subpath>",
@@ -75,15 +72,6 @@ def make_blueprint(route: str | None = None) -> Blueprint:
     )
     blueprint.record(_open_to_every_method)
     return blueprint
-
-
-def _check_route(route: object) -> str:
-    """Returns ``route`` as ``/a/b`` (no trailing slash), or refuses it."""
-    if isinstance(route, str):
-        candidate = "/" + route.strip("/")
-        if candidate != "/" and not _BAD_ROUTE_CHARS.search(candidate) and "//" not in candidate:
-            return candidate
-    raise ConfigurationError(f"The task route must be an absolute path such as '/_ah/task', not {route!r}.")
 
 
 def _open_to_every_method(state: BlueprintSetupState) -> None:

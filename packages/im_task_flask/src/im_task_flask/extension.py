@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, request
 
 from im_task.config import set_up_framework
 from im_task.errors import ConfigurationError
-from im_task.routing import get_taskroute, set_taskroute
+from im_task.routing import get_taskroute
 from im_task_flask.blueprint import make_blueprint
 
 __all__ = ["CONFIG_KEYS", "EXTENSION_NAME", "ImTask", "ImTaskState"]
@@ -125,15 +125,14 @@ class ImTask:
         app.config.setdefault("IM_TASK_REGISTER_LOCAL_TARGET", True)
 
         settings = {name: app.config[key] for key, name in CONFIG_KEYS.items() if app.config[key] is not None}
-        if app.config["IM_TASK_ROUTE"] is not None:
-            set_taskroute(app.config["IM_TASK_ROUTE"])
-        route = get_taskroute()
         register_target = bool(app.config["IM_TASK_REGISTER_LOCAL_TARGET"])
         set_up_framework(
             settings,
             source=f"app.config of {app.name!r} (IM_TASK_* keys)",
             local_target=app if register_target else None,
+            route=app.config["IM_TASK_ROUTE"],
         )
+        route = get_taskroute()
 
         blueprint = make_blueprint(route)
         app.register_blueprint(blueprint)

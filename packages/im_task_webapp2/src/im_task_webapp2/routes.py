@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from im_task.errors import ConfigurationError
-from im_task.routing import get_taskroute
+from im_task.routing import get_taskroute, normalize_taskroute
 from im_task_webapp2._compat import webapp2
 from im_task_webapp2.handler import TaskHandler
 
@@ -38,7 +38,7 @@ def routes(route: str | None = None) -> list[Any]:
         >>> from im_task_webapp2 import routes, setup
         >>> app = setup(webapp2.WSGIApplication([*routes(), ("/", webapp2.RequestHandler)]))
     """
-    base = get_taskroute() if route is None else _checked(route)
+    base = get_taskroute() if route is None else normalize_taskroute(route)
     return [
         webapp2.Route(
             base.rstrip("/") + "/<path:.*>",
@@ -71,11 +71,3 @@ def addrouteforwebapp2(routes_list: list[Any]) -> None:
             "pass the list you give to webapp2.WSGIApplication, or use routes()."
         )
     routes_list.extend(routes())
-
-
-def _checked(route: str) -> str:
-    if not isinstance(route, str):
-        raise ConfigurationError(f"The task route must be a string such as '/_ah/task', not {type(route).__name__}.")
-    if not route.startswith("/") or not route.strip("/") or "<" in route or ">" in route:
-        raise ConfigurationError(f"The task route must be an absolute path such as '/_ah/task', not {route!r}.")
-    return route
