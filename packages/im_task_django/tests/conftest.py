@@ -34,7 +34,22 @@ SECRET = "im-task-django-test-secret"
 
 
 @pytest.fixture(autouse=True)
-def im_task_state(tmp_path: Path) -> Iterator[None]:
+def empty_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Runs each test in an empty working directory, and checks that the test left nothing there.
+
+    im-task keeps its defaults (``.im_task``: local secret, local queue) in the working
+    directory; a test that writes there is missing a ``data_dir``.
+    """
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    yield cwd
+    left = sorted(path.name for path in cwd.iterdir())
+    assert left == [], f"the test wrote {left} into the working directory; give it a data_dir under tmp_path"
+
+
+@pytest.fixture(autouse=True)
+def im_task_state(tmp_path: Path, empty_working_directory: Path) -> Iterator[None]:
     """Fresh im-task settings (IM_TASK applied, a known secret), empty tables and results."""
     config.reset()
     apply_settings()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.test import override_settings
 from django.urls import reverse
@@ -37,9 +39,10 @@ def test_task_url_name() -> None:
     assert reverse("im_task:task", kwargs={"task_path": "m/f"}) == "/_ah/task/m/f"
 
 
-def test_override_settings_changes_core_settings() -> None:
+def test_override_settings_changes_core_settings(tmp_path: Path) -> None:
     config.reset()  # drop the test's configure() so that IM_TASK decides
-    with override_settings(IM_TASK={"default_queue": "mail", "max_body_size": 4096, "transport": "recording"}):
+    changed = {"default_queue": "mail", "max_body_size": 4096, "transport": "recording", "data_dir": str(tmp_path)}
+    with override_settings(IM_TASK=changed):
         current = config.get_settings()
         assert (current.default_queue, current.max_body_size) == ("mail", 4096)
         assert isinstance(config.get_transport(), RecordingTransport)

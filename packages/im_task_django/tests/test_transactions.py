@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import subprocess
 import sys
@@ -15,7 +16,15 @@ from django.test import override_settings
 
 from django_testproject import tasks
 from django_testproject.models import Note
-from im_task import BadTransactionStateError, EnqueueError, TaskTooLargeError, config, configure, task
+from im_task import (
+    BadTransactionStateError,
+    ConfigurationError,
+    EnqueueError,
+    TaskTooLargeError,
+    config,
+    configure,
+    task,
+)
 from im_task.retry import RetryOptions
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
 from im_task_django.models import OutboxTask
@@ -32,6 +41,20 @@ class AnswerLostTransport(Transport):
     def enqueue(self, request: TaskRequest) -> str | None:
         self.queue.enqueue(request)
         raise EnqueueError("connection reset before the queue's answer arrived")
+
+
+class ResetOnceTransport(Transport):
+    """A queue client that breaks the contract: its first ``failures`` sends let a raw socket error out."""
+
+    def __init__(self, queue: Transport, failures: int = 1) -> None:
+        self.queue = queue
+        self.failures = failures
+
+    def enqueue(self, request: TaskRequest) -> str | None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return self.queue.enqueue(request)
 
 
 @pytest.fixture
@@ -234,7 +257,6 @@ def test_binder_with_a_fixed_alias() -> None:
 
 
 def test_sweep_arguments_are_checked() -> None:
-    from im_task import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="older_than"):
         sweep_outbox(-1)
@@ -259,3 +281,63 @@ def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatc
     assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=2)
     recorder.run_all()
     assert tasks.RESULTS == [0, 1, 2, 3, 4]
+
+
+def test_unexpected_transport_error_after_commit_keeps_the_row(
+    recorder: RecordingTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(transport=ResetOnceTransport(recorder))
+    with caplog.at_level(logging.ERROR, logger="im_task.django"), transaction.atomic():
+        handle = tasks.record_transactional("not lost")
+    assert recorder.requests == []
+    assert OutboxTask.objects.filter(name=handle.name).exists()  # kept for the sweeper
+    assert any("stays in the outbox" in r.getMessage() and r.exc_info for r in caplog.records)
+    assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=1)
+    recorder.run_all()
+    assert tasks.RESULTS == ["not lost"]
+    assert not OutboxTask.objects.exists()
+
+
+def test_sweep_counts_an_unexpected_error_as_failed_and_goes_on(tmp_path: Path) -> None:
+    closed = LocalTransport(tmp_path / "closed.sqlite3", autostart=False)
+    closed.close()
+    configure(transport=closed)
+    for number in range(3):
+        with transaction.atomic():
+            tasks.record_transactional(number)
+    first = OutboxTask.objects.order_by("pk").first()
+    assert first is not None
+    recorder = RecordingTransport()
+    assert sweep_outbox(older_than=0, transport=ResetOnceTransport(recorder)) == SweepResult(sent=2, failed=1)
+    assert list(OutboxTask.objects.values_list("name", flat=True)) == [first.name]
+    assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=1)
+    recorder.run_all()
+    assert sorted(tasks.RESULTS) == [0, 1, 2]
+
+
+def test_wrong_database_error_names_the_configured_alias(recorder: RecordingTransport) -> None:
+    with transaction.atomic(using="other"), pytest.raises(BadTransactionStateError) as raised:
+        tasks.record_transactional("wrong database")
+    message = str(raised.value)
+    assert "transaction.atomic(using='default')" in message
+    assert "IM_TASK['database']" in message
+    assert "a transaction is open on 'other'" in message
+    with (
+        override_settings(IM_TASK={"database": "other"}),
+        transaction.atomic(),
+        pytest.raises(BadTransactionStateError, match=r"atomic\(using='other'\).*open on 'default'"),
+    ):
+        tasks.record_transactional("wrong database")
+    with pytest.raises(BadTransactionStateError) as outside:
+        tasks.record_transactional("no transaction")
+    assert "transaction is open" not in str(outside.value)
+    assert recorder.requests == []
+
+
+def test_binder_description_can_be_replaced() -> None:
+    binder = DjangoTransactionBinder(using="other")
+    assert "DjangoTransactionBinder(using=...)" in binder.description
+    binder.description = "the reporting database's transaction.atomic()"
+    assert binder.description == "the reporting database's transaction.atomic()"
+    with pytest.raises(ConfigurationError, match="non-empty string"):
+        binder.description = ""

@@ -7,10 +7,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from django.test import override_settings
 
 from django_testproject import tasks
 from django_testproject.client import post_task, request
-from im_task import configure, get_taskroute
+from im_task import config, configure, get_taskroute
 from im_task.config import get_keyring
 from im_task.envelope import seal
 from im_task.transports import LocalTransport, RecordingTransport
@@ -137,3 +138,22 @@ def test_failures_are_logged_once_by_im_task_not_by_django(
     assert [r for r in caplog.records if r.name == "django.request"] == []
     singular = [r for r in caplog.records if r.name == "im_task" and "failed once" in r.getMessage()]
     assert [r.levelno for r in singular] == [logging.DEBUG]
+
+
+def test_misconfiguration_at_request_time_is_a_logged_500_without_traceback(
+    server: str, recorder: RecordingTransport, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks.record("kept for a retry")
+    config.reset()  # IM_TASK decides: production, and no secret (which start-up would have refused)
+    with (
+        override_settings(IM_TASK={"environment": "production", "data_dir": str(tmp_path)}, DEBUG=True),
+        caplog.at_level(logging.ERROR),
+    ):
+        answer = post_task(server, recorder.requests[0])
+    assert answer.status == 500  # retried by the queue until the configuration is fixed
+    assert answer.body == b"im-task is misconfigured; see the server log.\n"
+    assert tasks.RESULTS == []
+    [logged] = [r for r in caplog.records if r.name.startswith(("im_task", "django"))]
+    assert logged.name == "im_task.django"
+    assert "No secret is configured" in logged.getMessage()
+    assert "manage.py check" in logged.getMessage()

@@ -21,9 +21,12 @@ key                        default                     meaning
 ``sweep_older_than``       ``60``                      seconds before ``im_task_sweep`` re-sends a task
 =========================  ==========================  ================================================
 
-The setting is read when the app is ready and again whenever it changes
-(``override_settings`` in tests). An invalid value is not applied: it is
-recorded, logged and reported by the system checks.
+``route`` is applied as soon as Django creates the app's config, before any
+app's models are imported; the rest when the app is ready. At start-up an
+invalid or unsafe value (production without a secret) is refused with
+``ImproperlyConfigured``. The setting is read again whenever it changes
+(``override_settings`` in tests); an invalid value is then not applied: it
+is recorded, logged and reported by the system checks.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from im_task import config, routing
@@ -45,7 +49,9 @@ __all__ = [
     "SETTING_NAMES",
     "AppSettings",
     "SettingsError",
+    "apply_route_setting",
     "apply_settings",
+    "apply_settings_at_startup",
     "get_app_settings",
     "get_settings_error",
     "read_settings",
@@ -195,6 +201,61 @@ def apply_settings() -> AppSettings:
             config.register_local_target(None)  # one registered by other code stays
         _state.applied = app_settings
         return app_settings
+
+
+def apply_settings_at_startup() -> AppSettings:
+    """Applies ``settings.IM_TASK`` when the app is ready, refusing what would be unsafe.
+
+    Unlike :func:`apply_settings`, an invalid value is an error here, and so
+    is production without a secret (as the Flask and webapp2 adapters refuse
+    them at set-up): a server must not start with settings other than those
+    written, nor with tasks it cannot sign. The transport is not made (it is
+    made on the first request, so ``manage.py migrate`` sends nothing).
+
+    Returns:
+        The settings in force.
+
+    Raises:
+        ImproperlyConfigured: ``IM_TASK`` is invalid, an ``IM_TASK_*``
+            environment variable is, or the environment is production and no
+            secret is configured.
+    """
+    applied = apply_settings()
+    error = _state.error
+    if error is not None:
+        raise ImproperlyConfigured(
+            f"im-task refuses to start: {error} Fix settings.IM_TASK (its keys are in the im-task Django docs); "
+            "`manage.py check` lists every problem."
+        )
+    try:
+        current = config.get_settings()
+    except ConfigurationError as exc:  # from an IM_TASK_* environment variable
+        raise ImproperlyConfigured(f"im-task refuses to start: {exc}") from exc
+    if current.production:
+        try:
+            config.get_keyring()  # refuses a missing secret; in production it never makes a local one
+        except ConfigurationError as exc:
+            raise ImproperlyConfigured(
+                f"im-task refuses to start: {exc} In Django: set IM_TASK['secret'] (for instance to "
+                "os.environ['IM_TASK_SECRET']), or leave IM_TASK['environment'] at 'development' on a "
+                "development machine."
+            ) from exc
+    return applied
+
+
+def apply_route_setting() -> None:
+    """Sets the task route from ``IM_TASK["route"]``, before any app's models are imported.
+
+    The app calls this when Django creates its app config, so that tasks
+    defined in ``models.py`` or imported by another app's ``ready()`` get
+    their URLs under the route. An invalid ``IM_TASK`` is left for
+    :func:`apply_settings_at_startup` to refuse.
+    """
+    with _state.lock:
+        try:
+            _apply_route(read_settings().route)
+        except ConfigurationError:
+            return  # refused when the app is ready
 
 
 def _apply_route(route: str | None) -> None:

@@ -5,9 +5,12 @@ caller's transaction, so a rollback leaves nothing, and is sent by a
 ``transaction.on_commit`` callback, which deletes the row. If the process
 dies between the commit and the send, or the queue cannot be reached, the
 row stays and :func:`sweep_outbox` (``manage.py im_task_sweep``, from cron or
-as a task) sends it later. Each row carries its task name from the start,
-so a task sent twice is refused by the queue (``TaskAlreadyExistsError``)
-rather than run twice.
+as a task) sends it later; so does any error of the transport. Only a
+transport that runs tasks inline (``Transport.runs_inline``, e.g.
+``ImmediateTransport``) has the row deleted when the send raises: the task
+ran, and its error reaches the committer. Each row carries its task name
+from the start, so a task sent twice is refused by the queue
+(``TaskAlreadyExistsError``) rather than run twice.
 """
 
 from __future__ import annotations
@@ -96,9 +99,18 @@ def _send_after_commit(pk: int, request: TaskRequest, transport: Transport, usin
         )
         return
     except Exception:
-        # Only an in-process transport (ImmediateTransport) lets a task's own error out: it ran.
-        _delete(pk, using)
-        raise
+        if transport.runs_inline:  # the task ran (ImmediateTransport) and this is its own error
+            _delete(pk, using)
+            raise
+        # A transport that breaks its contract (e.g. a raw ConnectionResetError): the task may not be queued.
+        logger.error(
+            "Could not send transactional task %s (%s) after commit; the transport raised an unexpected error. "
+            "It stays in the outbox for im_task_sweep.",
+            request.name,
+            request.url,
+            exc_info=True,
+        )
+        return
     _delete(pk, using)
 
 
@@ -131,7 +143,10 @@ def sweep_outbox(
     """Sends the outbox tasks that were not sent after their commit.
 
     Run it from cron (``manage.py im_task_sweep``) or as a periodic task. A
-    task sent twice keeps its name, so the queue refuses the second copy.
+    task sent twice keeps its name, so the queue refuses the second copy. A
+    row whose send raises anything (an ``EnqueueError``, another error of
+    the transport, or with an inline transport the task's own error) counts
+    as failed and stays for the next sweep; the sweep goes on with the rest.
 
     Args:
         older_than: Only rows written at least this many seconds ago, so
@@ -169,6 +184,12 @@ def sweep_outbox(
             already_sent += 1
         except EnqueueError:
             logger.warning("Could not send outbox task %s (%s); it stays.", row.name, row.url, exc_info=True)
+            failed += 1
+            continue
+        except Exception:  # a transport breaking its contract, or the task's own error from an inline one
+            logger.error(
+                "Could not send outbox task %s (%s): unexpected error; it stays.", row.name, row.url, exc_info=True
+            )
             failed += 1
             continue
         else:

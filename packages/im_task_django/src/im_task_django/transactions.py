@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import connections
 
+from im_task.errors import ConfigurationError
 from im_task.transports.base import TaskRequest, Transport
 from im_task_django.conf import get_app_settings
 
@@ -23,15 +24,40 @@ class DjangoTransactionBinder:
             read at each call so that setting changes apply.
     """
 
-    description = "Django's transaction.atomic() on the IM_TASK['database'] alias"
-
     def __init__(self, using: str | None = None) -> None:
         self._using = using
+        self._description: str | None = None
 
     @property
     def using(self) -> str:
         """The database alias whose transactions tasks join."""
         return self._using or get_app_settings().database
+
+    @property
+    def description(self) -> str:
+        """What this binder joins, for errors: the alias, how to change it, and any other open transaction.
+
+        Assign a text to replace it.
+        """
+        if self._description is not None:
+            return self._description
+        alias = self.using
+        setting = "DjangoTransactionBinder(using=...)" if self._using else "IM_TASK['database']"
+        text = f"Django's transaction.atomic(using={alias!r}), on the outbox's database, chosen by {setting}"
+        others = [other.alias for other in connections.all(initialized_only=True) if other.in_atomic_block]
+        others = [other for other in others if other != alias]
+        if others:
+            text += (
+                f"; a transaction is open on {', '.join(map(repr, others))} instead: to join it, set {setting} "
+                "to that alias and migrate im_task_django there"
+            )
+        return text
+
+    @description.setter
+    def description(self, text: str) -> None:
+        if not isinstance(text, str) or not text:
+            raise ConfigurationError(f"description must be a non-empty string, not {text!r}.")
+        self._description = text
 
     def in_transaction(self) -> bool:
         """Whether this thread is inside ``transaction.atomic()`` on the database."""
