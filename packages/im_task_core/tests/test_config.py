@@ -268,13 +268,21 @@ def test_bad_transport_names(factory_module: types.ModuleType, name: str, messag
         check_configuration()
 
 
-def test_a_transport_made_from_a_name_is_closed_when_settings_change() -> None:
+def test_a_transport_made_from_a_name_is_closed_when_its_settings_change(tmp_path: Path) -> None:
     configure(transport="recording")
     made = get_transport()
-    configure(default_queue="other")
+    configure(data_dir=tmp_path / "elsewhere")
     with pytest.raises(EnqueueError, match="closed"):
         made.enqueue(TaskRequest(queue="q", url="/x", body=b""))
     assert get_transport() is not made
+
+
+def test_other_settings_keep_the_transport() -> None:
+    configure(transport="recording")
+    made = get_transport()
+    configure(default_queue="other", max_body_size=4096)
+    assert get_transport() is made
+    assert made.enqueue(TaskRequest(queue="q", url="/x", body=b"")) is not None
 
 
 def test_a_transport_given_as_an_instance_is_not_closed() -> None:
@@ -351,3 +359,27 @@ def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -
     im_task.config.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
     assert get_taskroute() == "/after"
     assert im_task.config.get_settings().default_queue == "after"
+
+
+def test_changing_settings_while_a_task_enqueues_does_not_deadlock(tmp_path: Path) -> None:
+    import threading
+
+    import core_chain_tasks
+    from im_task.wsgi import TaskWSGIApp
+
+    for event in (core_chain_tasks.started, core_chain_tasks.release, core_chain_tasks.followed_up):
+        event.clear()
+    configure(data_dir=tmp_path / "first")  # the default transport: a LocalTransport the settings own
+    im_task.config.register_local_target(TaskWSGIApp())
+    core_chain_tasks.chain()
+    assert core_chain_tasks.started.wait(10)
+
+    # Moving data_dir drops the owned transport, and closing it waits for the delivery in flight,
+    # whose task is about to enqueue (reading the settings).
+    changer = threading.Thread(target=configure, kwargs={"data_dir": tmp_path / "second"}, daemon=True)
+    changer.start()
+    core_chain_tasks.release.set()
+    changer.join(20)
+
+    assert not changer.is_alive(), "configure() deadlocked with the delivery in flight"
+    assert core_chain_tasks.followed_up.wait(20)

@@ -17,6 +17,7 @@ import cloudpickle
 import pytest
 
 import core_sink
+import im_task.config
 import im_task.executor
 import im_task.serialization
 from im_task import (
@@ -476,4 +477,18 @@ def test_warmup_is_not_imported_for_refused_requests(warmup: Callable[[str], str
     assert post(sealed(work, "x"), {}).status == 403
     assert post(b"forged" * 20).status == 403
     assert name not in sys.modules
+    assert core_sink.calls == []
+
+
+def test_broken_settings_at_request_time_are_a_logged_500_and_nothing_is_unpickled(
+    loads_spy: _Spy, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = sealed(work, "never")
+    im_task.config.configure(environment="production", secret=None)  # what start-up checks would have refused
+    with caplog.at_level(logging.ERROR, logger="im_task"):
+        response = post(body)
+    assert response.status == 500  # the queue retries until the configuration is fixed
+    assert b"misconfigured" in response.body
+    assert "No secret is configured" in caplog.text
+    assert loads_spy.calls == 0
     assert core_sink.calls == []

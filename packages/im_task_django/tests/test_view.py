@@ -154,6 +154,5 @@ def test_misconfiguration_at_request_time_is_a_logged_500_without_traceback(
     assert answer.body == b"im-task is misconfigured; see the server log.\n"
     assert tasks.RESULTS == []
     [logged] = [r for r in caplog.records if r.name.startswith(("im_task", "django"))]
-    assert logged.name == "im_task.django"
+    assert logged.name == "im_task"  # the core decides and logs, as for every adapter
     assert "No secret is configured" in logged.getMessage()
-    assert "manage.py check" in logged.getMessage()

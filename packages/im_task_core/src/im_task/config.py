@@ -25,7 +25,8 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -104,6 +105,7 @@ class _State:
         self.settings: Settings | None = None
         self.transport: Transport | None = None
         self.owns_transport = False  # made here from a name, so closed here
+        self.transport_made_with: tuple[Any, Path] | None = None  # (transport setting, data_dir)
         self.keyring: Keyring | None = None
         self.local_target: WSGIApp | None = None
 
@@ -128,7 +130,13 @@ def configure(**settings: Any) -> None:
         >>> from im_task.transports import ImmediateTransport
         >>> configure(transport=ImmediateTransport(), secret="a-long-enough-secret-value")
     """
-    _update_layer(_state.explicit, settings, source="configure()")
+    checked = _checked(settings, source="configure()")
+    with _changing():
+        for name in settings:
+            if name in checked:
+                _state.explicit[name] = checked[name]
+            else:
+                _state.explicit.pop(name, None)
 
 
 def set_framework_settings(values: Mapping[str, Any], *, source: str) -> None:
@@ -138,46 +146,62 @@ def set_framework_settings(values: Mapping[str, Any], *, source: str) -> None:
         values: Settings by their :func:`configure` names; ``None`` values are ignored.
         source: Where they came from (e.g. ``"settings.IM_TASK"``), for error messages.
     """
-    layer: dict[str, Any] = {}
-    _update_layer(layer, values, source=source)
-    with _state.lock:
-        _state.framework = layer
-        _invalidate()
+    checked = _checked(values, source=source)
+    with _changing():
+        _state.framework = checked
 
 
-def _update_layer(layer: dict[str, Any], values: Mapping[str, Any], *, source: str) -> None:
+def _checked(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    """Validates settings; returns those that are not None."""
     unknown = sorted(set(values) - set(SETTING_NAMES))
     if unknown:
         raise ConfigurationError(
             f"{source}: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(SETTING_NAMES)}."
         )
-    checked = {name: _validate(name, value, source) for name, value in values.items() if value is not None}
+    return {name: _validate(name, value, source) for name, value in values.items() if value is not None}
+
+
+@contextmanager
+def _changing(*, drop_transport: bool = False) -> Iterator[None]:
+    """Changes settings under the lock, then forgets what was resolved from the old ones.
+
+    The transport is kept unless the settings that shape it (``transport``,
+    ``data_dir``) changed. A transport made here from a name is closed after
+    the lock is released: closing waits for deliveries in flight, and those
+    may read the settings.
+    """
     with _state.lock:
-        for name, value in values.items():
-            if value is None:
-                layer.pop(name, None)
-            else:
-                layer[name] = checked[name]
-        _invalidate()
+        yield
+        stale = _invalidate(drop_transport=drop_transport)
+    if stale is not None:
+        stale.close()
 
 
-def _invalidate() -> None:
-    old, owned = _state.transport, _state.owns_transport
+def _invalidate(*, drop_transport: bool = False) -> Transport | None:
     _state.settings = None
     _state.keyring = None
+    transport = _state.transport
+    if transport is None:
+        return None
+    if not drop_transport:
+        try:
+            settings = get_settings()
+            if (settings.transport, settings.data_dir) == _state.transport_made_with:
+                return None
+        except ConfigurationError:
+            pass
+    owned = _state.owns_transport
     _state.transport = None
     _state.owns_transport = False
-    if old is not None and owned:
-        old.close()
+    return transport if owned else None
 
 
 def reset() -> None:
-    """Forgets every setting and the registered local target (for tests)."""
-    with _state.lock:
+    """Forgets every setting, the transport and the registered local target (for tests)."""
+    with _changing(drop_transport=True):
         _state.explicit.clear()
         _state.framework.clear()
         _state.local_target = None
-        _invalidate()
 
 
 def get_settings() -> Settings:
@@ -303,6 +327,7 @@ def get_transport() -> Transport:
             settings = get_settings()
             _state.transport = _make_transport(settings)
             _state.owns_transport = not isinstance(settings.transport, Transport)
+            _state.transport_made_with = (settings.transport, settings.data_dir)
         return _state.transport
 
 
@@ -376,19 +401,19 @@ def set_up_framework(
     from im_task import routing
 
     with _state.lock:
-        previous = (dict(_state.framework), _state.local_target, routing.get_taskroute())
-        try:
-            set_framework_settings(values, source=source)
-            if route is not None:
-                routing.set_taskroute(route)
-            if local_target is not None:
-                register_local_target(local_target)
-            check_configuration()
-        except Exception:
-            _state.framework, _state.local_target = previous[0], previous[1]
-            _invalidate()
-            routing.set_taskroute(previous[2])
-            raise
+        framework, target, taskroute = dict(_state.framework), _state.local_target, routing.get_taskroute()
+    try:
+        set_framework_settings(values, source=source)
+        if route is not None:
+            routing.set_taskroute(route)
+        if local_target is not None:
+            register_local_target(local_target)
+        check_configuration()
+    except Exception:
+        with _changing():
+            _state.framework, _state.local_target = framework, target
+        routing.set_taskroute(taskroute)
+        raise
 
 
 def register_local_target(app: WSGIApp | None) -> None:

@@ -13,6 +13,7 @@ task ran                                           200
 any other exception                                500
 ``task_retry_limit`` passed                        200
 no task headers, or bad or missing signature       403
+settings broken (production without a secret)     500
 signature verified but the call cannot be decoded  200
 body over ``max_body_size``                        413
 method other than POST                             405
@@ -31,7 +32,7 @@ from typing import IO, Any
 from im_task.config import get_keyring, get_settings
 from im_task.context import task_context
 from im_task.envelope import open_envelope
-from im_task.errors import PermanentTaskFailure, SignatureError, SingularTaskFailure
+from im_task.errors import ConfigurationError, PermanentTaskFailure, SignatureError, SingularTaskFailure
 from im_task.headers import Headers, TaskHeaders
 from im_task.serialization import loads_call
 
@@ -105,12 +106,17 @@ def handle_request(
     if task is None:
         logger.warning("Refused %s from %s: no task queue headers.", path, remote_addr or "unknown address")
         return _answer(403, "Forbidden: not a task queue request.")
-    data = _read_body(body, view, get_settings().max_body_size)
+    try:
+        settings, keyring = get_settings(), get_keyring()
+    except ConfigurationError as exc:
+        logger.error("Task %s (%s) not run; the queue will retry it. Misconfigured: %s", task.task_name, path, exc)
+        return _answer(500, "im-task is misconfigured; see the server log.", exc)
+    data = _read_body(body, view, settings.max_body_size)
     if data is None:
         logger.error("Refused task %s (%s): body over the configured max_body_size.", task.task_name, path)
         return _answer(413, "Content Too Large.")
     try:
-        payload = open_envelope(data, get_keyring())
+        payload = open_envelope(data, keyring)
     except SignatureError as exc:
         logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
         return _answer(403, "Forbidden: the task signature does not verify.", exc)

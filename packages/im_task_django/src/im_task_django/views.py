@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from typing import IO, Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from im_task.errors import ConfigurationError
-from im_task.executor import TaskResponse, handle_request
+from im_task.executor import handle_request
 
 __all__ = ["task_view"]
-
-logger = logging.getLogger("im_task.django")
 
 
 def _login_not_required(view: Any) -> Any:
@@ -44,22 +40,13 @@ def task_view(request: HttpRequest, task_path: str = "") -> HttpResponse:
     Returns:
         The executor's answer.
     """
-    try:
-        result = handle_request(
-            request.method or "GET",
-            request.path,
-            cast("IO[bytes]", request),  # HttpRequest.read() reads the bounded body stream
-            request.headers,
-            request.META.get("REMOTE_ADDR"),
-        )
-    except ConfigurationError as exc:
-        logger.error(
-            "Task request %s not run, and left to the queue's retries: im-task is misconfigured: %s "
-            "Run `manage.py check` for the details.",
-            request.path,
-            exc,
-        )
-        result = TaskResponse(500, b"im-task is misconfigured; see the server log.\n", exception=exc)
+    result = handle_request(
+        request.method or "GET",
+        request.path,
+        cast("IO[bytes]", request),  # HttpRequest.read() reads the bounded body stream
+        request.headers,
+        request.META.get("REMOTE_ADDR"),
+    )
     response = HttpResponse(result.body, status=result.status)
     for name, value in result.headers:
         response[name] = value
