@@ -78,6 +78,21 @@ def test_gives_up_on_age() -> None:
     assert policy.gives_up(5, 60)
 
 
+def test_gives_up_only_when_both_limits_are_reached_as_on_cloud_tasks() -> None:
+    policy = RetryPolicy(max_attempts=5, max_retry_duration=3600)
+    assert not policy.gives_up(5, 60)  # enough attempts, but younger than an hour
+    assert not policy.gives_up(2, 7200)  # old enough, but too few attempts
+    assert policy.gives_up(5, 3600)
+
+
+def test_a_zero_retry_duration_means_no_limit() -> None:
+    assert not RetryPolicy(max_attempts=None, max_retry_duration=0).gives_up(10_000, 10**9)
+    assert RetryPolicy(max_attempts=2, max_retry_duration=0).gives_up(2, 0)
+    zero_age = RetryPolicy(max_attempts=3).with_task_options(RetryOptions(task_age_limit=0))
+    assert not zero_age.gives_up(1, 0)
+    assert zero_age.gives_up(3, 0)
+
+
 def test_with_task_options_lays_the_task_over_the_queue() -> None:
     queue = RetryPolicy(max_attempts=10, min_backoff=1, max_backoff=100, max_doublings=4)
     assert queue.with_task_options(None) is queue
@@ -88,7 +103,8 @@ def test_with_task_options_lays_the_task_over_the_queue() -> None:
         )
     )
     assert task == RetryPolicy(max_attempts=3, min_backoff=2, max_backoff=50, max_doublings=1, max_retry_duration=30)
-    assert [task.gives_up(n, 0) for n in (1, 2, 3)] == [False, False, True]
+    assert [task.gives_up(n, 0) for n in (1, 2, 3)] == [False, False, False]  # not 30 s old yet
+    assert task.gives_up(3, 30)
 
 
 def test_with_task_options_keeps_bounds_consistent_the_task_winning() -> None:

@@ -281,3 +281,14 @@ def test_builtins_and_functions_get_a_url(func: Any) -> None:
     fn = task(func)
     assert fn.url.startswith("/_ah/task/")
     assert fn.url.endswith("/" + func.__name__)
+
+
+def test_the_endpoint_enforces_the_retry_limit_only_without_an_age_limit(recorder: RecordingTransport) -> None:
+    from im_task.config import get_keyring
+    from im_task.envelope import open_envelope
+    from im_task.serialization import loads_call
+
+    task(add, retry_options={"task_retry_limit": 2})(1)
+    task(add, retry_options={"task_retry_limit": 2, "task_age_limit": 60})(1)
+    limits = [loads_call(open_envelope(r.body, get_keyring())).retry_limit for r in recorder.requests]
+    assert limits == [2, None]  # with an age limit, giving up is the queue's decision (both must be reached)

@@ -25,10 +25,13 @@ class RetryOptions:
 
     Attributes:
         task_retry_limit: Retries allowed after the first attempt. Once a task's
-            retry count passes it, the endpoint logs the task as given up and
-            answers 200.
+            retry count passes it (and, with ``task_age_limit`` set too, the
+            task is that old), it is given up: the endpoint logs it and answers
+            200 on every queue, the local queue stops retrying it.
         task_age_limit: Seconds after the first attempt past which the task is
-            not retried any more.
+            not retried any more (once ``task_retry_limit`` is passed too, when
+            it is set); 0 means no limit. Enforced by queues that honour
+            per-task options, such as the local queue.
         min_backoff_seconds: Smallest delay before a retry.
         max_backoff_seconds: Largest delay before a retry.
         max_doublings: How many times the delay doubles before growing linearly.
@@ -97,7 +100,8 @@ class RetryPolicy:
         max_backoff: Largest delay between attempts, in seconds.
         max_doublings: How many times the delay doubles before growing linearly.
         max_retry_duration: Seconds after the first attempt past which the task
-            is not retried; ``None`` for no limit.
+            is not retried (once ``max_attempts`` is reached too); ``None`` or
+            0 for no limit.
     """
 
     max_attempts: int | None = 100
@@ -163,13 +167,20 @@ class RetryPolicy:
     def gives_up(self, attempts: int, first_attempt_age: float) -> bool:
         """Whether a task that failed ``attempts`` times is not to be tried again.
 
+        As on Cloud Tasks, retrying stops only when every limit that is set
+        is reached: with both ``max_attempts`` and ``max_retry_duration``, the
+        task is retried until it has made that many attempts *and* is that old.
+
         Args:
             attempts: Attempts made so far, the failed one included.
             first_attempt_age: Seconds since the first attempt.
 
         Returns:
-            True when either the attempt limit or the retry duration is used up.
+            True when the limits that are set are all used up; never when none is set.
         """
-        if self.max_attempts is not None and attempts >= self.max_attempts:
-            return True
-        return self.max_retry_duration is not None and first_attempt_age >= self.max_retry_duration
+        limits = []
+        if self.max_attempts is not None:
+            limits.append(attempts >= self.max_attempts)
+        if self.max_retry_duration:  # 0 means no limit, as on Cloud Tasks
+            limits.append(first_attempt_age >= self.max_retry_duration)
+        return bool(limits) and all(limits)

@@ -85,7 +85,7 @@ class TaskFunction(Generic[P, R]):
             args=args,
             kwargs=kwargs,
             includeheaders=options.includeheaders,
-            retry_limit=options.retry_options.task_retry_limit if options.retry_options else None,
+            retry_limit=_endpoint_retry_limit(options),
             description=self.url,
         )
         body = seal(dumps_call(call), get_keyring())
@@ -154,6 +154,14 @@ class TaskFunction(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.url}>"
+
+
+def _endpoint_retry_limit(options: TaskOptions) -> int | None:
+    """The retry limit the endpoint enforces: only when no age limit must be reached too (the queue's part)."""
+    retry = options.retry_options
+    if retry is None or retry.task_age_limit:
+        return None
+    return retry.task_retry_limit
 
 
 def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
