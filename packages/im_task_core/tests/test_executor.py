@@ -18,6 +18,7 @@ import pytest
 
 import core_sink
 import im_task.config
+import im_task.envelope
 import im_task.executor
 import im_task.serialization
 from im_task import (
@@ -492,3 +493,19 @@ def test_broken_settings_at_request_time_are_a_logged_500_and_nothing_is_unpickl
     assert "No secret is configured" in caplog.text
     assert loads_spy.calls == 0
     assert core_sink.calls == []
+
+
+def test_a_task_of_another_programs_main_is_dropped_with_a_hint(caplog: pytest.LogCaptureFixture) -> None:
+    payload = cloudpickle.dumps((1, _MainRef(), (), {}, (False, None, "/_ah/task/__main__/gone")))
+    body = im_task.envelope.seal(payload, get_keyring())
+    with caplog.at_level(logging.ERROR, logger="im_task"):
+        response = post(body)
+    assert response.status == 200
+    assert "define them in an importable module" in caplog.text
+
+
+class _MainRef:
+    """Unpickles as a lookup of a name that this program's __main__ does not have."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (getattr, (sys.modules["__main__"], "a_task_only_another_program_has"))

@@ -151,10 +151,10 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
         call = loads_call(payload)
     except Exception as exc:
         logger.error(
-            "Dropped task %s (%s): its call cannot be decoded, probably because the code changed since it was "
-            "enqueued. It will not be retried.",
+            "Dropped task %s (%s): its call cannot be decoded, %s It will not be retried.",
             task.task_name,
             path,
+            _why_undecodable(exc),
             exc_info=True,
         )
         return _answer(200, "Dropped: the task cannot be decoded.", exc)
@@ -190,6 +190,15 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
         return _answer(500, "The task failed; it will be retried.", exc)
     logger.debug("Task %s (%s) succeeded.", task.task_name, description)
     return _answer(200, "OK")
+
+
+def _why_undecodable(exc: Exception) -> str:
+    if "__main__" in str(exc):
+        return (
+            "because it names a function of another program's __main__: tasks defined in a script run only in "
+            "that same process; define them in an importable module."
+        )
+    return "probably because the code changed since it was enqueued."
 
 
 def _unwrap(func: Any) -> Any:
