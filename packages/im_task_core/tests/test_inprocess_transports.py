@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -178,3 +180,21 @@ def test_recording_is_safe_from_many_threads() -> None:
     assert errors == []
     assert len(recorder.requests) == 200
     assert len({r.name for r in recorder.requests}) == 200
+
+
+def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
+    from im_task.transports.delivery import run_in_process
+
+    @task(includeheaders=True)
+    def report(headers: Any) -> None:
+        core_sink.record(
+            (headers.get("X-AppEngine-TaskRetryCount"), "X-CloudTasks-TaskName" in headers, headers.get("X-Own"))
+        )
+
+    recorder = RecordingTransport()
+    configure(transport=recorder)
+    report()
+    [request] = recorder.requests
+    forged = {**request.headers, "X_AppEngine_TaskRetryCount": "7", "X-CloudTasks-TaskName": "x", "X-Own": "kept"}
+    assert run_in_process(replace(request, headers=forged), retry_count=2).status == 200
+    assert core_sink.calls == [("2", False, "kept")]

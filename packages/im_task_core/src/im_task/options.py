@@ -20,8 +20,9 @@ MIN_DISPATCH_DEADLINE = dt.timedelta(seconds=15)
 MAX_DISPATCH_DEADLINE = dt.timedelta(minutes=30)
 TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
-FORBIDDEN_HEADER_PREFIXES = ("x-appengine-", "x-google-")
+FORBIDDEN_HEADER_PREFIXES = ("x-appengine-", "x-cloudtasks-", "x-google-")
 FORBIDDEN_HEADERS = ("host",)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
 @dataclass(frozen=True)
@@ -191,15 +192,26 @@ def _headers(value: Any) -> Mapping[str, str] | None:
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str) or not key:
             raise ConfigurationError(f"headers must map str to str; {key!r}: {item!r} is not.")
-        lowered = key.lower()
-        if lowered.startswith(FORBIDDEN_HEADER_PREFIXES) or lowered in FORBIDDEN_HEADERS:
+        if not HEADER_NAME.fullmatch(key):
+            raise ConfigurationError(f"Header name {key!r} is not valid: use letters, digits and '-'.")
+        if is_reserved_header(key):
             raise ConfigurationError(
-                f"Header {key!r} cannot be set on a task: X-AppEngine-*, X-Google-* and Host are reserved."
+                f"Header {key!r} cannot be set on a task: X-AppEngine-*, X-CloudTasks-*, X-Google-* and Host "
+                "are set by the queue."
             )
-        if any(c in key + item for c in "\r\n"):
-            raise ConfigurationError(f"Header {key!r} contains a line break.")
+        if any(c in item for c in "\r\n"):
+            raise ConfigurationError(f"Header {key!r} has a line break in its value.")
         checked[key] = item
     return checked
+
+
+def is_reserved_header(name: str) -> bool:
+    """Whether a header is the queue's to set: ``X-AppEngine-*``, ``X-CloudTasks-*``, ``X-Google-*``, ``Host``.
+
+    Underscores count as dashes, as WSGI servers merge ``X_AppEngine_...`` with ``X-AppEngine-...``.
+    """
+    lowered = name.lower().replace("_", "-")
+    return lowered.startswith(FORBIDDEN_HEADER_PREFIXES) or lowered in FORBIDDEN_HEADERS
 
 
 def _dispatch_deadline(value: Any) -> dt.timedelta | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from im_task.executor import TaskResponse, handle_request
 from im_task.headers import APPENGINE, make_task_headers
+from im_task.options import is_reserved_header
 from im_task.transports.base import TaskRequest
 
 __all__ = ["run_in_process"]
@@ -11,6 +12,9 @@ __all__ = ["run_in_process"]
 
 def run_in_process(request: TaskRequest, *, retry_count: int = 0, family: str = APPENGINE) -> TaskResponse:
     """Delivers a task to the endpoint directly, with the headers a queue sends.
+
+    Headers the queue sets (``X-AppEngine-*`` and the like) are dropped from
+    the request's own, as a queue would.
 
     Args:
         request: The task; it must have a name.
@@ -21,7 +25,7 @@ def run_in_process(request: TaskRequest, *, retry_count: int = 0, family: str = 
         The endpoint's response.
     """
     headers = {
-        **request.headers,
+        **{name: value for name, value in request.headers.items() if not is_reserved_header(name)},
         **make_task_headers(
             queue_name=request.queue,
             task_name=request.name or "unnamed",
