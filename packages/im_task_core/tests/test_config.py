@@ -383,3 +383,22 @@ def test_changing_settings_while_a_task_enqueues_does_not_deadlock(tmp_path: Pat
 
     assert not changer.is_alive(), "configure() deadlocked with the delivery in flight"
     assert core_chain_tasks.followed_up.wait(20)
+
+
+@pytest.mark.parametrize(
+    ("variables", "environment"),
+    [
+        ({"GAE_ENV": "standard"}, "production"),
+        ({"GAE_ENV": "flex"}, "production"),
+        ({"K_SERVICE": "my-service"}, "production"),
+        ({"GAE_ENV": "localdev"}, "development"),
+        ({}, "development"),
+    ],
+)
+def test_google_cloud_runtimes_default_to_production(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], environment: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    im_task.config.reset()
+    assert im_task.config.get_settings().environment == environment

@@ -509,3 +509,12 @@ class _MainRef:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (getattr, (sys.modules["__main__"], "a_task_only_another_program_has"))
+
+
+def test_debug_logging_shows_the_queue_headers_but_not_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    headers = {**queue_headers(), "Authorization": "Bearer secret-token-123", "Cookie": "session=abc"}
+    with caplog.at_level(logging.DEBUG, logger="im_task"):
+        assert post(sealed(work, "x"), headers).status == 200
+    assert "X-AppEngine-QueueName" in caplog.text
+    assert "secret-token-123" not in caplog.text
+    assert "session=abc" not in caplog.text

@@ -227,3 +227,10 @@ def test_options_are_frozen() -> None:
     opts = TaskOptions.from_kwargs({"queue": "q"})
     with pytest.raises(AttributeError):
         opts.queue = "other"  # type: ignore[misc]
+
+
+def test_using_a_none_countdown_keeps_the_eta() -> None:
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    base = TaskOptions.from_kwargs({"eta": eta})
+    assert TaskOptions.from_kwargs({"countdown": None}, base=base).eta == eta
+    assert TaskOptions.from_kwargs({"countdown": 5}, base=base).eta is None

@@ -292,3 +292,17 @@ def test_the_endpoint_enforces_the_retry_limit_only_without_an_age_limit(recorde
     task(add, retry_options={"task_retry_limit": 2, "task_age_limit": 60})(1)
     limits = [loads_call(open_envelope(r.body, get_keyring())).retry_limit for r in recorder.requests]
     assert limits == [2, None]  # with an age limit, giving up is the queue's decision (both must be reached)
+
+
+def test_an_unpicklable_argument_with_a_broken_repr_is_still_an_enqueue_error(recorder: RecordingTransport) -> None:
+    import threading
+
+    class Broken:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        def __repr__(self) -> str:
+            raise RuntimeError("repr is broken")
+
+    with pytest.raises(EnqueueError, match=r"argument 0 .*cannot be pickled"):
+        task(add)(Broken())

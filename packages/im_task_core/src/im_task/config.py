@@ -12,7 +12,7 @@ setting             environment variable        default
 ``max_body_size``   ``IM_TASK_MAX_BODY_SIZE``   1,048,576 bytes
 ``warmup_module``   ``IM_TASK_WARMUP_MODULE``   none
 ``default_queue``   ``IM_TASK_DEFAULT_QUEUE``   ``"default"``
-``environment``     ``IM_TASK_ENV``             ``"production"`` on App Engine, else ``"development"``
+``environment``     ``IM_TASK_ENV``             ``"production"`` on App Engine or Cloud Run, else ``"development"``
 ==================  ==========================  =======================================
 
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
@@ -222,9 +222,7 @@ def _resolve() -> Settings:
         return _validate(name, raw, f"${variable}") if raw else None
 
     secret = pick("secret")
-    environment: Environment = pick("environment") or (
-        "production" if os.environ.get("GAE_ENV") == "standard" else "development"
-    )
+    environment: Environment = pick("environment") or ("production" if on_google_cloud() else "development")
     return Settings(
         transport=pick("transport"),
         secrets=secret or (),
@@ -234,6 +232,11 @@ def _resolve() -> Settings:
         default_queue=pick("default_queue") or "default",
         environment=environment,
     )
+
+
+def on_google_cloud() -> bool:
+    """Whether this process runs on App Engine (standard or flexible) or Cloud Run: production, by default."""
+    return os.environ.get("GAE_ENV") in ("standard", "flex") or bool(os.environ.get("K_SERVICE"))
 
 
 def _validate(name: str, value: Any, source: str) -> Any:

@@ -169,7 +169,9 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             call.retry_limit,
         )
         return _answer(200, "Gave up: retry limit reached.")
-    logger.debug("Running task %s (%s) with headers %s", task.task_name, description, dict(headers))
+    if logger.isEnabledFor(logging.DEBUG):  # the queue's headers only: others may carry tokens or cookies
+        queue_headers = {k: v for k, v in headers.items() if k.lower().startswith(("x-appengine-", "x-cloudtasks-"))}
+        logger.debug("Running task %s (%s) with headers %s", task.task_name, description, queue_headers)
     kwargs: dict[str, Any] = dict(call.kwargs)
     if call.includeheaders:
         kwargs["headers"] = headers

@@ -64,8 +64,8 @@ class TaskOptions:
 
         Args:
             options: Option names and values, as given to ``@task``.
-            base: Options to start from; ``countdown`` given here clears the
-                base's ``eta`` and the other way round.
+            base: Options to start from; a ``countdown`` given here clears the
+                base's ``eta`` and the other way round (``None`` clears only itself).
 
         Returns:
             The options.
@@ -80,9 +80,9 @@ class TaskOptions:
             )
         values = {name: _CHECKS[name](value) for name, value in options.items()}
         if base is not None:
-            if "countdown" in values and "eta" not in values:
+            if values.get("countdown") is not None and "eta" not in values:
                 values["eta"] = None
-            if "eta" in values and "countdown" not in values:
+            if values.get("eta") is not None and "countdown" not in values:
                 values["countdown"] = None
             return replace(base, **values)
         return cls(**values)

@@ -38,11 +38,12 @@ WSGIApp = Callable[..., Any]
 def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iterator[None]:
     """Runs the body with a clean im-task configuration, and cleans up after it.
 
-    Inside: no ``IM_TASK_*`` (nor ``GAE_ENV``) environment variables, no
-    settings from earlier ``configure()`` calls or adapters, no registered
-    local target or transaction binders, the default task route, and
-    ``configure(data_dir=data_dir, **settings)``. Afterwards the environment
-    variables, route and binders are put back and the settings are reset.
+    Inside: no ``IM_TASK_*`` (nor ``GAE_ENV``, ``K_SERVICE``) environment
+    variables, no settings from earlier ``configure()`` calls or adapters, no
+    registered local target or transaction binders, no warm-up done, the
+    default task route, and ``configure(data_dir=data_dir, **settings)``.
+    Afterwards the environment variables, route, local target, binders and
+    warm-up state are put back and the settings are reset.
 
     Args:
         data_dir: The local data directory for the test (e.g. pytest's ``tmp_path``).
@@ -58,31 +59,37 @@ def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iter
         ...     with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):
         ...         yield
     """
-    from im_task import config, transactions
+    from im_task import config, executor, transactions
     from im_task.routing import DEFAULT_TASKROUTE, get_taskroute, set_taskroute
 
     saved_environ = {name: value for name, value in os.environ.items() if _configures_im_task(name)}
     saved_route = get_taskroute()
     saved_binders = list(transactions._binders)
+    saved_target = config.get_local_target()
+    saved_warmed_up = set(executor._warmed_up)
     for name in saved_environ:
         del os.environ[name]
     config.reset()
     set_taskroute(DEFAULT_TASKROUTE)
     transactions._binders.clear()
+    executor._warmed_up.clear()
     try:
         config.configure(data_dir=Path(data_dir), **settings)
         yield
     finally:
         config.reset()
+        config.register_local_target(saved_target)
         set_taskroute(saved_route)
         transactions._binders[:] = saved_binders
+        executor._warmed_up.clear()
+        executor._warmed_up.update(saved_warmed_up)
         for name in [name for name in os.environ if _configures_im_task(name)]:
             del os.environ[name]
         os.environ.update(saved_environ)
 
 
 def _configures_im_task(variable: str) -> bool:
-    return variable.startswith("IM_TASK_") or variable == "GAE_ENV"
+    return variable.startswith("IM_TASK_") or variable in ("GAE_ENV", "K_SERVICE")
 
 
 class _LogStream(io.TextIOBase):
