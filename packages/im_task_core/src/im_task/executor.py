@@ -13,7 +13,7 @@ task ran                                           200
 any other exception                                500
 ``task_retry_limit`` passed                        200
 no task headers, or bad or missing signature       403
-settings broken (production without a secret)     500
+settings broken (production without a secret)      500
 signature verified but the call cannot be decoded  200
 body over ``max_body_size``                        413
 method other than POST                             405
