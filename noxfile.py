@@ -7,7 +7,6 @@ from pathlib import Path
 
 import nox
 
-nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 

@@ -1,4 +1,4 @@
-"""webapp2 configuration: ``app.config["im_task"]``, production checks, a custom task route, HTTP delivery.
+"""webapp2 configuration: ``app.config["im_task"]``, production checks, the task route, HTTP delivery.
 
 The script runs in an empty directory and exits with status 0 only if every assertion holds.
 """
@@ -66,3 +66,28 @@ print("ran:", ran)
 # [end http]
 
 assert ran == [30]
+im_task.config.reset()
+set_taskroute("/_ah/task")  # back to the default, as in a fresh process
+
+# [start config route]
+config = {"im_task": {"route": "/jobs"}}
+app = setup(webapp2.WSGIApplication(routes("/jobs"), config=config))  # the same route in both places
+
+
+@task
+def report(day):
+    ran.append(day)
+
+
+print(report.url)  # /jobs/__main__/report: decorated after setup(app)
+# [end config route]
+
+assert report.url == "/jobs/__main__/report"
+
+# routes() made for another route than the one tasks are sent to: refused at start-up, not a 404 per task.
+try:
+    setup(webapp2.WSGIApplication(routes("/_ah/task"), config=config))
+except ConfigurationError as error:
+    print("refused at start-up:", error)
+else:
+    raise AssertionError("task routes elsewhere than the task route must be refused")

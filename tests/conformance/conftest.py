@@ -80,7 +80,7 @@ def _webapp2(route: str, settings: Mapping[str, Any]) -> Iterator[WSGIApp]:
     # isort: split
     import webapp2
 
-    yield setup(webapp2.WSGIApplication(routes(route), config={"im_task": dict(settings)}))
+    yield setup(webapp2.WSGIApplication(routes(route), config={"im_task": {**settings, "route": route}}))
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import pickle
+from urllib.parse import urlsplit
 
 import conformance_recorder
 import pytest
@@ -173,6 +175,31 @@ def test_a_body_over_the_cap_answers_413_and_does_not_run(served_app: Served, si
     assert conformance_recorder.events() == []
 
 
+#: How long an adapter may take to refuse a declared body it must not read: far less than a client would wait.
+PROMPTLY = 10.0
+
+
+def test_a_huge_declared_body_is_refused_without_reading_it(served_app: Served) -> None:
+    # Nothing is read past the cap: the 413 comes from the declared Content-Length alone. The body is
+    # never sent, so an adapter that reads it (a framework's request.body, say) waits for it instead of
+    # answering, and the client gives up after PROMPTLY seconds.
+    request = enqueue(ran, conformance_recorder.Tripwire())
+    parts = urlsplit(served_app.base_url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=PROMPTLY)
+    try:
+        connection.putrequest("POST", request.url)
+        for name, value in {**request.headers, **queue_headers()}.items():
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(50 * 1024 * 1024))
+        connection.endheaders(request.body[:16])  # a few bytes of the 50 MiB declared, then nothing
+        response = connection.getresponse()
+        assert response.status == 413
+        response.read()
+    finally:
+        connection.close()
+    assert conformance_recorder.events() == []
+
+
 def test_a_body_without_content_length_is_not_waited_for_and_does_not_run(served_app: Served) -> None:
     # PEP 3333: without Content-Length there is no body to read. An adapter that reads wsgi.input anyway
     # blocks until the client hangs up, and this request times out instead of being answered.
@@ -183,7 +210,7 @@ def test_a_body_without_content_length_is_not_waited_for_and_does_not_run(served
     assert conformance_recorder.events() == []
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "PROPFIND", "FROBNICATE"])
 def test_methods_other_than_post_answer_405_with_allow_post(served_app: Served, method: str) -> None:
     request = enqueue(ran, conformance_recorder.Tripwire())
     body = b"" if method in ("GET", "HEAD", "OPTIONS") else request.body

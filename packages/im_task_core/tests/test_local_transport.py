@@ -21,11 +21,16 @@ FAST = RetryPolicy(max_attempts=3, min_backoff=0.01, max_backoff=0.05)
 
 
 class Recorder:
-    """A WSGI app that records requests and answers 200 (or what ``statuses`` says, in turn)."""
+    """A WSGI app that records requests and answers 200, or what ``statuses`` says.
 
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
+    ``statuses`` is a list, used in turn by whichever request comes next (so only
+    for one task in flight at a time), or a dict from task name to status.
+    """
+
+    def __init__(self, statuses: list[int] | dict[str, int] | None = None, delay: float = 0.0) -> None:
         self.calls: list[dict[str, Any]] = []
-        self.statuses = list(statuses or [])
+        self.by_name = dict(statuses) if isinstance(statuses, dict) else {}
+        self.statuses = list(statuses) if isinstance(statuses, list) else []
         self.delay = delay
         self.lock = threading.Lock()
         self.entered = threading.Event()
@@ -37,7 +42,9 @@ class Recorder:
             time.sleep(self.delay)
         with self.lock:
             self.calls.append({"path": environ["PATH_INFO"], "body": body, "time": time.monotonic(), "env": environ})
-            status = self.statuses.pop(0) if self.statuses else 200
+            status = self.by_name.get(environ.get("HTTP_X_APPENGINE_TASKNAME", ""))
+            if status is None:
+                status = self.statuses.pop(0) if self.statuses else 200
         start_response(f"{status} X", [("Content-Type", "text/plain")])
         return [b"ok"]
 
@@ -333,7 +340,7 @@ def test_stats_tasks_and_purge(db: Path) -> None:
 
 
 def test_purge_finished_tasks(db: Path) -> None:
-    app = Recorder(statuses=[500])
+    app = Recorder(statuses={"bad": 500})  # by name: the two tasks are delivered concurrently
     with LocalTransport(db, target=app, default_policy=RetryPolicy(max_attempts=1)) as transport:
         transport.enqueue(request(name="bad"))
         transport.enqueue(request(name="good"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import logging
 import pickle
 import sys
@@ -329,20 +328,6 @@ def test_a_body_over_the_cap_is_413(capped_client: Client, recorder: RecordingTr
     assert deliver(capped_client, request, body=request.body + b"x" * 4096).status == 413
     assert deliver(capped_client, request).status == 200  # a body under the cap still runs
     assert flask_sink.calls == [("add", 3)]
-
-
-def test_a_large_declared_body_is_refused_before_it_is_sent(capped_client: Client) -> None:
-    conn = http.client.HTTPConnection(capped_client.host, capped_client.port, timeout=10)
-    try:
-        conn.putrequest("POST", "/_ah/task/x/y")
-        for name, value in make_task_headers(queue_name="default", task_name="huge").items():
-            conn.putheader(name, value)
-        conn.putheader("Content-Length", str(50 * 1024 * 1024))
-        conn.endheaders()  # and no body at all: the answer must not wait for it
-        response = conn.getresponse()
-        assert response.status == 413
-    finally:
-        conn.close()
 
 
 def test_a_body_just_under_the_default_cap_is_read_whole(client: Client, recorder: RecordingTransport) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import webapp2
@@ -10,8 +12,8 @@ from webob import Request
 
 import im_task.config
 import webapp2_sink
-from im_task import ConfigurationError, configure, task
-from im_task.config import get_local_target, get_settings
+from im_task import ConfigurationError, configure, get_taskroute, task
+from im_task.config import get_local_target, get_settings, register_local_target
 from im_task.headers import make_task_headers
 from im_task.transports import RecordingTransport
 from im_task_webapp2 import CONFIG_KEY, is_set_up, routes, setup
@@ -52,13 +54,97 @@ def test_setup_registers_the_app_as_the_local_queue_target() -> None:
     assert get_local_target() is app
 
 
-def test_setup_lets_patch_reach_the_task_route() -> None:
+@pytest.mark.parametrize("method", ["PATCH", "PROPFIND", "CONNECT", "FROBNICATE"])
+def test_setup_opens_the_task_route_to_every_method(method: str) -> None:
     app = make_app()
-    assert "PATCH" not in app.allowed_methods  # webapp2 would answer 501 Not Implemented
+    before = Request.blank("/_ah/task/m/f", method=method).get_response(app)
+    assert before.status_int == 501  # webapp2 refuses a method it does not list, before routing
     setup(app)
-    reply = Request.blank("/_ah/task/m/f", method="PATCH").get_response(app)
+    reply = Request.blank("/_ah/task/m/f", method=method).get_response(app)
     assert reply.status_int == 405
     assert reply.headers["Allow"] == "POST"
+
+
+class Home(webapp2.RequestHandler):
+    def get(self) -> None:
+        self.response.write("home")
+
+    def frobnicate(self) -> None:  # a helper webapp2 would call for a FROBNICATE request, if it let one through
+        webapp2_sink.record("frobnicate")
+
+
+def test_setup_leaves_the_other_routes_as_webapp2_answers_them() -> None:
+    app = setup(webapp2.WSGIApplication([*routes(), ("/", Home)]))
+    assert Request.blank("/").get_response(app).body == b"home"
+    for method in ("FROBNICATE", "PATCH"):
+        assert Request.blank("/", method=method).get_response(app).status_int == 501
+    refused = Request.blank("/", method="PUT").get_response(app)
+    assert (refused.status_int, refused.headers["Allow"]) == (405, "GET")
+    assert webapp2_sink.calls == []
+
+
+def test_the_allowed_methods_are_webapp2s_outside_a_task_request() -> None:
+    app = make_app()
+    listed = frozenset(app.allowed_methods)
+    setup(app)
+    assert set(app.allowed_methods) == listed
+    assert "GET" in app.allowed_methods
+    assert "FROBNICATE" not in app.allowed_methods  # not inside a request
+
+
+def test_app_config_route_sets_the_task_route_served_by_routes_made_for_it() -> None:
+    app = setup(webapp2.WSGIApplication(routes("/jobs"), config={"im_task": {"route": "jobs/"}}))
+    assert get_taskroute() == "/jobs"
+
+    @task
+    def later() -> None:
+        webapp2_sink.record("later")
+
+    assert later.url.startswith("/jobs/")
+    assert Request.blank(later.url, method="GET").get_response(app).status_int == 405  # served here
+
+
+def test_app_config_route_without_task_routes_only_sets_the_route() -> None:
+    setup(webapp2.WSGIApplication([("/", Home)], config={"im_task": {"route": "/jobs"}}))
+    assert get_taskroute() == "/jobs"
+
+
+@pytest.mark.parametrize(
+    ("app_routes", "config", "message"),
+    [
+        (
+            routes,
+            {"route": "/jobs"},
+            r"app.config\[\"im_task\"\]\[\"route\"\] sends tasks to /jobs, but this app serves them at /_ah/task "
+            r".*make the routes with routes\('/jobs'\)",
+        ),
+        (
+            lambda: routes("/jobs"),
+            {},
+            r"Tasks are sent to /_ah/task, but this app serves them at /jobs: call im_task.set_taskroute\('/jobs'\)",
+        ),
+        (lambda: routes("/jobs"), {"route": "/jobs", "max_body_size": 10}, "max_body_size must be"),
+    ],
+    ids=["config-route-but-default-routes", "routes-elsewhere", "refused-with-a-route"],
+)
+def test_setup_refuses_task_routes_elsewhere_and_leaves_the_core_as_it_was(
+    app_routes: Callable[[], list[Any]], config: dict[str, Any], message: str
+) -> None:
+    app = webapp2.WSGIApplication(app_routes(), config={"im_task": config})
+    with pytest.raises(ConfigurationError, match=message):
+        setup(app)
+    assert get_taskroute() == "/_ah/task"
+    assert get_local_target() is None
+    assert get_settings().max_body_size == 1024 * 1024
+    assert not is_set_up(app)
+    assert Request.blank("/_ah/task/m/f", method="PATCH").get_response(app).status_int == 501  # not opened
+
+
+def test_register_local_target_false_leaves_the_local_target_alone() -> None:
+    other = make_app()
+    register_local_target(other)
+    setup(make_app(im_task={"register_local_target": False}))
+    assert get_local_target() is other
 
 
 def test_the_settings_apply_to_requests() -> None:
@@ -81,8 +167,11 @@ def test_the_settings_apply_to_requests() -> None:
         (make_app(im_task=["secret"]), r'app.config\["im_task"\] must be a dict'),
         (make_app(im_task={"taskroute": "/t"}), r"app.config\[\"im_task\"\]: unknown setting\(s\) 'taskroute'"),
         (make_app(im_task={"max_body_size": 10}), "max_body_size must be a whole number of bytes >= 1024"),
+        (make_app(im_task={"route": "/a b"}), r"app.config\[\"im_task\"\]\[\"route\"\]: The task route must be"),
+        (make_app(im_task={"route": 42}), r"\[\"route\"\]: The task route must be a string"),
+        (make_app(im_task={"register_local_target": "yes"}), r"\[\"register_local_target\"\] must be True or False"),
     ],
-    ids=["not-an-app", "not-a-dict", "unknown-setting", "bad-value"],
+    ids=["not-an-app", "not-a-dict", "unknown-setting", "bad-value", "bad-route", "route-not-str", "bad-register"],
 )
 def test_setup_refuses_bad_apps_and_settings(app: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):

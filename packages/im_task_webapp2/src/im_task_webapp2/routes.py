@@ -6,8 +6,8 @@ from typing import Any
 
 from im_task.errors import ConfigurationError
 from im_task.routing import get_taskroute, normalize_taskroute
-from im_task_webapp2._compat import webapp2
 from im_task_webapp2.handler import TaskHandler
+from im_task_webapp2.methods import PATH_PATTERN, TaskRoute
 
 __all__ = ["ROUTE_NAME", "addrouteforwebapp2", "routes"]
 
@@ -19,13 +19,16 @@ def routes(route: str | None = None) -> list[Any]:
     """The ``webapp2.Route`` objects that serve tasks, to add to your application.
 
     The route matches every path under the task route, at any depth, and
-    every HTTP method, so that the core answers each request as the request
-    contract says (405 with ``Allow: POST`` for methods other than POST).
+    every HTTP method (once :func:`~im_task_webapp2.setup` has opened the
+    task routes to methods webapp2 does not list), so that the core answers
+    each request as the request contract says (405 with ``Allow: POST`` for
+    methods other than POST).
 
     Args:
         route: The task route, such as ``"/tasks"``; by default the current
             :func:`im_task.get_taskroute`, so call :func:`im_task.set_taskroute`
-            first if you change it.
+            first if you change it. :func:`~im_task_webapp2.setup` refuses an
+            app whose task routes are not where tasks are sent.
 
     Returns:
         The routes, in a new list.
@@ -40,8 +43,8 @@ def routes(route: str | None = None) -> list[Any]:
     """
     base = get_taskroute() if route is None else normalize_taskroute(route)
     return [
-        webapp2.Route(
-            base.rstrip("/") + "/<path:.*>",
+        TaskRoute(
+            base + PATH_PATTERN,
             handler=TaskHandler,
             name=ROUTE_NAME,
             handler_method="post",

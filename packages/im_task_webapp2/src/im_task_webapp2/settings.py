@@ -1,4 +1,4 @@
-"""Reading ``app.config["im_task"]`` into the core, and registering the app with the local queue."""
+"""Reading ``app.config["im_task"]`` into the core, registering the app with the local queue, checking its routes."""
 
 from __future__ import annotations
 
@@ -8,31 +8,45 @@ from typing import Any
 
 from im_task.config import set_up_framework
 from im_task.errors import ConfigurationError
+from im_task.routing import get_taskroute, normalize_taskroute
 from im_task_webapp2._compat import webapp2
+from im_task_webapp2.methods import TaskMethods, task_route_of
 
 __all__ = ["CONFIG_KEY", "is_set_up", "setup"]
 
 #: The key of ``app.config`` (and of ``app.registry``) that holds the im-task settings.
 CONFIG_KEY = "im_task"
 _SOURCE = f'app.config["{CONFIG_KEY}"]'
+_ROUTE_SOURCE = f'{_SOURCE}["route"]'
+_REGISTER_SOURCE = f'{_SOURCE}["register_local_target"]'
 logger = logging.getLogger("im_task.webapp2")
 
 
 def setup(app: Any) -> Any:
     """Connects a webapp2 application to im-task; call it once at start-up.
 
-    It reads the settings in ``app.config["im_task"]`` (a dict with the names
-    :func:`im_task.configure` takes: ``secret``, ``transport``,
-    ``max_body_size``...) into the core, registers ``app`` as the application
-    the embedded local queue delivers to, lets ``PATCH`` requests reach the
-    task route (webapp2 answers 501 to methods outside
-    ``WSGIApplication.allowed_methods``; the task route answers 405 with
-    ``Allow: POST`` instead), and checks the configuration, so that a missing
-    secret in production fails here rather than at the first task.
+    It reads ``app.config["im_task"]`` into the core: a dict with the names
+    :func:`im_task.configure` takes (``secret``, ``transport``,
+    ``max_body_size``...) and two of this adapter's own:
+
+    * ``route``: the task route, such as ``"/tasks"``, passed to
+      :func:`im_task.set_taskroute` (tasks decorated afterwards are sent
+      there); by default the current :func:`im_task.get_taskroute` is kept;
+    * ``register_local_target``: whether the embedded local queue delivers
+      to this app in process (``True`` by default).
+
+    It then checks that the app's task routes (those of
+    :func:`~im_task_webapp2.routes`) serve the task route, since they are
+    made before ``setup`` runs; opens the task routes, and only them, to
+    every HTTP method (webapp2 answers methods missing from
+    ``WSGIApplication.allowed_methods`` with 501 before routing; the task
+    route answers 405 with ``Allow: POST`` instead); and checks the
+    configuration, so that a missing secret in production fails here rather
+    than at the first task. When it refuses, the core is left as it was.
 
     Settings given to :func:`im_task.configure` win over ``app.config``. When
-    several applications are set up in one process, the last one's settings
-    and local-queue registration win.
+    several applications are set up in one process, the last one's settings,
+    route and local-queue registration win.
 
     Args:
         app: The ``webapp2.WSGIApplication``, already made with its routes and config.
@@ -41,8 +55,9 @@ def setup(app: Any) -> Any:
         ``app``, so that ``app = setup(webapp2.WSGIApplication(...))`` works.
 
     Raises:
-        ConfigurationError: ``app`` is not a webapp2 application, or its
-            settings are unknown, invalid or unsafe.
+        ConfigurationError: ``app`` is not a webapp2 application, its
+            settings are unknown, invalid or unsafe, or its task routes are
+            not at the task route.
 
     Example:
         >>> import webapp2
@@ -61,10 +76,50 @@ def setup(app: Any) -> Any:
         raise ConfigurationError(
             f"{_SOURCE} must be a dict of im_task settings such as {{'secret': '...'}}, not {type(values).__name__}."
         )
-    set_up_framework(values, source=_SOURCE, local_target=app)
-    app.allowed_methods = frozenset(app.allowed_methods | {"PATCH"})
+    settings = dict(values)
+    route = _route(settings.pop("route", None))
+    register_target = settings.pop("register_local_target", True)
+    if not isinstance(register_target, bool):
+        raise ConfigurationError(f"{_REGISTER_SOURCE} must be True or False, not {register_target!r}.")
+    _check_task_routes(app, route)
+    set_up_framework(settings, source=_SOURCE, local_target=app if register_target else None, route=route)
+    app.allowed_methods = TaskMethods(app.allowed_methods)
     app.registry[CONFIG_KEY] = True
     return app
+
+
+def _route(value: object) -> str | None:
+    """The ``route`` setting, checked as :func:`im_task.set_taskroute` checks it; None when unset."""
+    if value is None:
+        return None
+    try:
+        return normalize_taskroute(value)
+    except ConfigurationError as error:
+        raise ConfigurationError(f"{_ROUTE_SOURCE}: {error}") from None
+
+
+def _check_task_routes(app: Any, route: str | None) -> None:
+    """Refuses an app whose task routes all serve another route than the one tasks are sent to.
+
+    An app without task routes (one that only sends tasks, or mounts
+    :class:`~im_task_webapp2.TaskHandler` its own way) is not checked.
+    """
+    served = sorted({base for base in map(task_route_of, app.router.match_routes) if base is not None})
+    expected = get_taskroute() if route is None else route
+    if not served or expected in served:
+        return
+    where = ", ".join(served)
+    if route is None:
+        raise ConfigurationError(
+            f"Tasks are sent to {expected}, but this app serves them at {where}: call "
+            f"im_task.set_taskroute({served[0]!r}) at start-up, before your tasks are defined, "
+            f"or set {_ROUTE_SOURCE} to {served[0]!r}."
+        )
+    raise ConfigurationError(
+        f"{_ROUTE_SOURCE} sends tasks to {expected}, but this app serves them at {where} "
+        f"(routes() ran before setup() set the route): make the routes with routes({expected!r}), "
+        f"or call im_task.set_taskroute({expected!r}) at start-up, before routes() and your tasks."
+    )
 
 
 def is_set_up(app: Any) -> bool:
