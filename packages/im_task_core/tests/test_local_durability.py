@@ -17,7 +17,7 @@ import pytest
 import im_task.transports.local as local_package
 from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
-from im_task.transports.local.store import TaskStore
+from im_task.transports.local.store import LostAttempt, TaskStore
 
 SRC = str(Path(local_package.__file__).resolve().parents[3])
 
@@ -133,7 +133,7 @@ def test_a_dispatcher_killed_mid_delivery_loses_its_lease(db: Path) -> None:
         assert (task.state, task.attempts) == ("running", 1)
         start = time.monotonic()
         transport.start()
-        assert transport.join(10)
+        assert transport.join(10, scheduled=True)  # the lost attempt is retried after the policy's backoff
         assert time.monotonic() - start < 5
         (task,) = transport.tasks()
     assert (task.state, task.attempts) == ("done", 2)
@@ -143,16 +143,20 @@ def test_a_dispatcher_killed_mid_delivery_loses_its_lease(db: Path) -> None:
     assert headers["HTTP_X_APPENGINE_TASKRETRYREASON"] == "LEASE_EXPIRED"
 
 
+def retry_now(lost: LostAttempt) -> float:
+    return time.time()
+
+
 def test_expired_lease_is_reclaimed_but_a_live_one_is_not(db: Path) -> None:
     with LocalTransport(db, autostart=False) as transport:
         transport.enqueue(request(name="expired"))
         transport.enqueue(request(name="live"))
     store = TaskStore(db)
     now = time.time()
-    first = store.claim("dead-owner", 1, now=now, lease_until=now + 0.2)
-    second = store.claim("live-owner", 1, now=now, lease_until=now + 60)
+    first = store.claim("dead-owner", 1, now=now, lease_until=now + 0.2, on_lost=retry_now)
+    second = store.claim("live-owner", 1, now=now, lease_until=now + 60, on_lost=retry_now)
     assert [t.name for t in first + second] == ["expired", "live"]
-    assert store.claim("someone", 10, now=time.time(), lease_until=time.time() + 60) == []
+    assert store.claim("someone", 10, now=time.time(), lease_until=time.time() + 60, on_lost=retry_now) == []
     app = Recorder()
     with LocalTransport(db, target=app) as transport:
         transport.start()

@@ -417,31 +417,6 @@ def test_repr(db: Path) -> None:
         assert "127.0.0.1:9" in repr(transport)
 
 
-def test_stop_gives_back_claimed_tasks_not_started(db: Path) -> None:
-    app = Recorder(delay=0.3)
-    transport = LocalTransport(db, target=app, concurrency=1)
-    try:
-        for _ in range(5):
-            transport.enqueue(request())
-        assert app.entered.wait(5)
-        deadline = time.monotonic() + 5
-        while transport.stats().running < 5 and time.monotonic() < deadline:
-            time.sleep(0.01)  # one delivery and the prefetched rest are claimed
-        start = time.monotonic()
-        assert transport.stop() is True
-        assert time.monotonic() - start < 1.0  # only the delivery in flight was awaited
-        assert len(app.calls) == 1
-        states = sorted((t.state, t.attempts) for t in transport.tasks())
-        assert states == [("done", 1)] + [("queued", 0)] * 4
-        transport.start()
-        assert transport.join(10)
-        assert transport.stats().done == 5
-        for task in transport.tasks():
-            assert task.attempts == 1
-    finally:
-        transport.close()
-
-
 def test_no_warning_without_tasks(db: Path, caplog: pytest.LogCaptureFixture) -> None:
     config.register_local_target(None)
     with caplog.at_level(logging.WARNING, logger="im_task.local"), LocalTransport(db, poll_interval=0.05) as t:

@@ -27,6 +27,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
+from im_task.transports.local.models import STATES
+
 if TYPE_CHECKING:
     from im_task.transports.local import LocalTransport, TaskInfo, TaskState
 
@@ -35,7 +37,6 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-STATES = ("queued", "running", "done", "failed")
 
 
 class CommandError(Exception):

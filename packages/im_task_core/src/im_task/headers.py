@@ -6,13 +6,58 @@ import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["APPENGINE", "CLOUDTASKS", "Headers", "TaskHeaders", "make_task_headers"]
+__all__ = [
+    "APPENGINE",
+    "CLOUDTASKS",
+    "Headers",
+    "TaskHeaders",
+    "forwardable_headers",
+    "is_reserved_header",
+    "make_task_headers",
+]
 
 #: Prefix of the headers Cloud Tasks sends to App Engine targets.
 APPENGINE = "X-AppEngine-"
 #: Prefix of the headers Cloud Tasks sends to HTTP targets.
 CLOUDTASKS = "X-CloudTasks-"
 FAMILIES = (APPENGINE, CLOUDTASKS)
+#: Headers only the queue sets; a task's own headers may not name them.
+RESERVED_PREFIXES = ("x-appengine-", "x-cloudtasks-", "x-google-")
+RESERVED_NAMES = frozenset({"host"})
+#: Headers of the connection, set by whoever makes the request.
+_HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade"})
+
+
+def _key(name: str) -> str:
+    """A header name as WSGI servers match it: lower case, ``_`` read as ``-`` (both become ``_`` in ``HTTP_*``)."""
+    return name.lower().replace("_", "-")
+
+
+def is_reserved_header(name: str) -> bool:
+    """Whether a header is the queue's to set: ``X-AppEngine-*``, ``X-CloudTasks-*``, ``X-Google-*``, ``Host``.
+
+    Underscores count as dashes, as WSGI servers merge ``X_AppEngine_...`` with ``X-AppEngine-...``.
+    """
+    key = _key(name)
+    return key.startswith(RESERVED_PREFIXES) or key in RESERVED_NAMES
+
+
+def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The task's own headers a queue passes on: all but those it sets itself.
+
+    Dropped: the reserved headers (see :func:`is_reserved_header`), so a task
+    cannot forge or shadow the queue's, and connection headers
+    (``Content-Length``, ``Connection``...), which the delivery sets.
+
+    Args:
+        headers: The task's own headers.
+
+    Returns:
+        The headers to send, in their order.
+    """
+    return {
+        name: value for name, value in headers.items() if not is_reserved_header(name) and _key(name) not in _HOP_BY_HOP
+    }
 
 
 class Headers(Mapping[str, str]):

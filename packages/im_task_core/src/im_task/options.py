@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from im_task.errors import ConfigurationError
+from im_task.headers import is_reserved_header
 from im_task.retry import RetryOptions
 
 __all__ = ["MAX_SCHEDULE_AHEAD", "OPTION_NAMES", "TaskOptions"]
@@ -20,8 +21,6 @@ MIN_DISPATCH_DEADLINE = dt.timedelta(seconds=15)
 MAX_DISPATCH_DEADLINE = dt.timedelta(minutes=30)
 TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
 QUEUE_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
-FORBIDDEN_HEADER_PREFIXES = ("x-appengine-", "x-cloudtasks-", "x-google-")
-FORBIDDEN_HEADERS = ("host",)
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
@@ -203,15 +202,6 @@ def _headers(value: Any) -> Mapping[str, str] | None:
             raise ConfigurationError(f"Header {key!r} has a line break in its value.")
         checked[key] = item
     return checked
-
-
-def is_reserved_header(name: str) -> bool:
-    """Whether a header is the queue's to set: ``X-AppEngine-*``, ``X-CloudTasks-*``, ``X-Google-*``, ``Host``.
-
-    Underscores count as dashes, as WSGI servers merge ``X_AppEngine_...`` with ``X-AppEngine-...``.
-    """
-    lowered = name.lower().replace("_", "-")
-    return lowered.startswith(FORBIDDEN_HEADER_PREFIXES) or lowered in FORBIDDEN_HEADERS
 
 
 def _dispatch_deadline(value: Any) -> dt.timedelta | None:

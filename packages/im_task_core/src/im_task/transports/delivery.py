@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from im_task.executor import TaskResponse, handle_request
-from im_task.headers import APPENGINE, make_task_headers
-from im_task.options import is_reserved_header
+from im_task.headers import APPENGINE, forwardable_headers, make_task_headers
 from im_task.transports.base import TaskRequest
 
 __all__ = ["run_in_process"]
@@ -25,7 +24,7 @@ def run_in_process(request: TaskRequest, *, retry_count: int = 0, family: str = 
         The endpoint's response.
     """
     headers = {
-        **{name: value for name, value in request.headers.items() if not is_reserved_header(name)},
+        **forwardable_headers(request.headers),
         **make_task_headers(
             queue_name=request.queue,
             task_name=request.name or "unnamed",

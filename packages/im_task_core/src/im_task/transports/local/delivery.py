@@ -20,7 +20,14 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from im_task.errors import ConfigurationError
 
-__all__ = ["DEADLINE_EXCEEDED", "Deliverer", "HTTPDelivery", "Outcome", "WSGIDelivery", "build_environ"]
+__all__ = [
+    "DEADLINE_EXCEEDED",
+    "Deliverer",
+    "HTTPDelivery",
+    "Outcome",
+    "WSGIDelivery",
+    "build_environ",
+]
 
 logger = logging.getLogger("im_task.local")
 

@@ -7,15 +7,22 @@ an expiry time); a lease that runs out because its holder died makes the task
 claimable again. The database runs in WAL mode with ``synchronous=NORMAL``:
 a committed enqueue survives a crash of the process, and readers never block
 the writer.
+
+Every statement runs under the store's lock, and ``fork()`` takes the locks of
+every open store first: SQLite's lock bookkeeping is process-wide and copied by
+``fork()``, so a child forked in the middle of a transaction could never write
+to the file again. A child opens its own connection on first use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -25,7 +32,7 @@ from im_task.errors import EnqueueError, TaskAlreadyExistsError
 from im_task.retry import RetryOptions
 from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
 
-__all__ = ["ClaimedTask", "NewTask", "Settlement", "TaskStore"]
+__all__ = ["LEASE_EXPIRED", "ClaimedTask", "LostAttempt", "NewTask", "Settlement", "TaskStore"]
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -55,10 +62,17 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_state_due ON tasks (state, due);
 """
 _ACTIVE = ("queued", "running")
+#: Retry reason of an attempt whose dispatcher lost its lease (it died, or stalled, mid-delivery).
+LEASE_EXPIRED = "LEASE_EXPIRED"
+_REAP_BATCH = 100  # expired leases settled per claim; more wait for the next one
 _CLAIM_COLUMNS = (
     "id, queue, name, url, headers, body, eta, attempts, executions, first_attempt, "
-    "last_status, last_error, deadline, retry_options, state"
+    "last_status, last_error, deadline, retry_options"
 )
+_stores: weakref.WeakSet[TaskStore] = weakref.WeakSet()
+_stores_lock = threading.Lock()  # guards _stores, so that fork() sees every store
+_held_across_fork: list[TaskStore] = []
+_abandoned: list[sqlite3.Connection] = []  # connections inherited through fork(): never used nor closed
 
 
 @dataclass(frozen=True)
@@ -124,6 +138,38 @@ class ClaimedTask:
 
 
 @dataclass(frozen=True)
+class LostAttempt:
+    """A running task whose lease ran out: its dispatcher died (or stalled) mid-delivery.
+
+    The attempt counts as failed with the reason :data:`LEASE_EXPIRED`, and is
+    settled like any failed attempt: retried after a backoff, or given up on.
+
+    Attributes:
+        id: Row id.
+        queue: Short queue name.
+        name: Task name.
+        url: Path the task is POSTed to.
+        attempt: Number of the lost attempt, 1 for the first.
+        first_attempt: When the first attempt started, seconds since the epoch.
+        retry_options: The task's own retry options, or None.
+        found: When the lease was found run out (the time of the claim), seconds since the epoch.
+    """
+
+    id: int
+    queue: str
+    name: str
+    url: str
+    attempt: int
+    first_attempt: float
+    retry_options: RetryOptions | None
+    found: float
+
+
+#: Decides the fate of a lost attempt: when to retry it (seconds since the epoch), or None to give up.
+LostAttemptPolicy = Callable[[LostAttempt], float | None]
+
+
+@dataclass(frozen=True)
 class Settlement:
     """The outcome of one attempt, to record.
 
@@ -161,38 +207,59 @@ class TaskStore:
 
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = path
+        self._busy_timeout = busy_timeout
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        self._closed = False
+        self._conn: sqlite3.Connection | None = None
+        with self._lock:  # a fork() meanwhile waits: the child must not inherit a half-made connection
+            with _stores_lock:
+                _stores.add(self)
+            self._conn = self._connect()
+            try:
+                (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(
+                        f"{path} was made by a newer im-task (schema {version}; this one knows {SCHEMA_VERSION})"
+                    )
+                if version < SCHEMA_VERSION:  # a new file: no write lock is taken to open an existing one
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                self._conn.execute(statement)
+                        self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    except BaseException:
+                        self._conn.execute("ROLLBACK")
+                        raise
+                    self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.close()
+                self._conn = None
+                self._closed = True
+                raise
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            str(self.path), timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise sqlite3.DatabaseError(
-                    f"{path} was made by a newer im-task (schema {version}; this one knows {SCHEMA_VERSION})"
-                )
-            if version < SCHEMA_VERSION:  # a new file: no write lock is taken to open an existing one
-                with self._write() as conn:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
-            self._conn.close()
-            self._conn = None
+            conn.close()
             raise
+        return conn
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
-        return self._conn is None
+        return self._closed
 
     def close(self) -> None:
         """Closes the database; later calls do nothing."""
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -200,8 +267,10 @@ class TaskStore:
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            if self._conn is None:
+            if self._closed:
                 raise sqlite3.ProgrammingError("the task store is closed")
+            if self._conn is None:  # in a child process after fork(): a connection of its own
+                self._conn = self._connect()
             yield self._conn
 
     @contextmanager
@@ -214,6 +283,16 @@ class TaskStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _after_fork_in_child(self) -> None:
+        """Drops the connection inherited through ``fork()``; the next use opens the child's own.
+
+        The inherited one is kept, never used nor closed: closing it would
+        release locks SQLite thinks the parent's connection holds.
+        """
+        if self._conn is not None:
+            _abandoned.append(self._conn)
+            self._conn = None
 
     # -- enqueue ---------------------------------------------------------
 
@@ -274,82 +353,111 @@ class TaskStore:
 
     # -- dispatch --------------------------------------------------------
 
-    def claim(self, owner: str, limit: int, *, now: float, lease_until: float) -> list[ClaimedTask]:
-        """Leases up to ``limit`` due tasks, oldest due first.
+    def claim(
+        self,
+        owner: str,
+        limit: int,
+        *,
+        now: float,
+        lease_until: float,
+        on_lost: LostAttemptPolicy,
+        settle: Sequence[Settlement] = (),
+    ) -> list[ClaimedTask]:
+        """Leases up to ``limit`` due queued tasks, oldest due first, and starts their attempt.
 
-        Due tasks are queued ones whose ``due`` time has come and running ones
-        whose lease ran out (their holder is presumed dead: the lost attempt
-        counts, with the reason ``LEASE_EXPIRED``).
+        The attempt is counted (and the first one's time stamped) here, so a
+        dispatcher claims only tasks it starts delivering at once. First, in
+        the same transaction, running tasks whose lease ran out (their holder
+        died or stalled) are settled: the lost attempt failed with the reason
+        :data:`LEASE_EXPIRED`, and ``on_lost`` says when to retry it, or that
+        the retry policy gives up on the task. So a task that kills its
+        process keeps to its retry policy, and expired leases never wait
+        behind a backlog of due tasks.
 
         Args:
             owner: The claiming dispatcher's id.
             limit: Most tasks to claim.
             now: The time, seconds since the epoch.
             lease_until: When the new leases run out.
+            on_lost: Given a lost attempt, returns when to retry it (seconds since the epoch), or None to give up.
+                It runs inside the write transaction: keep it quick and free of I/O.
+            settle: Outcomes of ``owner``'s attempts to record first, in the same transaction (see :meth:`settle`).
 
         Returns:
-            The claimed tasks, bodies included.
+            The claimed tasks, bodies included, oldest due first.
         """
         if limit <= 0:
+            if settle:
+                self.settle(owner, settle)
             return []
         with self._write() as conn:
+            self._record(conn, owner, settle)
+            self._settle_lost(conn, now, on_lost)
             rows = conn.execute(
-                f"SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'queued' AND due <= ? "
-                f"UNION ALL SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'running' AND lease_until <= ? "
-                "LIMIT ?",
-                (now, now, limit),
+                f"SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'queued' AND due <= ? ORDER BY due, id LIMIT ?",
+                (now, limit),
             ).fetchall()
             if not rows:
                 return []
             ids = [row[0] for row in rows]
             marks = ",".join("?" * len(ids))
             conn.execute(
-                "UPDATE tasks SET "
-                "attempts = attempts + 1, "
-                "last_status = CASE WHEN state = 'running' THEN NULL ELSE last_status END, "
-                "last_error = CASE WHEN state = 'running' THEN 'LEASE_EXPIRED' ELSE last_error END, "
-                "state = 'running', lease_owner = ?, lease_until = ?, first_attempt = COALESCE(first_attempt, ?) "
-                f"WHERE id IN ({marks})",
+                "UPDATE tasks SET attempts = attempts + 1, state = 'running', lease_owner = ?, lease_until = ?, "
+                f"first_attempt = COALESCE(first_attempt, ?) WHERE id IN ({marks})",
                 (owner, lease_until, now, *ids),
             )
-        claimed = []
-        for (
-            row_id,
-            queue,
-            name,
-            url,
-            headers,
-            body,
-            eta,
-            attempts,
-            executions,
-            first_attempt,
-            last_status,
-            last_error,
-            deadline,
-            retry_options,
-            state,
-        ) in rows:
-            lost = state == "running"  # its holder died: that attempt (already counted) failed
-            claimed.append(
-                ClaimedTask(
-                    id=row_id,
-                    queue=queue,
-                    name=name,
-                    url=url,
-                    headers=json.loads(headers),
-                    body=body,
-                    eta=eta,
-                    attempt=attempts + 1,
-                    executions=executions,
-                    first_attempt=now if first_attempt is None else first_attempt,
-                    previous_status=None if lost else last_status,
-                    previous_error="LEASE_EXPIRED" if lost else last_error,
-                    deadline=deadline,
-                    retry_options=_load_options(retry_options),
-                )
+        return [
+            ClaimedTask(
+                id=row_id,
+                queue=queue,
+                name=name,
+                url=url,
+                headers=json.loads(headers),
+                body=body,
+                eta=eta,
+                attempt=attempts + 1,
+                executions=executions,
+                first_attempt=now if first_attempt is None else first_attempt,
+                previous_status=last_status,
+                previous_error=last_error,
+                deadline=deadline,
+                retry_options=_load_options(retry_options),
             )
-        return claimed
+            for (
+                row_id,
+                queue,
+                name,
+                url,
+                headers,
+                body,
+                eta,
+                attempts,
+                executions,
+                first_attempt,
+                last_status,
+                last_error,
+                deadline,
+                retry_options,
+            ) in rows
+        ]
+
+    @staticmethod
+    def _settle_lost(conn: sqlite3.Connection, now: float, on_lost: LostAttemptPolicy) -> None:
+        """Settles running tasks whose lease ran out as failed attempts (inside a write transaction)."""
+        rows = conn.execute(
+            "SELECT id, queue, name, url, attempts, first_attempt, retry_options FROM tasks "
+            "WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until, id LIMIT ?",
+            (now, _REAP_BATCH),
+        ).fetchall()
+        for row_id, queue, name, url, attempts, first_attempt, retry_options in rows:
+            first = now if first_attempt is None else first_attempt
+            lost = LostAttempt(row_id, queue, name, url, attempts, first, _load_options(retry_options), now)
+            due = on_lost(lost)
+            conn.execute(
+                "UPDATE tasks SET state = ?, due = COALESCE(?, due), finished = ?, last_status = NULL, "
+                "last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
+                ("failed" if due is None else "queued", due, now if due is None else None, LEASE_EXPIRED, row_id),
+            )
 
     def renew(self, owner: str, *, lease_until: float) -> None:
         """Extends every lease ``owner`` holds until ``lease_until``."""
@@ -371,42 +479,47 @@ class TaskStore:
         Returns:
             How many were recorded.
         """
-        recorded = 0
         with self._write() as conn:
-            for s in settlements:
-                if s.released:
-                    cursor = conn.execute(
-                        "UPDATE tasks SET state = 'queued', attempts = attempts - 1, "
-                        "first_attempt = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt END, "
-                        "lease_owner = NULL, lease_until = NULL "
-                        "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
-                        (s.id, owner, s.attempt),
-                    )
-                    recorded += cursor.rowcount
-                    continue
-                done = s.state == "done"
+            return self._record(conn, owner, settlements)
+
+    @staticmethod
+    def _record(conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement]) -> int:
+        """Records settlements (inside a write transaction); returns how many applied."""
+        recorded = 0
+        for s in settlements:
+            if s.released:
                 cursor = conn.execute(
-                    "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
-                    "last_status = ?, last_error = ?, executions = executions + ?, "
-                    "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
-                    "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL "
+                    "UPDATE tasks SET state = 'queued', attempts = attempts - 1, "
+                    "first_attempt = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt END, "
+                    "lease_owner = NULL, lease_until = NULL "
                     "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
-                    (
-                        s.state,
-                        s.state,
-                        s.due,
-                        s.status,
-                        s.error,
-                        int(s.executed),
-                        s.state,
-                        s.finished,
-                        done,
-                        s.id,
-                        owner,
-                        s.attempt,
-                    ),
+                    (s.id, owner, s.attempt),
                 )
                 recorded += cursor.rowcount
+                continue
+            done = s.state == "done"
+            cursor = conn.execute(
+                "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
+                "last_status = ?, last_error = ?, executions = executions + ?, "
+                "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
+                "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL "
+                "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
+                (
+                    s.state,
+                    s.state,
+                    s.due,
+                    s.status,
+                    s.error,
+                    int(s.executed),
+                    s.state,
+                    s.finished,
+                    done,
+                    s.id,
+                    owner,
+                    s.attempt,
+                ),
+            )
+            recorded += cursor.rowcount
         return recorded
 
     def next_wake(self, owner: str) -> float | None:
@@ -435,6 +548,16 @@ class TaskStore:
                     "OR EXISTS (SELECT 1 FROM tasks WHERE state = 'queued' AND due <= ?)"
                 )
                 (found,) = conn.execute(query, (now,)).fetchone()
+        return bool(found)
+
+    def leased_elsewhere(self, owner: str | None, *, now: float) -> bool:
+        """Whether a dispatcher other than ``owner`` holds a live lease: another process is delivering."""
+        with self._read() as conn:
+            (found,) = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM tasks "
+                "WHERE state = 'running' AND lease_until > ? AND lease_owner IS NOT ?)",
+                (now, owner),
+            ).fetchone()
         return bool(found)
 
     def prune(self, *, finished_before: float) -> int:
@@ -516,6 +639,37 @@ class TaskStore:
             args.append(queue)
         with self._write() as conn:
             return conn.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount
+
+
+def _before_fork() -> None:
+    """Takes every store's lock, so that no transaction is open when the process forks."""
+    _stores_lock.acquire()
+    stores = list(_stores)
+    for store in stores:
+        store._lock.acquire()
+    _held_across_fork[:] = stores
+
+
+def _release_after_fork() -> list[TaskStore]:
+    stores = list(_held_across_fork)
+    _held_across_fork.clear()
+    for store in stores:
+        store._lock.release()
+    _stores_lock.release()
+    return stores
+
+
+def _after_fork_in_parent() -> None:
+    _release_after_fork()
+
+
+def _after_fork_in_child() -> None:
+    for store in _release_after_fork():
+        store._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
 def _dump_options(options: RetryOptions | None) -> str | None:

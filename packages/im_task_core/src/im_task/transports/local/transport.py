@@ -6,7 +6,6 @@ import atexit
 import datetime as dt
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -18,10 +17,11 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from im_task.errors import ConfigurationError, EnqueueError, Error, TaskTooLargeError
+from im_task.options import QUEUE_NAME, TASK_NAME
 from im_task.retry import RetryPolicy
 from im_task.transports.base import TaskRequest, Transport, task_size
 from im_task.transports.local.delivery import Deliverer, HTTPDelivery, WSGIDelivery
-from im_task.transports.local.dispatcher import Counters, Dispatcher
+from im_task.transports.local.dispatcher import Counters, Dispatcher, current_dispatcher
 from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
 from im_task.transports.local.store import NewTask, TaskStore
 
@@ -30,13 +30,10 @@ __all__ = ["LocalTransport"]
 logger = logging.getLogger("im_task.local")
 
 WSGIApp = Callable[..., Any]
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
-_QUEUE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 _JOIN_POLL = 0.05
 _EXIT_TIMEOUT = 2.0
 _T = TypeVar("_T")
 _live: weakref.WeakSet[LocalTransport] = weakref.WeakSet()
-_abandoned: list[TaskStore] = []  # stores inherited through fork(): never used nor closed in the child
 
 
 class LocalTransport(Transport):
@@ -180,12 +177,12 @@ class LocalTransport(Transport):
             raise EnqueueError(f"The local queue at {self.path} is closed; no task can be enqueued on it.")
         if not isinstance(request, TaskRequest):
             raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
-        if not _QUEUE.fullmatch(request.queue):
-            raise EnqueueError(f"Bad queue name {request.queue!r}: use 1 to 100 letters, digits, '-', '_' or '.'.")
+        if not QUEUE_NAME.fullmatch(request.queue):
+            raise EnqueueError(f"Bad queue name {request.queue!r}: use 1 to 100 of A-Z, a-z, 0-9 and '-'.")
         if not request.url.startswith("/"):
             raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
-        if request.name is not None and not _NAME.fullmatch(request.name):
-            raise EnqueueError(f"Bad task name {request.name!r}: use 1 to 500 letters, digits, '-' or '_'.")
+        if request.name is not None and not TASK_NAME.fullmatch(request.name):
+            raise EnqueueError(f"Bad task name {request.name!r}: use 1 to 500 of A-Z, a-z, 0-9, '_' and '-'.")
         size = task_size(request)
         if size > self.max_task_size:
             raise TaskTooLargeError(
@@ -224,13 +221,24 @@ class LocalTransport(Transport):
         """Stops the dispatcher (letting deliveries in flight finish) and closes the database.
 
         Enqueueing afterwards raises :class:`~im_task.EnqueueError`. Calling
-        it again does nothing.
+        it again does nothing. Called from inside a task this transport is
+        delivering (say, one that reconfigures im-task), it returns at once:
+        the database is closed once the deliveries in flight, that one
+        included, are recorded.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self.stop()
+            dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            dispatcher.stop()
+            if current_dispatcher() is dispatcher:
+                dispatcher.when_stopped(self._release)
+                return
+        self._release()
+
+    def _release(self) -> None:
         for deliverer in (self._fixed, self._registered[1] if self._registered else None):
             if deliverer is not None:
                 deliverer.close()
@@ -269,7 +277,9 @@ class LocalTransport(Transport):
 
         Tasks left stay in the file for the next start (or another process).
         After a stop, enqueueing does not start the dispatcher again; call
-        :meth:`start`.
+        :meth:`start`. Called from inside a task this transport is
+        delivering, it does not wait (it would wait for that very task): the
+        deliveries in flight are recorded as they end, and it returns False.
 
         Args:
             timeout: Most seconds to wait for deliveries in flight, or None.
@@ -295,18 +305,68 @@ class LocalTransport(Transport):
         It watches the whole file, so it also waits for deliveries by other
         processes sharing it; it does not start the dispatcher.
 
+        It does not wait for what nothing can deliver. When this transport's
+        dispatcher is not running (made with ``autostart=False`` and never
+        started, or stopped), it waits only while another process
+        visibly delivers from the file (holds a lease on a task); once none
+        has for ``poll_interval`` seconds while tasks are left, it logs a
+        warning and returns False. When the dispatcher runs but has no target
+        (none was given and no adapter registered a WSGI app), tasks stay
+        queued until one is registered: ``join(timeout)`` returns False when
+        the timeout passes, and ``join()`` without a timeout logs a warning
+        and goes on waiting for the registration. On a closed transport it
+        returns True at once: nothing more happens there.
+
         Args:
             timeout: Most seconds to wait, or None to wait as long as it takes.
             scheduled: Also wait for tasks waiting for their countdown, eta
                 or retry backoff, i.e. until no task is queued at all.
 
         Returns:
-            True when idle, False when the timeout passed first.
+            True when idle (or closed); False when the timeout passed first,
+            or when tasks are left that nothing is delivering (see above).
+
+        Raises:
+            Error: Called from inside a task delivered from the same file: it
+                would wait for that very task.
         """
+        delivering = current_dispatcher()
+        if delivering is not None and delivering.store.path == self.path:
+            raise Error(
+                "LocalTransport.join() was called from inside a task delivered from the same queue file; it would "
+                "wait for that very task to end. Wait for the queue from outside its tasks."
+            )
         end = None if timeout is None else time.monotonic() + timeout
+        stranded_since: float | None = None
+        warned_no_target = False
         while True:
             if not self._busy(scheduled):
                 return True
+            dispatcher = self._dispatcher
+            if dispatcher is None or not dispatcher.alive:
+                try:
+                    leased = self._store.leased_elsewhere(None, now=time.time())
+                except sqlite3.ProgrammingError:
+                    return True  # closed meanwhile: nothing more happens here
+                if not leased:
+                    clock = time.monotonic()
+                    stranded_since = clock if stranded_since is None else stranded_since
+                    if clock - stranded_since >= self._poll:
+                        logger.warning(
+                            "LocalTransport.join() gives up: tasks are left in %s but nothing delivers them (this "
+                            "transport's dispatcher is not running: call start(), or run `im-task worker`).",
+                            self.path,
+                        )
+                        return False
+                else:
+                    stranded_since = None
+            elif timeout is None and not warned_no_target and dispatcher.waiting_for_target:
+                warned_no_target = True
+                logger.warning(
+                    "LocalTransport.join() waits for tasks the local queue cannot deliver yet: it has no target "
+                    "(none was given and no adapter registered a WSGI app). It waits until one is registered; "
+                    "pass target= to LocalTransport, or a timeout to join()."
+                )
             wait = _JOIN_POLL
             if end is not None:
                 left = end - time.monotonic()
@@ -323,7 +383,7 @@ class LocalTransport(Transport):
         try:
             return self._store.busy(now=time.time(), scheduled=scheduled)
         except sqlite3.ProgrammingError:
-            return False  # closed: nothing will happen any more
+            return False  # closed: nothing more happens here
 
     def _has_unfinished_tasks(self) -> bool:
         stats = self._store.counts(now=time.time())
@@ -412,9 +472,10 @@ class LocalTransport(Transport):
     def _after_fork(self) -> None:
         """In a child process: starts afresh with its own database connection and no dispatcher.
 
-        Threads do not survive ``fork()`` and a SQLite connection or an HTTP
-        connection must not be shared by two processes, so the inherited ones
-        are abandoned. The dispatcher starts again as it did in the parent.
+        Threads do not survive ``fork()`` and an HTTP connection must not be
+        shared by two processes, so the inherited ones are abandoned (the task
+        store opens a connection of its own on first use). The dispatcher
+        starts again as it did in the parent.
         """
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -424,14 +485,6 @@ class LocalTransport(Transport):
         self._registered = None
         if isinstance(self.target, str):
             self._fixed = HTTPDelivery(self.target)
-        if self._closed:
-            return
-        _abandoned.append(self._store)
-        try:
-            self._store = TaskStore(self.path)
-        except (sqlite3.Error, OSError):
-            logger.exception("The local queue cannot reopen %s after fork()", self.path)
-            self._closed = True
 
     def _run(self, read: Callable[[], _T]) -> _T:
         try:

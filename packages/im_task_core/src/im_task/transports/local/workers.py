@@ -66,19 +66,19 @@ class WorkerPool:
                 self._idle += 1
 
     def shutdown(self, *, wait: bool = True, timeout: float | None = None) -> None:
-        """Lets queued jobs finish, then stops the threads.
+        """Lets queued jobs finish, then stops the threads; later calls only wait.
 
         Args:
             wait: Whether to wait for the threads to end.
             timeout: Most seconds to wait for each thread.
         """
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
             threads = list(self._threads)
-        for _ in threads:
-            self._jobs.put(None)
+        if first:
+            for _ in threads:
+                self._jobs.put(None)
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
