@@ -28,3 +28,9 @@ def _isolated_config(tmp_path: Path) -> Iterator[None]:
     with isolated_settings(tmp_path, secret=TEST_SECRET):
         yield
     core_sink.reset()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The path of a local-queue database file in the test's own folder (not created yet)."""
+    return tmp_path / "queue.sqlite3"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,33 +14,16 @@ from typing import Any
 
 import pytest
 
-import im_task.cli as cli_module
 from im_task.cli import main
 from im_task.retry import RetryPolicy
 from im_task.testing import serve_wsgi
 from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
-
-SRC = str(Path(cli_module.__file__).resolve().parents[1])
-
-
-class Recorder:
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.names: list[str] = []
-        self.statuses = list(statuses or [])
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        with self.lock:
-            self.names.append(environ["HTTP_X_APPENGINE_TASKNAME"])
-            status = self.statuses.pop(0) if self.statuses else 200
-        start_response(f"{status} X", [])
-        return []
+from local_helpers import Recorder, python_env
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    env = python_env()
     env.pop("IM_TASK_DATA_DIR", None)
     return subprocess.run(
         [sys.executable, "-m", "im_task.cli", *args],
@@ -62,11 +44,6 @@ def fill(db: Path, count: int = 3, **kwargs: Any) -> list[str]:
         ]
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "queue.sqlite3"
-
-
 def test_worker_until_empty_delivers_to_a_real_server(db: Path) -> None:
     names = fill(db, 5)
     app = Recorder(statuses=[500])
@@ -75,8 +52,8 @@ def test_worker_until_empty_delivers_to_a_real_server(db: Path) -> None:
             "worker", "--target", url, "--db", str(db), "--concurrency", "2", "--until-empty", "--wait-scheduled"
         )
     assert result.returncode == 0, result.stderr
-    assert sorted(set(app.names)) == sorted(names)
-    assert len(app.names) == 6
+    assert sorted(set(app.names())) == sorted(names)
+    assert len(app.names()) == 6
     assert "5 done, 1 retried, 0 failed" in result.stdout
     assert "delivering tasks from" in result.stderr
     with LocalTransport(db, autostart=False) as transport:
@@ -92,11 +69,11 @@ def test_worker_in_process_main_and_quiet(db: Path, capsys: pytest.CaptureFixtur
     out, err = capsys.readouterr()
     assert "2 done" in out
     assert err == ""
-    assert len(app.names) == 2
+    assert len(app.names()) == 2
 
 
 def test_worker_stops_cleanly_on_sigint_and_sigterm(db: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+    env = python_env()
     app = Recorder()
     with serve_wsgi(app) as url:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -133,7 +110,7 @@ def test_worker_stops_cleanly_on_sigint_and_sigterm(db: Path) -> None:
             assert "done 1  retrying 0  failed 0" in err  # the periodic progress line
             assert "stopping" in err
             assert "1 done, 0 retried, 0 failed" in out
-        assert len(app.names) == 2
+        assert len(app.names()) == 2
 
 
 def test_worker_bad_target(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,58 +17,11 @@ import pytest
 from im_task.headers import TaskHeaders
 from im_task.retry import RetryOptions, RetryPolicy
 from im_task.testing import serve_wsgi
-from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.delivery import HTTPDelivery, WSGIDelivery, build_environ
+from local_helpers import Recorder, request
 
 FAST = RetryPolicy(max_attempts=5, min_backoff=0.01, max_backoff=0.05)
-
-
-class Recorder:
-    """WSGI app: records each request; answers with the next of ``statuses`` (then 200)."""
-
-    def __init__(self, statuses: list[int] | None = None, delay: float = 0.0) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.statuses = list(statuses or [])
-        self.delay = delay
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        with self.lock:
-            status = self.statuses.pop(0) if self.statuses else 200
-            self.calls.append(
-                {
-                    "path": environ["PATH_INFO"],
-                    "query": environ.get("QUERY_STRING", ""),
-                    "body": body,
-                    "time": time.monotonic(),
-                    "headers": headers_of(environ),
-                }
-            )
-        if self.delay:
-            time.sleep(self.delay)
-        extra = [("Location", "/elsewhere")] if 300 <= status < 400 else []
-        start_response(f"{status} Status", [("Content-Type", "text/plain"), *extra])
-        return [b"answer"]
-
-
-def headers_of(environ: dict[str, Any]) -> dict[str, str]:
-    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
-    return headers
-
-
-def request(**kwargs: Any) -> TaskRequest:
-    values: dict[str, Any] = {
-        "queue": "default",
-        "url": "/_ah/task/mod/fn",
-        "body": b"payload",
-        "headers": {"Content-Type": "application/octet-stream"},
-    }
-    values.update(kwargs)
-    return TaskRequest(**values)
 
 
 class ScriptedHTTPServer:
@@ -116,11 +69,6 @@ class ScriptedHTTPServer:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "queue.sqlite3"
 
 
 @pytest.fixture

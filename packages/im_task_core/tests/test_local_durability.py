@@ -4,62 +4,14 @@ from __future__ import annotations
 
 import collections
 import os
-import subprocess
-import sys
-import textwrap
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import im_task.transports.local as local_package
-from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.store import LostAttempt, TaskStore
-
-SRC = str(Path(local_package.__file__).resolve().parents[3])
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[dict[str, str]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        environ["wsgi.input"].read()
-        with self.lock:
-            self.calls.append({k: v for k, v in environ.items() if k.startswith("HTTP_")})
-        start_response("200 OK", [])
-        return []
-
-    def names(self) -> list[str]:
-        with self.lock:
-            return [c["HTTP_X_APPENGINE_TASKNAME"] for c in self.calls]
-
-
-def request(**kwargs: Any) -> TaskRequest:
-    values: dict[str, Any] = {"queue": "default", "url": "/_ah/task/m/f", "body": b"payload"}
-    values.update(kwargs)
-    return TaskRequest(**values)
-
-
-def run_python(code: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "queue.sqlite3"
+from local_helpers import Recorder, request, run_python
 
 
 def test_tasks_survive_a_restart(db: Path) -> None:
@@ -137,7 +89,8 @@ def test_a_dispatcher_killed_mid_delivery_loses_its_lease(db: Path) -> None:
         assert time.monotonic() - start < 5
         (task,) = transport.tasks()
     assert (task.state, task.attempts) == ("done", 2)
-    (headers,) = app.calls
+    (call,) = app.calls
+    headers = call["env"]
     assert headers["HTTP_X_APPENGINE_TASKNAME"] == "orphan"
     assert headers["HTTP_X_APPENGINE_TASKRETRYCOUNT"] == "1"
     assert headers["HTTP_X_APPENGINE_TASKRETRYREASON"] == "LEASE_EXPIRED"

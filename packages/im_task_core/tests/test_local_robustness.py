@@ -6,9 +6,7 @@ import datetime as dt
 import logging
 import os
 import signal
-import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +22,8 @@ from im_task.retry import RetryPolicy
 from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.store import LEASE_EXPIRED, LostAttempt, NewTask, TaskStore
+from local_helpers import request, run_python
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
 NO_BACKOFF = RetryPolicy(max_attempts=5, min_backoff=0, max_backoff=0)
 
 
@@ -62,10 +60,6 @@ class Gate:
     def names(self) -> list[str]:
         with self.lock:
             return [c["HTTP_X_APPENGINE_TASKNAME"] for c in self.calls]
-
-
-def request(name: str | None = None, **kwargs: Any) -> TaskRequest:
-    return TaskRequest(queue="default", url="/_ah/task/m/f", body=b"x", name=name, **kwargs)
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -106,18 +100,6 @@ def wait_child(pid: int, timeout: float = 20.0) -> int | None:
     return None
 
 
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
-
 def die_delivering(db: Path, name: str = "poison", *, enqueue: bool = True) -> None:
     """In another process: claim the task (enqueueing it first), and die in the middle of delivering it."""
     result = run_python(
@@ -137,11 +119,6 @@ def die_delivering(db: Path, name: str = "poison", *, enqueue: bool = True) -> N
         """
     )
     assert result.returncode == 3, result.stderr
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "queue.sqlite3"
 
 
 # -- fork() ------------------------------------------------------------------------------

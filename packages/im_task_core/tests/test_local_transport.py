@@ -14,59 +14,11 @@ import pytest
 from im_task import config
 from im_task.errors import ConfigurationError, EnqueueError, Error, TaskAlreadyExistsError, TaskTooLargeError
 from im_task.retry import RetryPolicy
-from im_task.transports.base import TaskRequest, task_size
+from im_task.transports.base import task_size
 from im_task.transports.local import LocalTransport, QueueStats
+from local_helpers import Recorder, request
 
 FAST = RetryPolicy(max_attempts=3, min_backoff=0.01, max_backoff=0.05)
-
-
-class Recorder:
-    """A WSGI app that records requests and answers 200, or what ``statuses`` says.
-
-    ``statuses`` is a list, used in turn by whichever request comes next (so only
-    for one task in flight at a time), or a dict from task name to status.
-    """
-
-    def __init__(self, statuses: list[int] | dict[str, int] | None = None, delay: float = 0.0) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.by_name = dict(statuses) if isinstance(statuses, dict) else {}
-        self.statuses = list(statuses) if isinstance(statuses, list) else []
-        self.delay = delay
-        self.lock = threading.Lock()
-        self.entered = threading.Event()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        self.entered.set()
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        if self.delay:
-            time.sleep(self.delay)
-        with self.lock:
-            self.calls.append({"path": environ["PATH_INFO"], "body": body, "time": time.monotonic(), "env": environ})
-            status = self.by_name.get(environ.get("HTTP_X_APPENGINE_TASKNAME", ""))
-            if status is None:
-                status = self.statuses.pop(0) if self.statuses else 200
-        start_response(f"{status} X", [("Content-Type", "text/plain")])
-        return [b"ok"]
-
-    def names(self) -> list[str]:
-        with self.lock:
-            return [c["env"]["HTTP_X_APPENGINE_TASKNAME"] for c in self.calls]
-
-
-def request(**kwargs: Any) -> TaskRequest:
-    values: dict[str, Any] = {
-        "queue": "default",
-        "url": "/_ah/task/m/f",
-        "body": b"payload",
-        "headers": {"Content-Type": "application/octet-stream"},
-    }
-    values.update(kwargs)
-    return TaskRequest(**values)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "queue.sqlite3"
 
 
 def test_enqueue_delivers_in_process_and_returns_generated_names(db: Path) -> None:
@@ -211,7 +163,7 @@ def test_eta_in_the_past_runs_at_once(db: Path) -> None:
 
 
 def test_join_semantics(db: Path) -> None:
-    app = Recorder(delay=0.3)
+    app = Recorder(delay=0.3, record_after_delay=True)
     with LocalTransport(db, target=app, autostart=False) as transport:
         assert transport.join(0) is True  # nothing at all
         transport.enqueue(request())
@@ -251,7 +203,7 @@ def test_close_is_idempotent_and_enqueue_after_close_fails(db: Path) -> None:
 
 
 def test_close_lets_in_flight_deliveries_finish(db: Path) -> None:
-    app = Recorder(delay=0.3)
+    app = Recorder(delay=0.3, record_after_delay=True)
     transport = LocalTransport(db, target=app)
     transport.enqueue(request())
     assert app.entered.wait(5)

@@ -1,0 +1,124 @@
+"""Helpers shared by the local-queue and command-line tests: a recording WSGI app, task requests, subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import im_task
+from im_task.transports.base import TaskRequest
+
+#: The source folder of the core package, for the ``PYTHONPATH`` of child processes.
+SRC = str(Path(im_task.__file__).resolve().parents[1])
+
+
+def headers_of(environ: dict[str, Any]) -> dict[str, str]:
+    """The request headers of a WSGI environ, by lower-case name (``content-type`` included)."""
+    headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
+class Recorder:
+    """A WSGI app that records each request and answers 200, or what ``statuses`` scripts.
+
+    Each call in ``calls`` is a dict with ``path``, ``query``, ``body``, ``time``
+    (monotonic, when recorded), ``headers`` (see ``headers_of``) and ``env`` (the
+    WSGI environ). ``entered`` is set as the first request arrives.
+
+    Args:
+        statuses: A list, used in turn by whichever request comes next (so only for
+            one task in flight at a time), or a dict from task name to status.
+            A 3xx answer carries ``Location: /elsewhere``.
+        delay: Seconds each request takes to answer.
+        record_after_delay: Record a request only once its delay is over, so a
+            recorded call is a finished one; by default it is recorded on arrival.
+    """
+
+    def __init__(
+        self,
+        statuses: list[int] | dict[str, int] | None = None,
+        delay: float = 0.0,
+        *,
+        record_after_delay: bool = False,
+    ) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.by_name = dict(statuses) if isinstance(statuses, dict) else {}
+        self.statuses = list(statuses) if isinstance(statuses, list) else []
+        self.delay = delay
+        self.record_after_delay = record_after_delay
+        self.lock = threading.Lock()
+        self.entered = threading.Event()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """Records the request, waits ``delay`` (before or after) and answers with the scripted status."""
+        self.entered.set()
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        if self.record_after_delay:
+            time.sleep(self.delay)
+        status = self._record(environ, body)
+        if not self.record_after_delay:
+            time.sleep(self.delay)
+        extra = [("Location", "/elsewhere")] if 300 <= status < 400 else []
+        start_response(f"{status} Status", [("Content-Type", "text/plain"), *extra])
+        return [b"answer"]
+
+    def _record(self, environ: dict[str, Any], body: bytes) -> int:
+        """Appends the call to ``calls``; returns the status to answer it with."""
+        with self.lock:
+            self.calls.append(
+                {
+                    "path": environ["PATH_INFO"],
+                    "query": environ.get("QUERY_STRING", ""),
+                    "body": body,
+                    "time": time.monotonic(),
+                    "headers": headers_of(environ),
+                    "env": environ,
+                }
+            )
+            status = self.by_name.get(environ.get("HTTP_X_APPENGINE_TASKNAME", ""))
+            if status is None:
+                status = self.statuses.pop(0) if self.statuses else 200
+            return status
+
+    def names(self) -> list[str]:
+        """The task names of the recorded calls, in the order they were recorded."""
+        with self.lock:
+            return [c["env"]["HTTP_X_APPENGINE_TASKNAME"] for c in self.calls]
+
+
+def request(name: str | None = None, **fields: Any) -> TaskRequest:
+    """A task request for the default queue to ``/_ah/task/mod/fn``; ``fields`` override any ``TaskRequest`` field."""
+    values: dict[str, Any] = {
+        "queue": "default",
+        "url": "/_ah/task/mod/fn",
+        "body": b"payload",
+        "headers": {"Content-Type": "application/octet-stream"},
+        "name": name,
+    }
+    values.update(fields)
+    return TaskRequest(**values)
+
+
+def python_env() -> dict[str, str]:
+    """This process's environment, with the core's source folder first on ``PYTHONPATH``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs ``code`` (dedented) in a fresh Python process that imports the core; returns its captured result."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=python_env(),
+    )
