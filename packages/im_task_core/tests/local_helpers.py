@@ -122,3 +122,34 @@ def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[st
         timeout=timeout,
         env=python_env(),
     )
+
+
+class ConcurrencyProbe:
+    """A WSGI app that measures how many deliveries it serves at once (``peak``).
+
+    Args:
+        hold: Seconds each request stays in flight.
+        barrier: If given, each request waits at it, so requests pass only
+            when that many are in flight together.
+    """
+
+    def __init__(self, hold: float = 0.01, barrier: threading.Barrier | None = None) -> None:
+        self.hold = hold
+        self.barrier = barrier
+        self.active = 0
+        self.peak = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            if self.barrier is not None:
+                self.barrier.wait()
+            time.sleep(self.hold)
+        finally:
+            with self._lock:
+                self.active -= 1
+        start_response("200 OK", [])
+        return []

@@ -19,7 +19,7 @@ from im_task.retry import RetryOptions, RetryPolicy
 from im_task.testing import serve_wsgi
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.delivery import HTTPDelivery, WSGIDelivery, build_environ
-from local_helpers import Recorder, request
+from local_helpers import ConcurrencyProbe, Recorder, request
 
 FAST = RetryPolicy(max_attempts=5, min_backoff=0.01, max_backoff=0.05)
 
@@ -452,25 +452,7 @@ def test_deadline_then_success_with_retry(db: Path) -> None:
 
 @pytest.mark.parametrize("over_http", [True, False])
 def test_several_deliveries_in_flight(db: Path, over_http: bool) -> None:
-    barrier = threading.Barrier(4, timeout=5)
-    active = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        try:
-            barrier.wait()  # only passes when 4 are in flight at once
-            time.sleep(0.02)
-        finally:
-            with lock:
-                active -= 1
-        start_response("200 OK", [])
-        return []
-
+    app = ConcurrencyProbe(hold=0.02, barrier=threading.Barrier(4, timeout=5))  # passes only with 4 in flight
     with serve_wsgi(app) as url:
         target: Any = url if over_http else app
         with LocalTransport(db, target=target, concurrency=4) as transport:
@@ -478,30 +460,16 @@ def test_several_deliveries_in_flight(db: Path, over_http: bool) -> None:
                 transport.enqueue(request())
             assert transport.join(10)
             assert transport.stats().done == 8
-    assert peak == 4
+    assert app.peak == 4
 
 
 def test_concurrency_is_a_limit(db: Path) -> None:
-    active = 0
-    peak = 0
-    lock = threading.Lock()
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        nonlocal active, peak
-        with lock:
-            active += 1
-            peak = max(peak, active)
-        time.sleep(0.01)
-        with lock:
-            active -= 1
-        start_response("200 OK", [])
-        return []
-
+    app = ConcurrencyProbe(hold=0.01)
     with LocalTransport(db, target=app, concurrency=2) as transport:
         for _ in range(20):
             transport.enqueue(request())
         assert transport.join(10)
-    assert peak <= 2
+    assert app.peak <= 2
 
 
 def test_enqueue_wakes_the_dispatcher_at_once(db: Path) -> None:
