@@ -8,7 +8,8 @@ with status 0 only if every check holds.
 import os
 
 from im_task import ConfigurationError, configure
-from im_task.config import get_settings, get_transport, set_framework_settings
+from im_task.config import get_settings, set_framework_settings
+from im_task.runtime import get_transport
 from im_task.transports import ImmediateTransport
 
 for name in [n for n in os.environ if n.startswith("IM_TASK_")]:
@@ -53,7 +54,7 @@ except ConfigurationError as exc:
 try:
     configure(queue="mail")
 except ConfigurationError as exc:
-    print(exc)  # configure(): unknown setting(s) 'queue'; known: transport, secret, ...
+    print(exc)  # configure(): unknown setting 'queue'; known: transport, secret, ...
 # [end errors]
 assert get_settings().max_body_size == 2 * 1024 * 1024  # a refused configure() changes nothing
 print("Every check holds.")

@@ -9,7 +9,8 @@ import stat
 from pathlib import Path
 
 from im_task import ConfigurationError, configure, task
-from im_task.config import check_configuration, get_settings
+from im_task.config import get_settings
+from im_task.runtime import check_configuration
 from im_task.transports import RecordingTransport
 
 OLD = "old-secret-0f1e2d3c4b5a69788796"

@@ -56,7 +56,7 @@ urlpatterns = [
 
 from django.test import Client
 
-from im_task.config import get_transport
+from im_task.runtime import get_transport
 
 response = Client().post("/signup/ada")
 print(response.status_code, response.content.decode())

@@ -56,7 +56,7 @@ urlpatterns = [path("", include("im_task_django.urls")), path("signup/<str:usern
 # [start tests]
 from django.test import TestCase, override_settings
 
-from im_task.config import get_transport
+from im_task.runtime import get_transport
 from im_task.transports import RecordingTransport
 
 

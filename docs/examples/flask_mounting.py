@@ -8,6 +8,7 @@ sent to the prefixed route, ran there.
 from flask import Flask
 
 import im_task.config
+import im_task.runtime
 from im_task import set_taskroute, task
 from im_task_flask import make_blueprint
 
@@ -24,14 +25,14 @@ def rebuild_index(shard):
 app = Flask(__name__)
 app.register_blueprint(make_blueprint())  # serves the current task route; no url_prefix
 im_task.config.register_local_target(app)  # what ImTask(app) would do: the local queue delivers here
-im_task.config.check_configuration()
+im_task.runtime.check_configuration()
 
 print(rebuild_index.url)  # /internal/_ah/task/__main__/rebuild_index
 rebuild_index(3)
 # [end mounting]
 
 assert rebuild_index.url == "/internal/_ah/task/__main__/rebuild_index"
-queue = im_task.config.get_transport()
+queue = im_task.runtime.get_transport()
 assert queue.join(timeout=30)
 queue.close()
 assert ran == [3], ran

@@ -9,7 +9,7 @@ It exits with status 0 only if the task ran.
 from flask import Flask
 
 from im_task import task
-from im_task.config import get_transport
+from im_task.runtime import get_transport
 from im_task_flask import ImTask
 
 app = Flask(__name__)

@@ -10,7 +10,7 @@ import webapp2
 from webob import Request
 
 from im_task import task
-from im_task.config import get_transport
+from im_task.runtime import get_transport
 from im_task_webapp2 import routes, setup
 
 welcomed = []

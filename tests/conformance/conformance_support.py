@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from im_task.config import get_transport
+from im_task.runtime import get_transport
 from im_task.headers import APPENGINE, Headers, make_task_headers
 from im_task.transports import RecordingTransport, TaskRequest
 

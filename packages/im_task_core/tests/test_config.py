@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 
 import im_task.config
+import im_task.runtime
 from im_task import ConfigurationError, EnqueueError, configure
 from im_task.config import (
     DEFAULT_MAX_BODY_SIZE,
     SETTING_NAMES,
-    check_configuration,
     get_keyring,
     get_local_target,
     get_settings,
-    get_transport,
     register_local_target,
     set_framework_settings,
 )
+from im_task.runtime import check_configuration, get_transport
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
 
 
@@ -70,9 +70,9 @@ def test_framework_none_values_are_ignored() -> None:
 
 
 def test_unknown_setting_is_refused_naming_it_and_the_source() -> None:
-    with pytest.raises(ConfigurationError, match=r"configure\(\): unknown setting\(s\) 'secrte'; known: transport"):
+    with pytest.raises(ConfigurationError, match=r"configure\(\): unknown setting 'secrte' \(did you mean 'secret'\?\); known: transport"):
         configure(secrte="x" * 20)
-    with pytest.raises(ConfigurationError, match=r"settings.IM_TASK: unknown setting\(s\) 'QUEUE'"):
+    with pytest.raises(ConfigurationError, match=r"settings.IM_TASK: unknown setting 'QUEUE'"):
         set_framework_settings({"QUEUE": "q"}, source="settings.IM_TASK")
     assert set(SETTING_NAMES) == {
         "transport",
@@ -252,12 +252,12 @@ def test_transport_by_import_path(factory_module: types.ModuleType) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("nonsense", r"'nonsense' is not one of local, immediate, recording nor of the form 'package.module:factory'"),
-        ("Immediate", r"is not one of"),
+        ("nonsense", r"'nonsense' is neither a built-in name nor of the form 'local', 'immediate', 'recording', or "),
+        ("Immediate", r"is neither a built-in name"),
         ("no_such_module_anywhere:make", r"'no_such_module_anywhere:make' cannot be imported"),
-        ("im_task_test_transports:missing", r"cannot be imported"),
+        ("im_task_test_transports:missing", r"names 'missing', which im_task_test_transports does not define"),
         ("im_task_test_transports:not_a_transport", r"gave str, not a Transport"),
-        ("im_task_test_transports:constant", r"gave int, not a Transport"),
+        ("im_task_test_transports:constant", r"names a value of type int, not a Transport or a factory"),
     ],
 )
 def test_bad_transport_names(factory_module: types.ModuleType, name: str, message: str) -> None:
@@ -313,7 +313,7 @@ def test_set_up_framework_applies_settings_and_registers_the_target() -> None:
     def app(environ: object, start_response: object) -> list[bytes]:
         return []
 
-    im_task.config.set_up_framework({"default_queue": "web"}, source="app.config", local_target=app)
+    im_task.runtime.set_up_framework({"default_queue": "web"}, source="app.config", local_target=app)
     assert im_task.config.get_settings().default_queue == "web"
     assert im_task.config.get_local_target() is app
 
@@ -328,7 +328,7 @@ def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_ta
     im_task.config.register_local_target(previous)
     im_task.config.configure(secret=None)
     with pytest.raises(ConfigurationError, match="No secret is configured and this is production"):
-        im_task.config.set_up_framework({"environment": "production"}, source="app.config", local_target=app)
+        im_task.runtime.set_up_framework({"environment": "production"}, source="app.config", local_target=app)
     assert im_task.config.get_local_target() is previous
 
 
@@ -348,7 +348,7 @@ def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -
     set_taskroute("/before")
     im_task.config.configure(secret=None)
     with pytest.raises(ConfigurationError, match="production"):
-        im_task.config.set_up_framework(
+        im_task.runtime.set_up_framework(
             {"environment": "production", "default_queue": "after"}, source="app", local_target=app, route="/after"
         )
     assert get_taskroute() == "/before"
@@ -356,7 +356,7 @@ def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -
     assert im_task.config.get_local_target() is None
 
     im_task.config.configure(secret="a-valid-secret-0123456789")
-    im_task.config.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
+    im_task.runtime.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
     assert get_taskroute() == "/after"
     assert im_task.config.get_settings().default_queue == "after"
 

@@ -26,7 +26,7 @@ from im_task.executor import handle_request
 from im_task.headers import CLOUDTASKS, Headers, make_task_headers
 from im_task.serialization import TaskCall, dumps_call
 from im_task.transports import ImmediateTransport, RecordingTransport
-from im_task.transports.delivery import run_in_process
+
 
 
 def snapshot() -> None:
@@ -82,7 +82,7 @@ def test_values_through_a_transport() -> None:
     configure(transport=recorder)
     handle = task(snapshot, queue="reports")()
     [request] = recorder.requests
-    assert run_in_process(request, retry_count=4).status == 200
+    assert recorder.deliver(request, retry_count=4).status == 200
     [seen] = core_sink.calls
     assert (seen["queue"], seen["task"], seen["retry"], seen["executions"]) == ("reports", handle.name, 4, 4)
 

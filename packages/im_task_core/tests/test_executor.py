@@ -32,13 +32,14 @@ from im_task import (
     task,
 )
 from im_task.config import get_keyring
+from im_task.state import STATE
 from im_task.envelope import seal
 from im_task.executor import TaskResponse, handle_request
 from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
 from im_task.keys import KEY_ID_SIZE, Keyring
 from im_task.serialization import TaskCall, dumps_call
 from im_task.transports import RecordingTransport
-from im_task.transports.delivery import run_in_process
+
 
 PATH = "/_ah/task/app/work"
 ENVELOPE_HEADER = 1 + KEY_ID_SIZE + 32  # version, key id, HMAC-SHA256
@@ -165,7 +166,7 @@ def test_retry_limit_runs_up_to_n_retries_then_gives_up_with_200(caplog: pytest.
     configure(transport=recorder)
     task(work, retry_options={"task_retry_limit": 2})("attempt")
     [request] = recorder.requests
-    statuses = [run_in_process(request, retry_count=n).status for n in range(4)]
+    statuses = [recorder.deliver(request, retry_count=n).status for n in range(4)]
     assert statuses == [200, 200, 200, 200]
     assert core_sink.calls == ["attempt"] * 3  # retries 0, 1 and 2 ran; retry 3 is past the limit
     [record] = [r for r in caplog.records if "Gave up" in r.getMessage()]
@@ -424,7 +425,7 @@ def test_methods_other_than_post_are_405_with_allow(loads_spy: _Spy, method: str
 @pytest.fixture
 def warmup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], str]]:
     """Writes a module with the given source and configures it as the warm-up module; yields its name."""
-    monkeypatch.setattr(im_task.executor, "_warmed_up", set())
+    monkeypatch.setattr(STATE, "warmed_up", set())
     monkeypatch.syspath_prepend(str(tmp_path))
     names: list[str] = []
 

@@ -88,7 +88,7 @@ def test_immediate_refuses_reused_names_and_large_tasks_and_works_until_closed()
     immediate = ImmediateTransport(max_task_size=3000)
     configure(transport=immediate)
     task(work, name="once")("a")
-    with pytest.raises(TaskAlreadyExistsError, match="'once' already exists on queue 'default'"):
+    with pytest.raises(TaskAlreadyExistsError, match="'once' is already taken on queue 'default'"):
         task(work, name="once")("b")
     with pytest.raises(TaskTooLargeError, match="takes at most 3000"):
         task(work)("x" * 4000)
@@ -183,8 +183,6 @@ def test_recording_is_safe_from_many_threads() -> None:
 
 
 def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
-    from im_task.transports.delivery import run_in_process
-
     @task(includeheaders=True)
     def report(headers: Any) -> None:
         core_sink.record(
@@ -196,5 +194,5 @@ def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
     report()
     [request] = recorder.requests
     forged = {**request.headers, "X_AppEngine_TaskRetryCount": "7", "X-CloudTasks-TaskName": "x", "X-Own": "kept"}
-    assert run_in_process(replace(request, headers=forged), retry_count=2).status == 200
+    assert recorder.deliver(replace(request, headers=forged), retry_count=2).status == 200
     assert core_sink.calls == [("2", False, "kept")]

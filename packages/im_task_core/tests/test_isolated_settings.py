@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from im_task import config, executor, get_taskroute, set_taskroute, transactions
+from im_task import config, get_taskroute, runtime, set_taskroute, transactions
+from im_task.state import STATE
 from im_task.testing import isolated_settings
 from im_task.transports import RecordingTransport
 
@@ -33,7 +34,7 @@ def test_inside_is_clean_and_everything_is_put_back(tmp_path: Path, monkeypatch:
     config.register_local_target(_app)
     transactions.register_binder(binder)
     set_taskroute("/outer")
-    executor._warmed_up.add("some.module")
+    STATE.warmed_up.add("some.module")
     try:
         recorder = RecordingTransport()
         with isolated_settings(tmp_path / "inner", secret="inner-secret-0123456789", transport=recorder):
@@ -41,18 +42,18 @@ def test_inside_is_clean_and_everything_is_put_back(tmp_path: Path, monkeypatch:
             assert "K_SERVICE" not in os.environ
             assert config.get_settings().default_queue == "default"
             assert config.get_settings().environment == "development"
-            assert config.get_transport() is recorder
+            assert runtime.get_transport() is recorder
             assert config.get_local_target() is None
-            assert transactions._binders == []
+            assert STATE.binders == []
             assert get_taskroute() == "/_ah/task"
-            assert executor._warmed_up == set()
+            assert STATE.warmed_up == set()
             set_taskroute("/changed")
         assert os.environ["IM_TASK_DEFAULT_QUEUE"] == "from-env"
         assert os.environ["K_SERVICE"] == "svc"
         assert config.get_local_target() is _app
-        assert transactions._binders[-1] is binder
+        assert STATE.binders[-1] is binder
         assert get_taskroute() == "/outer"
-        assert "some.module" in executor._warmed_up
+        assert "some.module" in STATE.warmed_up
     finally:
         transactions.unregister_binder(binder)
-        executor._warmed_up.discard("some.module")
+        STATE.warmed_up.discard("some.module")

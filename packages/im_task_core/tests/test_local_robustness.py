@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from im_task import config
+from im_task import config, runtime
 from im_task.errors import EnqueueError, Error
 from im_task.headers import forwardable_headers
 from im_task.retry import RetryPolicy
@@ -259,7 +259,7 @@ def test_configure_from_inside_a_task_closes_the_owned_transport_after_it(tmp_pa
 
     app = Gate(then=reconfigure)
     config.register_local_target(app)
-    transport = config.get_transport()
+    transport = runtime.get_transport()
     assert isinstance(transport, LocalTransport)
     transport.enqueue(request("reconfigure"))
     assert app.done.wait(10), "configure() from inside a task deadlocked"

@@ -74,7 +74,7 @@ def test_name_reuse_refused_until_retention_passed(db: Path) -> None:
     with LocalTransport(db, target=app, name_retention=0.5) as transport:
         transport.enqueue(request(name="daily"))
         assert transport.join(5)
-        with pytest.raises(TaskAlreadyExistsError, match=r"stays taken for 0\.5 s"):
+        with pytest.raises(TaskAlreadyExistsError, match=r"names stay taken 0\.5 s after"):
             transport.enqueue(request(name="daily"))
         time.sleep(0.6)
         assert transport.enqueue(request(name="daily")) == "daily"
@@ -125,7 +125,7 @@ def test_size_limit(db: Path) -> None:
         message = str(info.value)
         assert str(size) in message
         assert "1000" in message
-        assert "payload store" in message
+        assert "send less data with the task" in message
         assert len(transport.tasks()) == 1
 
 

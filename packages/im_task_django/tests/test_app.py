@@ -11,7 +11,7 @@ from django.apps import apps
 from django.db import transaction
 
 from django_testproject import tasks
-from im_task import BadTransactionStateError, config, configure
+from im_task import BadTransactionStateError, config, configure, runtime
 from im_task.transactions import unregister_binder
 from im_task.transports import LocalTransport, RecordingTransport
 from im_task_django.apps import ImTaskConfig
@@ -69,6 +69,6 @@ def test_first_request_resumes_tasks_left_in_the_local_queue(server: str, tmp_pa
 
     assert tasks.recorded.wait(20)
     assert tasks.RESULTS == ["left over"]
-    transport = config.get_transport()
+    transport = runtime.get_transport()
     assert isinstance(transport, LocalTransport)
     assert transport.join(timeout=20)

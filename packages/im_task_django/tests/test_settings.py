@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from django_testproject import tasks
 from django_testproject.client import post_task, request
-from im_task import config, get_taskroute
+from im_task import config, get_taskroute, runtime
 from im_task.transports import ImmediateTransport, RecordingTransport
 from im_task_django.conf import (
     AppSettings,
@@ -45,7 +45,7 @@ def test_override_settings_changes_core_settings(tmp_path: Path) -> None:
     with override_settings(IM_TASK=changed):
         current = config.get_settings()
         assert (current.default_queue, current.max_body_size) == ("mail", 4096)
-        assert isinstance(config.get_transport(), RecordingTransport)
+        assert isinstance(runtime.get_transport(), RecordingTransport)
         handle = tasks.record("queued")
         assert handle.queue == "mail"
     assert config.get_settings().default_queue == "default"

@@ -169,7 +169,7 @@ def test_route_applies_to_tasks_defined_in_models_and_earlier_ready(tmp_path: Pa
         django.setup()
         from django.core.checks import run_checks
         from django.test import Client
-        from im_task.config import get_transport
+        from im_task.runtime import get_transport
         from im_task.headers import make_task_headers
         from early_app import jobs, models
 

@@ -111,7 +111,7 @@ def test_local_queue_delivers_over_http(server: str, tmp_path: Path) -> None:
 
 def test_default_transport_needs_no_configuration(tmp_path: Path) -> None:
     """With nothing configured the local queue runs tasks in this project (as under runserver)."""
-    from im_task.config import get_transport
+    from im_task.runtime import get_transport
 
     tasks.record("default")
     transport = get_transport()

@@ -12,7 +12,8 @@ from flask import Blueprint, Flask
 import flask_sink
 from flask_helpers import Client
 from im_task import ConfigurationError, configure, get_taskroute, set_taskroute, task
-from im_task.config import get_local_target, get_settings, get_transport
+from im_task.config import get_local_target, get_settings
+from im_task.runtime import get_transport
 from im_task.headers import make_task_headers
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport, TaskRequest

@@ -11,6 +11,7 @@ import webapp2
 from webob import Request
 
 import im_task.config
+import im_task.runtime
 import webapp2_sink
 from im_task import ConfigurationError, configure, get_taskroute, task
 from im_task.config import get_local_target, get_settings, register_local_target
@@ -149,7 +150,7 @@ def test_register_local_target_false_leaves_the_local_target_alone() -> None:
 
 def test_the_settings_apply_to_requests() -> None:
     app = setup(make_app(im_task={"max_body_size": 4096}))
-    transport = im_task.config.get_transport()
+    transport = im_task.runtime.get_transport()
     assert isinstance(transport, RecordingTransport)
     remember(b"x" * 5000)
     [sent] = transport.requests

@@ -1,5 +1,9 @@
 """im-task: run any Python callable later, as an HTTP task, with one decorator.
 
+The names below (all but the exceptions) are imported when first used, so
+``import im_task`` costs next to nothing and an application loads only the
+parts of im-task it uses.
+
 Example:
     >>> from im_task import task
     >>> @task(queue="default")
@@ -8,16 +12,11 @@ Example:
     >>> # add(1, 2) enqueues the call; the queue POSTs it back to the task endpoint.
 """
 
-from im_task.config import configure
-from im_task.context import (
-    get_execution_count,
-    get_queue_name,
-    get_retry_count,
-    get_task_headers,
-    get_task_name,
-    is_from_task_queue,
-    log_as_retried,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from im_task.errors import (
     BadTransactionStateError,
     ConfigurationError,
@@ -30,8 +29,20 @@ from im_task.errors import (
     TaskAlreadyExistsError,
     TaskTooLargeError,
 )
-from im_task.routing import get_taskroute, set_taskroute
-from im_task.task import TaskFunction, TaskHandle, task
+
+if TYPE_CHECKING:
+    from im_task.config import configure
+    from im_task.context import (
+        get_execution_count,
+        get_queue_name,
+        get_retry_count,
+        get_task_headers,
+        get_task_name,
+        is_from_task_queue,
+        log_as_retried,
+    )
+    from im_task.decorator import TaskFunction, TaskHandle, task
+    from im_task.routing import get_taskroute, set_taskroute
 
 __version__ = "2.0.0"
 
@@ -60,3 +71,32 @@ __all__ = [
     "set_taskroute",
     "task",
 ]
+
+_LAZY = {
+    "configure": "im_task.config",
+    "get_execution_count": "im_task.context",
+    "get_queue_name": "im_task.context",
+    "get_retry_count": "im_task.context",
+    "get_task_headers": "im_task.context",
+    "get_task_name": "im_task.context",
+    "is_from_task_queue": "im_task.context",
+    "log_as_retried": "im_task.context",
+    "get_taskroute": "im_task.routing",
+    "set_taskroute": "im_task.routing",
+    "TaskFunction": "im_task.decorator",
+    "TaskHandle": "im_task.decorator",
+    "task": "im_task.decorator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -24,13 +24,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 from urllib.parse import urlsplit
 
+from im_task.config import get_settings
+from im_task.errors import ConfigurationError
+from im_task.names import QUEUE_FILE
+from im_task.transports.local import LocalTransport, TaskInfo, TaskState
 from im_task.transports.local.models import STATES
-
-if TYPE_CHECKING:
-    from im_task.transports.local import LocalTransport, TaskInfo, TaskState
 
 __all__ = ["main"]
 
@@ -191,7 +192,7 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="the queue's SQLite file (default: queue.sqlite3 in the data directory, $IM_TASK_DATA_DIR or .im_task)",
+        help=f"the queue's SQLite file (default: {QUEUE_FILE} in the data directory, $IM_TASK_DATA_DIR or .im_task)",
     )
 
 
@@ -223,13 +224,11 @@ def _positive_float(text: str) -> float:
 def _db_path(args: argparse.Namespace, *, must_exist: bool) -> Path:
     path: Path | None = args.db
     if path is None:
-        from im_task.config import get_settings
-
-        path = get_settings().data_dir / "queue.sqlite3"
+        path = get_settings().data_dir / QUEUE_FILE
     if must_exist and not path.exists():
         raise CommandError(
             f"no queue database at {path}. Give its path with --db, or run from the directory of your app "
-            "(the default is queue.sqlite3 in $IM_TASK_DATA_DIR or .im_task)."
+            f"(the default is {QUEUE_FILE} in $IM_TASK_DATA_DIR or .im_task)."
         )
     return path
 
@@ -237,9 +236,6 @@ def _db_path(args: argparse.Namespace, *, must_exist: bool) -> Path:
 def _open(
     path: Path, *, target: str | None = None, concurrency: int = 8, dispatch_deadline: float = 600.0
 ) -> LocalTransport:
-    from im_task.errors import ConfigurationError
-    from im_task.transports.local import LocalTransport
-
     try:
         return LocalTransport(
             path, target=target, autostart=False, concurrency=concurrency, dispatch_deadline=dispatch_deadline

@@ -17,47 +17,54 @@ setting             environment variable        default
 
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
 takes several separated by commas. ``transport`` may be a ``Transport``, or a
-name: ``"local"``, ``"immediate"``, ``"recording"``, or ``"package.module:factory"``.
+name: ``"local"``, ``"immediate"``, ``"recording"``, or ``"package.module:factory"``;
+:mod:`im_task.runtime` makes it (this module imports no transport).
+
+Adapters read their framework's settings with :func:`read_adapter_settings`,
+which knows the core settings and the adapter-level keys (``route``,
+``register_local_target``) and refuses unknown keys with a "did you mean".
 """
 
 from __future__ import annotations
 
-import importlib
+import logging
 import os
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from im_task.errors import ConfigurationError
 from im_task.keys import Keyring, coerce_secret, load_or_create_local_secret
-from im_task.options import QUEUE_NAME
-
-if TYPE_CHECKING:
-    from im_task.transports.base import Transport
+from im_task.names import DEFAULT_DATA_DIR, DEFAULT_QUEUE, ENV_PREFIX, QUEUE_NAME, QUEUE_NAME_RULE, did_you_mean
+from im_task.routing import normalize_taskroute
+from im_task.state import STATE, close_quietly
 
 __all__ = [
+    "ADAPTER_SETTING_NAMES",
+    "ENVIRONMENT_VARIABLES",
     "SETTING_NAMES",
+    "AdapterSettings",
     "Settings",
-    "check_configuration",
     "configure",
+    "environment_variable",
     "get_keyring",
     "get_local_target",
     "get_settings",
-    "get_transport",
+    "read_adapter_settings",
     "register_local_target",
     "reset",
     "set_framework_settings",
-    "set_up_framework",
+    "unknown_environment_variables",
 ]
+
+logger = logging.getLogger("im_task")
 
 Environment = Literal["development", "production"]
 WSGIApp = Callable[..., Any]
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-ENV_PREFIX = "IM_TASK_"
 SETTING_NAMES = (
     "transport",
     "secret",
@@ -67,6 +74,17 @@ SETTING_NAMES = (
     "default_queue",
     "environment",
 )
+#: The keys every adapter reads from its framework's settings besides the core settings.
+ADAPTER_SETTING_NAMES = ("route", "register_local_target")
+
+
+def environment_variable(name: str) -> str:
+    """The environment variable of a setting (``IM_TASK_ENV`` for ``environment``), and Flask's key for it."""
+    return ENV_PREFIX + ("ENV" if name == "environment" else name.upper())
+
+
+#: Every ``IM_TASK_*`` environment variable im-task reads; others are reported as unknown.
+ENVIRONMENT_VARIABLES: set[str] = {environment_variable(name) for name in SETTING_NAMES}
 
 
 @dataclass(frozen=True)
@@ -81,36 +99,35 @@ class Settings:
         warmup_module: Module imported before the first task runs, or None.
         default_queue: Queue of tasks that name none.
         environment: ``"production"`` refuses to run without a configured secret.
+        data_dir_configured: Whether ``data_dir`` was set (by any source) rather than defaulted.
     """
 
-    transport: Transport | str | None
+    transport: Any
     secrets: tuple[bytes, ...] = field(repr=False)  # never in logs
     data_dir: Path
     max_body_size: int
     warmup_module: str | None
     default_queue: str
     environment: Environment
+    data_dir_configured: bool = True
 
     @property
     def production(self) -> bool:
         """Whether unsafe configuration must be refused."""
         return self.environment == "production"
 
+    def local_data_dir(self) -> Path:
+        """``data_dir``, for files im-task writes there (the local queue, the local secret).
 
-class _State:
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.explicit: dict[str, Any] = {}
-        self.framework: dict[str, Any] = {}
-        self.settings: Settings | None = None
-        self.transport: Transport | None = None
-        self.owns_transport = False  # made here from a name, so closed here
-        self.transport_made_with: tuple[Any, Path] | None = None  # (transport setting, data_dir)
-        self.keyring: Keyring | None = None
-        self.local_target: WSGIApp | None = None
-
-
-_state = _State()
+        Raises:
+            ConfigurationError: Under the pytest plugin, when ``data_dir`` is
+                the working directory's default: a test would write to the
+                project's real queue. The message names the fixtures to use.
+        """
+        guard = STATE.guard
+        if guard and not self.data_dir_configured:
+            raise ConfigurationError(guard)
+        return self.data_dir
 
 
 def configure(**settings: Any) -> None:
@@ -134,9 +151,9 @@ def configure(**settings: Any) -> None:
     with _changing():
         for name in settings:
             if name in checked:
-                _state.explicit[name] = checked[name]
+                STATE.explicit[name] = checked[name]
             else:
-                _state.explicit.pop(name, None)
+                STATE.explicit.pop(name, None)
 
 
 def set_framework_settings(values: Mapping[str, Any], *, source: str) -> None:
@@ -148,17 +165,16 @@ def set_framework_settings(values: Mapping[str, Any], *, source: str) -> None:
     """
     checked = _checked(values, source=source)
     with _changing():
-        _state.framework = checked
+        STATE.framework = checked
 
 
 def _checked(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     """Validates settings; returns those that are not None."""
-    unknown = sorted(set(values) - set(SETTING_NAMES))
-    if unknown:
+    for name in sorted(set(values) - set(SETTING_NAMES)):
         raise ConfigurationError(
-            f"{source}: unknown setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(SETTING_NAMES)}."
+            f"{source}: unknown setting {name!r}{did_you_mean(name, SETTING_NAMES)}; known: {', '.join(SETTING_NAMES)}."
         )
-    return {name: _validate(name, value, source) for name, value in values.items() if value is not None}
+    return {name: validate_setting(name, value, source) for name, value in values.items() if value is not None}
 
 
 @contextmanager
@@ -166,72 +182,79 @@ def _changing(*, drop_transport: bool = False) -> Iterator[None]:
     """Changes settings under the lock, then forgets what was resolved from the old ones.
 
     The transport is kept unless the settings that shape it (``transport``,
-    ``data_dir``) changed. A transport made here from a name is closed after
-    the lock is released: closing waits for deliveries in flight, and those
-    may read the settings.
+    ``data_dir``) changed. A transport made from a name (owned here) is
+    closed after the lock is released: closing waits for deliveries in
+    flight, and those may read the settings.
     """
-    with _state.lock:
+    with STATE.lock:
         yield
         stale = _invalidate(drop_transport=drop_transport)
     if stale is not None:
-        stale.close()
+        close_quietly(stale)
 
 
-def _invalidate(*, drop_transport: bool = False) -> Transport | None:
-    _state.settings = None
-    _state.keyring = None
-    transport = _state.transport
+def _invalidate(*, drop_transport: bool = False) -> Any:
+    STATE.settings = None
+    STATE.keyring = None
+    transport = STATE.transport
     if transport is None:
         return None
     if not drop_transport:
         try:
             settings = get_settings()
-            if (settings.transport, settings.data_dir) == _state.transport_made_with:
+            if (settings.transport, settings.data_dir) == STATE.transport_made_with:
                 return None
         except ConfigurationError:
             pass
-    owned = _state.owns_transport
-    _state.transport = None
-    _state.owns_transport = False
+    owned = STATE.owns_transport
+    STATE.transport = None
+    STATE.owns_transport = False
+    STATE.transport_made_with = None
     return transport if owned else None
 
 
 def reset() -> None:
     """Forgets every setting, the transport and the registered local target (for tests)."""
     with _changing(drop_transport=True):
-        _state.explicit.clear()
-        _state.framework.clear()
-        _state.local_target = None
+        STATE.explicit.clear()
+        STATE.framework.clear()
+        STATE.local_target = None
 
 
 def get_settings() -> Settings:
     """The settings in force, resolved from all sources."""
-    with _state.lock:
-        if _state.settings is None:
-            _state.settings = _resolve()
-        return _state.settings
+    with STATE.lock:
+        if STATE.settings is None:
+            STATE.settings = _resolve()
+        settings: Settings = STATE.settings
+        return settings
 
 
 def _resolve() -> Settings:
     def pick(name: str) -> Any:
-        for layer in (_state.explicit, _state.framework):
+        for layer in (STATE.explicit, STATE.framework):
             if name in layer:
                 return layer[name]
-        variable = ENV_PREFIX + ("ENV" if name == "environment" else name.upper())
+        variable = environment_variable(name)
         raw = os.environ.get(variable)
-        return _validate(name, raw, f"${variable}") if raw else None
+        return validate_setting(name, raw, f"${variable}") if raw else None
 
     secret = pick("secret")
+    data_dir = pick("data_dir")
     environment: Environment = pick("environment") or ("production" if on_google_cloud() else "development")
     return Settings(
         transport=pick("transport"),
         secrets=secret or (),
-        data_dir=pick("data_dir") or Path(".im_task"),
+        data_dir=data_dir or Path(DEFAULT_DATA_DIR),
         max_body_size=pick("max_body_size") or DEFAULT_MAX_BODY_SIZE,
         warmup_module=pick("warmup_module"),
-        default_queue=pick("default_queue") or "default",
+        default_queue=pick("default_queue") or DEFAULT_QUEUE,
         environment=environment,
+        data_dir_configured=data_dir is not None,
     )
+
+
+STATE.resolver = get_settings
 
 
 def on_google_cloud() -> bool:
@@ -239,11 +262,27 @@ def on_google_cloud() -> bool:
     return os.environ.get("GAE_ENV") in ("standard", "flex") or bool(os.environ.get("K_SERVICE"))
 
 
-def _validate(name: str, value: Any, source: str) -> Any:
-    from im_task.transports.base import Transport  # the transports import this module
+def _is_transport(value: Any) -> bool:
+    """A ``Transport`` or anything that keeps its contract (this module imports no transport)."""
+    return callable(getattr(value, "enqueue", None)) and not isinstance(value, type)
 
+
+def validate_setting(name: str, value: Any, source: str) -> Any:
+    """Checks one setting's value and returns it in the form the settings keep.
+
+    Args:
+        name: The setting, one of :data:`SETTING_NAMES`.
+        value: Its value (not None).
+        source: Where it came from, for the message.
+
+    Returns:
+        The value, converted (a secret to a tuple of bytes, a path to ``Path``...).
+
+    Raises:
+        ConfigurationError: Saying what a good value looks like.
+    """
     if name == "transport":
-        if isinstance(value, (Transport, str)):
+        if isinstance(value, str) or _is_transport(value):
             return value
         raise ConfigurationError(
             f"{source}: transport must be a Transport instance or one of 'local', 'immediate', "
@@ -279,9 +318,7 @@ def _validate(name: str, value: Any, source: str) -> Any:
     if name == "default_queue":
         if isinstance(value, str) and QUEUE_NAME.fullmatch(value):
             return value
-        raise ConfigurationError(
-            f"{source}: default_queue must be a queue name of 1 to 100 of A-Z, a-z, 0-9 and '-', not {value!r}."
-        )
+        raise ConfigurationError(f"{source}: default_queue must be a queue name of {QUEUE_NAME_RULE}, not {value!r}.")
     if name == "environment":
         if value in ("development", "production"):
             return value
@@ -295,128 +332,115 @@ def get_keyring() -> Keyring:
     Raises:
         ConfigurationError: In production when no secret is configured.
     """
-    with _state.lock:
-        if _state.keyring is None:
+    with STATE.lock:
+        if STATE.keyring is None:
             settings = get_settings()
             if settings.secrets:
-                _state.keyring = Keyring(settings.secrets)
+                STATE.keyring = Keyring(settings.secrets)
             elif settings.production:
                 raise ConfigurationError(
                     "No secret is configured and this is production: tasks cannot be signed safely. "
-                    "Set IM_TASK_SECRET (or configure(secret=...), or your framework's IM_TASK secret setting) "
+                    "Set IM_TASK_SECRET (or configure(secret=...), or your framework's im-task secret setting) "
                     "to a random value of at least 16 bytes, the same in every process that enqueues or runs tasks."
                 )
             else:
-                _state.keyring = Keyring([load_or_create_local_secret(settings.data_dir)])
-        return _state.keyring
+                STATE.keyring = Keyring([load_or_create_local_secret(settings.local_data_dir())])
+        keyring: Keyring = STATE.keyring
+        return keyring
 
 
-def check_configuration() -> None:
-    """Refuses unsafe or broken configuration; adapters call it at start-up.
+def unknown_environment_variables() -> list[str]:
+    """One line for each ``IM_TASK_*`` environment variable im-task does not read (a typo, most likely).
 
-    Raises:
-        ConfigurationError: Explaining what to set.
+    Adapters log these at start-up; Django's system checks report them.
+
+    Returns:
+        Lines such as ``"$IM_TASK_SECRTE is not an im-task setting (did you mean 'IM_TASK_SECRET'?)"``.
     """
-    get_keyring()
-    get_transport()
+    return [
+        f"${name} is not an im-task setting{did_you_mean(name, ENVIRONMENT_VARIABLES)}; it is ignored."
+        for name in sorted(os.environ)
+        if name.startswith(ENV_PREFIX) and name not in ENVIRONMENT_VARIABLES
+    ]
 
 
-def get_transport() -> Transport:
-    """The transport in force, making the default one on first use."""
-    from im_task.transports.base import Transport
+@dataclass(frozen=True)
+class AdapterSettings:
+    """A framework's im-task settings, read and checked by :func:`read_adapter_settings`.
 
-    with _state.lock:
-        if _state.transport is None:
-            settings = get_settings()
-            _state.transport = _make_transport(settings)
-            _state.owns_transport = not isinstance(settings.transport, Transport)
-            _state.transport_made_with = (settings.transport, settings.data_dir)
-        return _state.transport
+    Attributes:
+        core: The core settings, by their :func:`configure` names (unset ones left out).
+        route: The task route to set, or None to keep :func:`~im_task.get_taskroute`.
+        register_local_target: Whether the local queue delivers to the application in process.
+        extra: The adapter's own keys, checked, by their canonical (lower-case) names.
+    """
 
-
-def _make_transport(settings: Settings) -> Transport:
-    from im_task.transports.base import Transport
-
-    choice = settings.transport
-    if isinstance(choice, Transport):
-        return choice
-    if choice is None:
-        if os.environ.get("GAE_ENV") == "standard":
-            raise ConfigurationError(
-                "On App Engine the default transport is Cloud Tasks, which this version of im-task does not "
-                "include yet; configure(transport=...) with a Transport explicitly."
-            )
-        choice = "local"
-    return _transport_from_name(choice, settings)
+    core: Mapping[str, Any] = field(default_factory=dict)
+    route: str | None = None
+    register_local_target: bool = True
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _transport_from_name(name: str, settings: Settings) -> Transport:
-    from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, Transport
-
-    builtins: dict[str, Callable[[], Transport]] = {
-        "local": lambda: LocalTransport(settings.data_dir / "queue.sqlite3"),
-        "immediate": ImmediateTransport,
-        "recording": RecordingTransport,
-    }
-    if name in builtins:
-        return builtins[name]()
-    module_name, _, attr = name.partition(":")
-    if not attr:
-        raise ConfigurationError(
-            f"transport {name!r} is not one of {', '.join(builtins)} nor of the form 'package.module:factory'."
-        )
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"transport {name!r} cannot be imported: {exc}") from exc
-    try:
-        transport = factory() if callable(factory) and not isinstance(factory, Transport) else factory
-    except Exception as exc:
-        raise ConfigurationError(f"transport factory {name!r} failed: {exc}") from exc
-    if not isinstance(transport, Transport):
-        raise ConfigurationError(f"transport {name!r} gave {type(transport).__name__}, not a Transport.")
-    return transport
+#: Checks one value of an adapter's own key: ``check(value, source)`` returns it or raises ``ConfigurationError``.
+KeyCheck = Callable[[Any, str], Any]
 
 
-def set_up_framework(
+def read_adapter_settings(
     values: Mapping[str, Any],
     *,
     source: str,
-    local_target: WSGIApp | None = None,
-    route: str | None = None,
-) -> None:
-    """What an adapter does when an application is set up, in one step.
+    spell: Callable[[str], str] = str,
+    extra: Mapping[str, KeyCheck] | None = None,
+) -> AdapterSettings:
+    """Reads the im-task settings of a framework, as every adapter does.
 
-    Applies the framework's settings and task route, registers the
-    application as the local queue's in-process target (before the transport
-    is made, so the queue finds it), and refuses unsafe or broken
-    configuration. On refusal everything is put back as it was.
+    The keys are the core settings (:data:`SETTING_NAMES`), the adapter-level
+    keys (:data:`ADAPTER_SETTING_NAMES`) and the adapter's ``extra`` keys, each
+    spelt as the framework spells settings (``spell``: Flask's
+    ``IM_TASK_SECRET``, Django's ``SECRET``, webapp2's ``secret``). ``None``
+    values are left out. Every value is checked here.
 
     Args:
-        values: Settings by their :func:`configure` names.
-        source: Where they came from, for error messages.
-        local_target: The WSGI application to register, or None to register none.
-        route: The task route to set (see :func:`~im_task.set_taskroute`), or None to keep it.
+        values: The settings as written, e.g. ``settings.IM_TASK``.
+        source: Where they are written, for messages, e.g. ``"settings.IM_TASK"``.
+        spell: How the framework spells a canonical name.
+        extra: The adapter's own keys, by canonical name, with their checks.
+
+    Returns:
+        The settings.
 
     Raises:
-        ConfigurationError: Explaining what to set.
+        ConfigurationError: For an unknown key (with the closest known one,
+            or the right spelling when only the case is wrong), or a bad value.
     """
-    from im_task import routing
-
-    with _state.lock:
-        framework, target, taskroute = dict(_state.framework), _state.local_target, routing.get_taskroute()
-    try:
-        set_framework_settings(values, source=source)
-        if route is not None:
-            routing.set_taskroute(route)
-        if local_target is not None:
-            register_local_target(local_target)
-        check_configuration()
-    except Exception:
-        with _changing():
-            _state.framework, _state.local_target = framework, target
-        routing.set_taskroute(taskroute)
-        raise
+    checks = dict(extra or {})
+    names = [*SETTING_NAMES, *ADAPTER_SETTING_NAMES, *checks]
+    spelt = {spell(name): name for name in names}
+    for key in values:
+        if key in spelt:
+            continue
+        text = str(key)
+        by_case = [written for written in spelt if written.lower() == text.lower()]
+        if by_case:
+            raise ConfigurationError(f"{source}: {text!r} must be written {by_case[0]!r}.")
+        raise ConfigurationError(
+            f"{source}: unknown key {text!r}{did_you_mean(text, spelt)}; known keys: {', '.join(spelt)}."
+        )
+    given = {spelt[key]: value for key, value in values.items() if value is not None}
+    core = {name: value for name, value in given.items() if name in SETTING_NAMES}
+    for name, value in core.items():
+        validate_setting(name, value, f"{source}[{spell(name)!r}]")
+    route = given.get("route")
+    if route is not None:
+        try:
+            route = normalize_taskroute(route)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}[{spell('route')!r}]: {exc}") from None
+    register = given.get("register_local_target", True)
+    if not isinstance(register, bool):
+        raise ConfigurationError(f"{source}[{spell('register_local_target')!r}] must be True or False, not {register!r}.")
+    checked = {name: check(given[name], f"{source}[{spell(name)!r}]") for name, check in checks.items() if name in given}
+    return AdapterSettings(core=core, route=route, register_local_target=register, extra=checked)
 
 
 def register_local_target(app: WSGIApp | None) -> None:
@@ -427,13 +451,16 @@ def register_local_target(app: WSGIApp | None) -> None:
 
     Args:
         app: A WSGI callable, or None to forget the registered one.
+
+    Raises:
+        ConfigurationError: ``app`` is not callable.
     """
     if app is not None and not callable(app):
         raise ConfigurationError(f"The local target must be a WSGI callable, not {type(app).__name__}.")
-    with _state.lock:
-        _state.local_target = app
+    with STATE.lock:
+        STATE.local_target = app
 
 
 def get_local_target() -> WSGIApp | None:
     """The WSGI application an adapter registered for in-process delivery, if any."""
-    return _state.local_target
+    return STATE.local_target

@@ -26,7 +26,6 @@ import importlib
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import IO, Any
 
 from im_task.config import get_keyring, get_settings
@@ -34,51 +33,14 @@ from im_task.context import task_context
 from im_task.envelope import open_envelope
 from im_task.errors import ConfigurationError, PermanentTaskFailure, SignatureError, SingularTaskFailure
 from im_task.headers import Headers, TaskHeaders
-from im_task.serialization import loads_call
+from im_task.response import TaskResponse, answer
+from im_task.serialization import TaskWrapper, loads_call
+from im_task.state import STATE
 
 __all__ = ["TaskResponse", "handle_request"]
 
 logger = logging.getLogger("im_task")
-_REASONS = {
-    200: "OK",
-    403: "Forbidden",
-    405: "Method Not Allowed",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    500: "Internal Server Error",
-}
 _warmup_lock = threading.Lock()
-_warmed_up: set[str] = set()
-
-
-@dataclass(frozen=True)
-class TaskResponse:
-    """The endpoint's answer, for an adapter to send.
-
-    Attributes:
-        status: HTTP status code.
-        body: Short plain-text body; never a traceback.
-        headers: Response headers.
-        exception: The exception that decided the outcome, if any (for
-            in-process transports and tests; never sent).
-    """
-
-    status: int
-    body: bytes
-    headers: list[tuple[str, str]] = field(default_factory=lambda: [("Content-Type", "text/plain; charset=utf-8")])
-    exception: BaseException | None = None
-
-    @property
-    def status_line(self) -> str:
-        """The status as WSGI wants it, e.g. ``"200 OK"``."""
-        return f"{self.status} {_REASONS.get(self.status, '')}".rstrip()
-
-
-def _answer(status: int, text: str, exception: BaseException | None = None, **extra: str) -> TaskResponse:
-    headers = [("Content-Type", "text/plain; charset=utf-8"), *extra.items()]
-    return TaskResponse(status, text.encode() + b"\n", headers, exception)
-
-
 def handle_request(
     method: str,
     path: str,
@@ -100,26 +62,26 @@ def handle_request(
         The response to send.
     """
     if method.upper() != "POST":
-        return _answer(405, "Method Not Allowed: tasks are POSTed.", Allow="POST")
+        return answer(405, "Method Not Allowed: tasks are POSTed.", Allow="POST")
     view = headers if isinstance(headers, Headers) else Headers(headers)
     task = TaskHeaders.parse(view)
     if task is None:
         logger.warning("Refused %s from %s: no task queue headers.", path, remote_addr or "unknown address")
-        return _answer(403, "Forbidden: not a task queue request.")
+        return answer(403, "Forbidden: not a task queue request.")
     try:
         settings, keyring = get_settings(), get_keyring()
     except ConfigurationError as exc:
         logger.error("Task %s (%s) not run; the queue will retry it. Misconfigured: %s", task.task_name, path, exc)
-        return _answer(500, "im-task is misconfigured; see the server log.", exc)
+        return answer(500, "im-task is misconfigured; see the server log.", exc)
     data = _read_body(body, view, settings.max_body_size)
     if data is None:
         logger.error("Refused task %s (%s): body over the configured max_body_size.", task.task_name, path)
-        return _answer(413, "Content Too Large.")
+        return answer(413, "Content Too Large.")
     try:
         payload = open_envelope(data, keyring)
     except SignatureError as exc:
         logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
-        return _answer(403, "Forbidden: the task signature does not verify.", exc)
+        return answer(403, "Forbidden: the task signature does not verify.", exc)
     return _run(task, view, path, payload)
 
 
@@ -141,12 +103,12 @@ def _read_body(body: bytes | IO[bytes], headers: Headers, cap: int) -> bytes | N
 
 def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> TaskResponse:
     warmup = get_settings().warmup_module
-    if warmup and warmup not in _warmed_up:
+    if warmup and warmup not in STATE.warmed_up:
         try:
             _warm_up(warmup)
         except Exception as exc:
             logger.exception("Could not import the warm-up module %r; task %s will be retried.", warmup, path)
-            return _answer(500, "The warm-up module failed to import.", exc)
+            return answer(500, "The warm-up module failed to import.", exc)
     try:
         call = loads_call(payload)
     except Exception as exc:
@@ -157,7 +119,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             _why_undecodable(exc),
             exc_info=True,
         )
-        return _answer(200, "Dropped: the task cannot be decoded.", exc)
+        return answer(200, "Dropped: the task cannot be decoded.", exc)
     description = call.description or path
     if call.retry_limit is not None and task.retry_count > call.retry_limit:
         logger.error(
@@ -168,7 +130,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             task.retry_count,
             call.retry_limit,
         )
-        return _answer(200, "Gave up: retry limit reached.")
+        return answer(200, "Gave up: retry limit reached.")
     if logger.isEnabledFor(logging.DEBUG):  # the queue's headers only: others may carry tokens or cookies
         queue_headers = {k: v for k, v in headers.items() if k.lower().startswith(("x-appengine-", "x-cloudtasks-"))}
         logger.debug("Running task %s (%s) with headers %s", task.task_name, description, queue_headers)
@@ -181,17 +143,17 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             func(*call.args, **kwargs)
     except PermanentTaskFailure as exc:
         logger.exception("Task %s (%s) failed permanently; it will not be retried.", task.task_name, description)
-        return _answer(200, "Failed permanently; not retried.", exc)
+        return answer(200, "Failed permanently; not retried.", exc)
     except SingularTaskFailure as exc:
         logger.debug("Task %s (%s) failed once and will be retried: %s", task.task_name, description, exc)
-        return _answer(408, "Failed this attempt; will be retried.", exc)
+        return answer(408, "Failed this attempt; will be retried.", exc)
     except Exception as exc:
         logger.exception(
             "Task %s (%s) failed on retry %d; it will be retried.", task.task_name, description, task.retry_count
         )
-        return _answer(500, "The task failed; it will be retried.", exc)
+        return answer(500, "The task failed; it will be retried.", exc)
     logger.debug("Task %s (%s) succeeded.", task.task_name, description)
-    return _answer(200, "OK")
+    return answer(200, "OK")
 
 
 def _why_undecodable(exc: Exception) -> str:
@@ -204,15 +166,15 @@ def _why_undecodable(exc: Exception) -> str:
 
 
 def _unwrap(func: Any) -> Any:
-    from im_task.task import TaskFunction  # the task module needs the transports, which need this one
-
-    return func.func if isinstance(func, TaskFunction) else func
+    """The callable to run: a ``TaskFunction``'s own, since calling the ``TaskFunction`` would enqueue again."""
+    return func.func if isinstance(func, TaskWrapper) else func
 
 
 def _warm_up(module: str) -> None:
     with _warmup_lock:
-        if module in _warmed_up:
+        if module in STATE.warmed_up:
             return
         importlib.import_module(module)
-        _warmed_up.add(module)
+        with STATE.lock:
+            STATE.warmed_up.add(module)
         logger.info("Imported warm-up module %s before the first task.", module)

@@ -11,6 +11,7 @@ __all__ = [
     "CLOUDTASKS",
     "Headers",
     "TaskHeaders",
+    "delivery_headers",
     "forwardable_headers",
     "is_reserved_header",
     "make_task_headers",
@@ -175,6 +176,57 @@ def make_task_headers(
         headers[family + "TaskPreviousResponse"] = str(previous_response)
     if retry_reason:
         headers[family + "TaskRetryReason"] = retry_reason
+    return headers
+
+
+def delivery_headers(
+    own: Mapping[str, str],
+    *,
+    queue_name: str,
+    task_name: str,
+    retry_count: int = 0,
+    execution_count: int = 0,
+    eta: dt.datetime | None = None,
+    family: str = APPENGINE,
+    previous_response: int | None = None,
+    retry_reason: str | None = None,
+) -> dict[str, str]:
+    """The headers of one delivery attempt, as Cloud Tasks sends them: the task's own, then the queue's.
+
+    Every queue of im-task that POSTs a task itself (the local queue, the
+    in-process transports) builds its headers here. The task's own headers
+    lose what the queue sets (see :func:`forwardable_headers`); a missing
+    ``Content-Type`` is ``application/octet-stream``.
+
+    Args:
+        own: The task's own headers.
+        queue_name: Short queue name.
+        task_name: Short task name.
+        retry_count: Attempts made before this one.
+        execution_count: Earlier attempts that got a response other than 5xx.
+        eta: When the task was due.
+        family: ``APPENGINE`` or ``CLOUDTASKS``.
+        previous_response: HTTP status of the previous attempt, if any.
+        retry_reason: Why the previous attempt failed, if it did.
+
+    Returns:
+        The headers to send.
+    """
+    headers = forwardable_headers(own)
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/octet-stream"
+    headers.update(
+        make_task_headers(
+            queue_name=queue_name,
+            task_name=task_name,
+            retry_count=retry_count,
+            execution_count=execution_count,
+            eta=eta,
+            family=family,
+            previous_response=previous_response,
+            retry_reason=retry_reason,
+        )
+    )
     return headers
 
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-import threading
 from typing import Any
 from urllib.parse import quote
 
 from im_task.errors import ConfigurationError
+from im_task.state import DEFAULT_TASKROUTE, STATE
 
 __all__ = ["DEFAULT_TASKROUTE", "get_taskroute", "normalize_taskroute", "set_taskroute", "task_path"]
 
-DEFAULT_TASKROUTE = "/_ah/task"
 _ROUTE = re.compile(r"(/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+")
-_lock = threading.Lock()
-_taskroute = DEFAULT_TASKROUTE
 
 
 def set_taskroute(route: str) -> None:
@@ -29,10 +26,9 @@ def set_taskroute(route: str) -> None:
     Raises:
         ConfigurationError: If the route is not a plain absolute path.
     """
-    global _taskroute  # noqa: PLW0603 - one process-wide route, by design
     candidate = normalize_taskroute(route)
-    with _lock:
-        _taskroute = candidate
+    with STATE.lock:
+        STATE.taskroute = candidate
 
 
 def normalize_taskroute(route: object) -> str:
@@ -60,7 +56,7 @@ def normalize_taskroute(route: object) -> str:
 
 def get_taskroute() -> str:
     """The route under which tasks are served (``/_ah/task`` by default)."""
-    return _taskroute
+    return STATE.taskroute
 
 
 def task_path(func: Any, logname: str | None = None) -> str:

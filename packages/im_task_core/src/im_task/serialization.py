@@ -5,15 +5,30 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
-
-import cloudpickle
 
 from im_task.errors import EnqueueError
 
-__all__ = ["FORMAT", "TaskCall", "dumps_call", "loads_call"]
+__all__ = ["FORMAT", "TaskCall", "TaskWrapper", "dumps_call", "loads_call"]
 
 FORMAT = 1
+
+
+class TaskWrapper:
+    """Base of what ``@task`` returns: a callable whose call enqueues the wrapped one, ``func``.
+
+    The endpoint runs ``func`` itself when a payload's callable is a wrapper.
+    """
+
+    func: Callable[..., Any]
+
+
+def _cloudpickle() -> ModuleType:
+    """cloudpickle, imported when the first task is serialised (it costs a quarter of a Flask import)."""
+    import cloudpickle
+
+    return cloudpickle
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ def dumps_call(call: TaskCall) -> bytes:
     """
     meta = (call.includeheaders, call.retry_limit, call.description)
     try:
-        data: bytes = cloudpickle.dumps(
+        data: bytes = _cloudpickle().dumps(
             (FORMAT, call.func, call.args, dict(call.kwargs), meta), protocol=pickle.HIGHEST_PROTOCOL
         )
     except Exception as exc:
@@ -87,7 +102,7 @@ def _what_cannot_be_pickled(call: TaskCall, exc: Exception) -> str:
     candidates += [(f"keyword argument {key!r} ({_short(value)})", value) for key, value in call.kwargs.items()]
     for label, value in candidates:
         try:
-            cloudpickle.dumps(value)
+            _cloudpickle().dumps(value)
         except Exception as item_exc:
             return f"Cannot enqueue {subject}: {label} cannot be pickled: {item_exc}"
     return f"Cannot enqueue {subject}: the call cannot be pickled: {exc}"

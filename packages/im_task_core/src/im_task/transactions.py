@@ -8,13 +8,11 @@ to an outbox inside the transaction and sends it after commit.
 
 from __future__ import annotations
 
-import threading
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from im_task.errors import BadTransactionStateError
-
-if TYPE_CHECKING:
-    from im_task.transports.base import TaskRequest, Transport
+from im_task.state import STATE
+from im_task.transports.base import TaskRequest, Transport
 
 __all__ = ["TransactionBinder", "enqueue_transactional", "register_binder", "unregister_binder"]
 
@@ -42,22 +40,18 @@ class TransactionBinder(Protocol):
         """
 
 
-_lock = threading.Lock()
-_binders: list[TransactionBinder] = []
-
-
 def register_binder(binder: TransactionBinder) -> None:
     """Adds a binder; adapters call this once when they are set up."""
-    with _lock:
-        if binder not in _binders:
-            _binders.append(binder)
+    with STATE.lock:
+        if binder not in STATE.binders:
+            STATE.binders.append(binder)
 
 
 def unregister_binder(binder: TransactionBinder) -> None:
     """Removes a binder added with :func:`register_binder`."""
-    with _lock:
-        if binder in _binders:
-            _binders.remove(binder)
+    with STATE.lock:
+        if binder in STATE.binders:
+            STATE.binders.remove(binder)
 
 
 def enqueue_transactional(request: TaskRequest, transport: Transport) -> str:
@@ -66,10 +60,12 @@ def enqueue_transactional(request: TaskRequest, transport: Transport) -> str:
     Raises:
         BadTransactionStateError: No registered binder has an open transaction.
     """
-    for binder in list(_binders):
+    with STATE.lock:
+        binders: list[TransactionBinder] = list(STATE.binders)
+    for binder in binders:
         if binder.in_transaction():
             return binder.enqueue_on_commit(request, transport)
-    known = ", ".join(b.description for b in _binders) or "none is installed"
+    known = ", ".join(b.description for b in binders) or "none is installed"
     raise BadTransactionStateError(
         "transactional=True needs an open transaction to join (supported: "
         f"{known}); call the task inside one, or drop transactional=True."

@@ -62,7 +62,7 @@ def _start_transport(sender: object, **kwargs: object) -> None:
     """Makes the transport once the project serves requests (a local queue then resumes its tasks)."""
     from django.core.signals import request_started
 
-    from im_task.config import get_transport
+    from im_task.runtime import get_transport
     from im_task.errors import ConfigurationError
 
     request_started.disconnect(dispatch_uid="im_task_django.start_transport")

@@ -27,7 +27,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from im_task import config
+from im_task import config, runtime
 from im_task.errors import (
     BadTransactionStateError,
     ConfigurationError,
@@ -173,7 +173,7 @@ def sweep_outbox(
     alias = using or app_settings.database
     if alias not in connections:
         raise ConfigurationError(f"Database {alias!r} is not in settings.DATABASES; pass using= one of them.")
-    queue = transport or config.get_transport()
+    queue = transport or runtime.get_transport()
     cutoff = timezone.now() - dt.timedelta(seconds=older_than)
     rows = OutboxTask.objects.using(alias).filter(created__lte=cutoff).order_by("pk")
     sent = already_sent = failed = 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from im_task.config import set_up_framework
+from im_task.runtime import set_up_framework
 from im_task.errors import ConfigurationError
 from im_task.routing import get_taskroute
 from im_task_flask.blueprint import make_blueprint

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from im_task.config import set_up_framework
+from im_task.runtime import set_up_framework
 from im_task.errors import ConfigurationError
 from im_task.routing import get_taskroute, normalize_taskroute
 from im_task_webapp2._compat import webapp2

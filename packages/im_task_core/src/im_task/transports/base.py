@@ -1,13 +1,29 @@
-"""The transport contract: what every queue backend receives and must do."""
+"""The transport contract: what every queue backend receives and must do, and the checks they share."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 
+from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
+from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
 from im_task.retry import RetryOptions
 
-__all__ = ["TaskRequest", "Transport"]
+__all__ = [
+    "INLINE_TASK_LIMIT",
+    "TaskNames",
+    "TaskRequest",
+    "Transport",
+    "check_open",
+    "check_request",
+    "check_size",
+    "name_taken",
+    "task_size",
+]
+
+#: Largest task Cloud Tasks takes inline for App Engine targets, and the local queue's default.
+INLINE_TASK_LIMIT = 100 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class Transport:
     """
 
     #: Largest task, in bytes of method, URL, headers and body, accepted inline.
-    max_task_size: int = 100 * 1024
+    max_task_size: int = INLINE_TASK_LIMIT
     #: Whether :meth:`enqueue` runs the task at once and lets the task's own exceptions reach the caller
     #: (``ImmediateTransport``); those are then not wrapped in ``EnqueueError``.
     runs_inline: bool = False
@@ -93,3 +109,95 @@ def task_size(request: TaskRequest) -> int:
     """The size Cloud Tasks counts for a task: method, URL, headers and body."""
     header_bytes = sum(len(k) + len(v) for k, v in request.headers.items())
     return len("POST") + len(request.url) + header_bytes + len(request.body)
+
+
+def check_request(request: object, transport: Transport) -> TaskRequest:
+    """The checks every transport makes of a task before accepting it.
+
+    Args:
+        request: What ``enqueue`` was given.
+        transport: The transport (for its size limit and in messages).
+
+    Returns:
+        The request.
+
+    Raises:
+        EnqueueError: It is not a ``TaskRequest``, or its queue name, URL or
+            task name is malformed.
+        TaskTooLargeError: It is over ``transport.max_task_size``.
+    """
+    if not isinstance(request, TaskRequest):
+        raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
+    if not isinstance(request.queue, str) or not QUEUE_NAME.fullmatch(request.queue):
+        raise EnqueueError(f"Bad queue name {request.queue!r}: use {QUEUE_NAME_RULE}.")
+    if not isinstance(request.url, str) or not request.url.startswith("/"):
+        raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
+    if request.name is not None and (not isinstance(request.name, str) or not TASK_NAME.fullmatch(request.name)):
+        raise EnqueueError(f"Bad task name {request.name!r}: use {TASK_NAME_RULE}.")
+    check_size(request, transport)
+    return request
+
+
+def check_size(request: TaskRequest, transport: Transport) -> None:
+    """Refuses a task over the transport's inline limit (also before a transactional task is written).
+
+    Raises:
+        TaskTooLargeError: Saying how large it is, the limit, and what to do.
+    """
+    size = task_size(request)
+    if size > transport.max_task_size:
+        raise TaskTooLargeError(
+            f"The task {request.url} is {size} bytes (method, URL, headers and body), over the inline limit of "
+            f"{transport.max_task_size} bytes of {type(transport).__name__}; send less data with the task "
+            "(e.g. a key to load it with)."
+        )
+
+
+def check_open(closed: bool, transport: Transport) -> None:
+    """Refuses a task on a closed transport.
+
+    Raises:
+        EnqueueError: The transport is closed.
+    """
+    if closed:
+        raise EnqueueError(f"{transport!r} is closed; no task can be enqueued on it.")
+
+
+def name_taken(queue: str, name: str, detail: str = "is already taken") -> TaskAlreadyExistsError:
+    """The error for a task name in use (the one message every transport gives).
+
+    Args:
+        queue: The queue.
+        name: The task name.
+        detail: How it is taken, e.g. ``"is queued"``.
+
+    Returns:
+        The error, to raise.
+    """
+    return TaskAlreadyExistsError(
+        f"A task named {name!r} {detail} on queue {queue!r}; a name can be used once while the queue remembers it."
+    )
+
+
+class TaskNames:
+    """The names a transport has seen, refusing reused ones as a queue does. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: set[tuple[str, str]] = set()
+
+    def claim(self, queue: str, name: str) -> None:
+        """Takes a name on a queue.
+
+        Raises:
+            TaskAlreadyExistsError: It was taken before.
+        """
+        with self._lock:
+            if (queue, name) in self._seen:
+                raise name_taken(queue, name)
+            self._seen.add((queue, name))
+
+    def clear(self) -> None:
+        """Forgets every name."""
+        with self._lock:
+            self._seen.clear()

@@ -6,14 +6,15 @@ import threading
 import uuid
 from dataclasses import replace
 
-from im_task.errors import EnqueueError, PermanentTaskFailure, TaskAlreadyExistsError, TaskTooLargeError
-from im_task.transports.base import TaskRequest, Transport, task_size
-from im_task.transports.delivery import run_in_process
+from im_task.errors import PermanentTaskFailure
+from im_task.response import Handler
+from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request
+from im_task.transports.inprocess import InProcessTransport
 
 __all__ = ["ImmediateTransport"]
 
 
-class ImmediateTransport(Transport):
+class ImmediateTransport(InProcessTransport):
     """Runs each task in the caller's thread as soon as it is enqueued.
 
     The call goes through everything a queued task does: it is serialised,
@@ -26,19 +27,30 @@ class ImmediateTransport(Transport):
     raised and :attr:`responses` tells what happened.
 
     Args:
+        handler: The endpoint handler to call; this process's endpoints when None
+            (see :class:`~im_task.transports.InProcessTransport`).
         raise_exceptions: Re-raise the task's exception in the caller.
         max_task_size: Largest task accepted, in bytes.
+
+    Example:
+        >>> from im_task import configure
+        >>> from im_task.transports import ImmediateTransport
+        >>> configure(transport=ImmediateTransport())
     """
 
     runs_inline = True
 
-    def __init__(self, *, raise_exceptions: bool = True, max_task_size: int = Transport.max_task_size) -> None:
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        raise_exceptions: bool = True,
+        max_task_size: int = INLINE_TASK_LIMIT,
+    ) -> None:
+        super().__init__(handler, max_task_size=max_task_size)
         self.raise_exceptions = raise_exceptions
-        self.max_task_size = max_task_size
         self.responses: list[tuple[TaskRequest, int]] = []
-        self._names: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._closed = False
 
     def enqueue(self, request: TaskRequest) -> str:
         """Runs the task now; see :meth:`Transport.enqueue`.
@@ -46,17 +58,11 @@ class ImmediateTransport(Transport):
         Raises:
             Exception: The task's own exception, unless ``raise_exceptions`` is off.
         """
-        size = task_size(request)
-        if size > self.max_task_size:
-            raise TaskTooLargeError(f"The task is {size} bytes; the queue takes at most {self.max_task_size}.")
+        check_open(self.closed, self)
+        check_request(request, self)
         name = request.name or uuid.uuid4().hex
-        with self._lock:
-            if self._closed:
-                raise EnqueueError("This ImmediateTransport is closed.")
-            if (request.queue, name) in self._names:
-                raise TaskAlreadyExistsError(f"Task {name!r} already exists on queue {request.queue!r}.")
-            self._names.add((request.queue, name))
-        response = run_in_process(replace(request, name=name))
+        self.names.claim(request.queue, name)
+        response = self.deliver(replace(request, name=name))
         with self._lock:
             self.responses.append((request, response.status))
         error = response.exception
@@ -64,6 +70,5 @@ class ImmediateTransport(Transport):
             raise error
         return name
 
-    def close(self) -> None:
-        """Refuses further tasks."""
-        self._closed = True
+    def __repr__(self) -> str:
+        return "ImmediateTransport()"

@@ -6,15 +6,14 @@ import threading
 import uuid
 from dataclasses import replace
 
-from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
-from im_task.executor import TaskResponse
-from im_task.transports.base import TaskRequest, Transport, task_size
-from im_task.transports.delivery import run_in_process
+from im_task.response import Handler, TaskResponse
+from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request
+from im_task.transports.inprocess import InProcessTransport
 
 __all__ = ["RecordingTransport"]
 
 
-class RecordingTransport(Transport):
+class RecordingTransport(InProcessTransport):
     """Keeps every task it is given in :attr:`requests`, in order.
 
     It refuses reused names and oversized tasks as a real queue would, so
@@ -22,6 +21,8 @@ class RecordingTransport(Transport):
     the real endpoint.
 
     Args:
+        handler: The endpoint handler :meth:`run_all` calls; this process's
+            endpoints when None (see :class:`~im_task.transports.InProcessTransport`).
         max_task_size: Largest task accepted, in bytes.
 
     Example:
@@ -31,25 +32,18 @@ class RecordingTransport(Transport):
         >>> configure(transport=recorder)
     """
 
-    def __init__(self, *, max_task_size: int = Transport.max_task_size) -> None:
-        self.max_task_size = max_task_size
+    def __init__(self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT) -> None:
+        super().__init__(handler, max_task_size=max_task_size)
         self.requests: list[TaskRequest] = []
-        self._names: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._closed = False
 
     def enqueue(self, request: TaskRequest) -> str:
         """Records the task; see :meth:`Transport.enqueue`."""
-        size = task_size(request)
-        if size > self.max_task_size:
-            raise TaskTooLargeError(f"The task is {size} bytes; the queue takes at most {self.max_task_size}.")
+        check_open(self.closed, self)
+        check_request(request, self)
+        name = request.name or uuid.uuid4().hex
+        self.names.claim(request.queue, name)
         with self._lock:
-            if self._closed:
-                raise EnqueueError("This RecordingTransport is closed.")
-            name = request.name or uuid.uuid4().hex
-            if (request.queue, name) in self._names:
-                raise TaskAlreadyExistsError(f"Task {name!r} already exists on queue {request.queue!r}.")
-            self._names.add((request.queue, name))
             self.requests.append(request if request.name else replace(request, name=name))
         return name
 
@@ -57,7 +51,7 @@ class RecordingTransport(Transport):
         """Forgets the recorded tasks and names."""
         with self._lock:
             self.requests.clear()
-            self._names.clear()
+            self.names.clear()
 
     def run_all(self) -> list[TaskResponse]:
         """Runs the recorded tasks through the endpoint, in order, and forgets them.
@@ -69,8 +63,7 @@ class RecordingTransport(Transport):
         """
         with self._lock:
             pending, self.requests = self.requests, []
-        return [run_in_process(request) for request in pending]
+        return [self.deliver(request) for request in pending]
 
-    def close(self) -> None:
-        """Refuses further tasks."""
-        self._closed = True
+    def __repr__(self) -> str:
+        return f"RecordingTransport({len(self.requests)} recorded)"

@@ -29,14 +29,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from im_task.headers import forwardable_headers, make_task_headers
+from im_task import headers
 from im_task.retry import RetryOptions, RetryPolicy
 from im_task.transports.local.delivery import Deliverer, Outcome
 from im_task.transports.local.models import TaskState
 from im_task.transports.local.store import ClaimedTask, LostAttempt, Settlement, TaskStore
 from im_task.transports.local.workers import WorkerPool
 
-__all__ = ["Counters", "Dispatcher", "current_dispatcher", "delivery_headers"]
+__all__ = ["Counters", "Dispatcher", "attempt_headers", "current_dispatcher"]
 
 logger = logging.getLogger("im_task.local")
 
@@ -68,7 +68,7 @@ class Counters:
         self.given_up = 0
 
 
-def delivery_headers(task: ClaimedTask) -> dict[str, str]:
+def attempt_headers(task: ClaimedTask) -> dict[str, str]:
     """The headers of one attempt: the task's own, then the queue's, as Cloud Tasks sends them.
 
     Headers a queue sets itself (``X-AppEngine-*``, ``X-CloudTasks-*``,
@@ -81,22 +81,17 @@ def delivery_headers(task: ClaimedTask) -> dict[str, str]:
     Returns:
         The headers to send.
     """
-    headers = forwardable_headers(task.headers)
-    if not any(name.lower() == "content-type" for name in headers):
-        headers["Content-Type"] = "application/octet-stream"
     retry = task.attempt > 1
-    headers.update(
-        make_task_headers(
-            queue_name=task.queue,
-            task_name=task.name,
-            retry_count=task.attempt - 1,
-            execution_count=task.executions,
-            eta=dt.datetime.fromtimestamp(task.eta, dt.timezone.utc),
-            previous_response=task.previous_status if retry else None,
-            retry_reason=task.previous_error if retry else None,
-        )
+    return headers.delivery_headers(
+        task.headers,
+        queue_name=task.queue,
+        task_name=task.name,
+        retry_count=task.attempt - 1,
+        execution_count=task.executions,
+        eta=dt.datetime.fromtimestamp(task.eta, dt.timezone.utc),
+        previous_response=task.previous_status if retry else None,
+        retry_reason=task.previous_error if retry else None,
     )
-    return headers
 
 
 @dataclass(frozen=True)
@@ -402,7 +397,7 @@ class Dispatcher:
             if not self._stopping:  # once stopping, claimed tasks not started yet are given back
                 _delivering.dispatcher = self
                 try:
-                    outcome = deliverer.deliver(task.url, task.body, delivery_headers(task), deadline)
+                    outcome = deliverer.deliver(task.url, task.body, attempt_headers(task), deadline)
                 except Exception as exc:
                     logger.exception("Delivering task %s of queue %s failed unexpectedly", task.name, task.queue)
                     outcome = Outcome(None, f"INTERNAL_ERROR: {type(exc).__name__}")

@@ -28,8 +28,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
-from im_task.errors import EnqueueError, TaskAlreadyExistsError
+from im_task.errors import EnqueueError
 from im_task.retry import RetryOptions
+from im_task.transports.base import name_taken
 from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
 
 __all__ = ["LEASE_EXPIRED", "ClaimedTask", "LostAttempt", "NewTask", "Settlement", "TaskStore"]
@@ -338,13 +339,12 @@ class TaskStore:
                         raise
                     old_id, state, finished = old
                     if state in _ACTIVE:
-                        raise TaskAlreadyExistsError(
-                            f"A task named {task.name!r} is already {state} on queue {task.queue!r}."
-                        ) from None
+                        raise name_taken(task.queue, task.name, f"is {state}") from None
                     if finished is not None and finished > now - name_retention:
-                        raise TaskAlreadyExistsError(
-                            f"A task named {task.name!r} ran on queue {task.queue!r} {now - finished:.0f} s ago; "
-                            f"its name stays taken for {name_retention:g} s after it finished."
+                        raise name_taken(
+                            task.queue,
+                            task.name,
+                            f"finished {now - finished:.0f} s ago (names stay taken {name_retention:g} s after)",
                         ) from None
                     conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
                     conn.execute(insert, row)

@@ -16,10 +16,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from im_task.errors import ConfigurationError, EnqueueError, Error, TaskTooLargeError
-from im_task.options import QUEUE_NAME, TASK_NAME
+from im_task.errors import ConfigurationError, EnqueueError, Error
+from im_task.names import QUEUE_FILE
 from im_task.retry import RetryPolicy
-from im_task.transports.base import TaskRequest, Transport, task_size
+from im_task.state import STATE
+from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, Transport, check_open, check_request
 from im_task.transports.local.delivery import Deliverer, HTTPDelivery, WSGIDelivery
 from im_task.transports.local.dispatcher import Counters, Dispatcher, current_dispatcher
 from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
@@ -88,7 +89,7 @@ class LocalTransport(Transport):
         queues: Mapping[str, RetryPolicy] | None = None,
         default_policy: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing it is safe
         dispatch_deadline: float = 600.0,
-        max_task_size: int = 100 * 1024,
+        max_task_size: int = INLINE_TASK_LIMIT,
         name_retention: float = 3600.0,
         lease_duration: float = 30.0,
         poll_interval: float = 1.0,
@@ -116,9 +117,7 @@ class LocalTransport(Transport):
             self._fixed = WSGIDelivery(target)
         self.target = target
         if path is None:
-            from im_task.config import get_settings
-
-            path = get_settings().data_dir / "queue.sqlite3"
+            path = STATE.settings_in_force().local_data_dir() / QUEUE_FILE
         self.path = Path(path)
         self.autostart = autostart
         self.concurrency = concurrency
@@ -173,23 +172,8 @@ class LocalTransport(Transport):
             EnqueueError: The transport is closed, the request is malformed,
                 or the database failed.
         """
-        if self._closed:
-            raise EnqueueError(f"The local queue at {self.path} is closed; no task can be enqueued on it.")
-        if not isinstance(request, TaskRequest):
-            raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
-        if not QUEUE_NAME.fullmatch(request.queue):
-            raise EnqueueError(f"Bad queue name {request.queue!r}: use 1 to 100 of A-Z, a-z, 0-9 and '-'.")
-        if not request.url.startswith("/"):
-            raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
-        if request.name is not None and not TASK_NAME.fullmatch(request.name):
-            raise EnqueueError(f"Bad task name {request.name!r}: use 1 to 500 of A-Z, a-z, 0-9, '_' and '-'.")
-        size = task_size(request)
-        if size > self.max_task_size:
-            raise TaskTooLargeError(
-                f"The task is {size} bytes (method, URL, headers and body), over the local queue's inline limit "
-                f"of {self.max_task_size} bytes. Payloads over the inline limit need the payload store, which "
-                "is coming in a later version of im-task; send less data with the task (e.g. a key to load it)."
-            )
+        check_open(self._closed, self)
+        check_request(request, self)
         now = time.time()
         schedule = request.schedule_time
         if schedule is not None and schedule.tzinfo is None:
@@ -396,9 +380,7 @@ class LocalTransport(Transport):
     def _resolve(self) -> Deliverer | None:
         if self._fixed is not None:
             return self._fixed
-        from im_task.config import get_local_target
-
-        app = get_local_target()
+        app = STATE.local_target
         if app is None:
             return None
         registered = self._registered

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from im_task.config import get_keyring, get_settings, get_transport
+from im_task.config import get_keyring, get_settings
 from im_task.envelope import CONTENT_TYPE, seal
 from im_task.errors import ConfigurationError, EnqueueError, Error
 from im_task.options import TaskOptions
 from im_task.routing import get_taskroute, task_path
-from im_task.serialization import TaskCall, dumps_call
+from im_task.runtime import get_transport
+from im_task.serialization import TaskCall, TaskWrapper, dumps_call
 from im_task.transactions import enqueue_transactional
 from im_task.transports.base import TaskRequest, Transport
 
@@ -44,7 +45,7 @@ class TaskHandle:
     eta: dt.datetime | None
 
 
-class TaskFunction(Generic[P, R]):
+class TaskFunction(TaskWrapper, Generic[P, R]):
     """A callable whose calls are enqueued as tasks instead of run.
 
     Made by :func:`task`. Calling it serialises the call, signs it and

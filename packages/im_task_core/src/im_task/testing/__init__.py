@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
+from im_task.config import configure
+from im_task.state import STATE
+
 __all__ = ["isolated_settings", "serve_wsgi"]
 
 logger = logging.getLogger("im_task.testing")
@@ -42,8 +45,9 @@ def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iter
     variables, no settings from earlier ``configure()`` calls or adapters, no
     registered local target or transaction binders, no warm-up done, the
     default task route, and ``configure(data_dir=data_dir, **settings)``.
-    Afterwards the environment variables, route, local target, binders and
-    warm-up state are put back and the settings are reset.
+    Afterwards the environment variables and the whole process-wide state
+    (:data:`im_task.state.STATE`: settings, transport, route, local target,
+    binders, warm-up) are put back; a transport made from a setting inside is closed.
 
     Args:
         data_dir: The local data directory for the test (e.g. pytest's ``tmp_path``).
@@ -59,30 +63,16 @@ def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iter
         ...     with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):
         ...         yield
     """
-    from im_task import config, executor, transactions
-    from im_task.routing import DEFAULT_TASKROUTE, get_taskroute, set_taskroute
-
     saved_environ = {name: value for name, value in os.environ.items() if _configures_im_task(name)}
-    saved_route = get_taskroute()
-    saved_binders = list(transactions._binders)
-    saved_target = config.get_local_target()
-    saved_warmed_up = set(executor._warmed_up)
+    snapshot = STATE.snapshot()
     for name in saved_environ:
         del os.environ[name]
-    config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
-    transactions._binders.clear()
-    executor._warmed_up.clear()
+    STATE.clear()
     try:
-        config.configure(data_dir=Path(data_dir), **settings)
+        configure(data_dir=Path(data_dir), **settings)
         yield
     finally:
-        config.reset()
-        config.register_local_target(saved_target)
-        set_taskroute(saved_route)
-        transactions._binders[:] = saved_binders
-        executor._warmed_up.clear()
-        executor._warmed_up.update(saved_warmed_up)
+        STATE.restore(snapshot)
         for name in [name for name in os.environ if _configures_im_task(name)]:
             del os.environ[name]
         os.environ.update(saved_environ)

@@ -1,0 +1,103 @@
+"""The endpoint table: every HTTP endpoint the core serves, for adapters to mount in one loop.
+
+Today the table holds the task endpoint, under the task route. An adapter
+mounts each :class:`Endpoint` of :func:`endpoints` (a path, or every path
+under a prefix, to a handler taking ``(method, path, body, headers,
+remote_addr)``), so an endpoint added here reaches every framework without
+touching an adapter.
+
+Example:
+    >>> from im_task.endpoints import endpoints
+    >>> [(e.name, e.path(), e.prefix) for e in endpoints()]
+    [('task', '/_ah/task', True)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import IO
+
+from im_task import executor
+from im_task.response import Handler, TaskResponse
+from im_task.routing import get_taskroute, normalize_taskroute
+
+__all__ = ["ENDPOINTS", "TASK_ENDPOINT", "Endpoint", "endpoints", "find_endpoint", "handle_request"]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint of the core.
+
+    Attributes:
+        name: Its name, e.g. ``"task"``; adapters name their routes after it.
+        handler: What serves it.
+        default_path: The path it is served at, read when mounted or matched
+            (the task route can change at start-up).
+        prefix: Whether every path under ``path()`` is served too (``<path>/<anything>``).
+        follows_taskroute: Whether it is served under the task route, which an adapter may fix.
+    """
+
+    name: str
+    handler: Handler
+    default_path: Callable[[], str]
+    prefix: bool = True
+    follows_taskroute: bool = False
+
+    def path(self, taskroute: str | None = None) -> str:
+        """The path to mount it at.
+
+        Args:
+            taskroute: The task route the adapter serves, when it fixes one.
+        """
+        if taskroute is not None and self.follows_taskroute:
+            return normalize_taskroute(taskroute)
+        return self.default_path()
+
+    def matches(self, path: str, taskroute: str | None = None) -> bool:
+        """Whether a request path is this endpoint's."""
+        base = self.path(taskroute)
+        return path == base or (self.prefix and path.startswith(base + "/"))
+
+
+#: The task endpoint: every path under the task route.
+TASK_ENDPOINT = Endpoint("task", executor.handle_request, get_taskroute, prefix=True, follows_taskroute=True)
+#: Every endpoint of the core, in the order adapters mount them (the first match wins).
+ENDPOINTS: list[Endpoint] = [TASK_ENDPOINT]
+
+
+def endpoints() -> tuple[Endpoint, ...]:
+    """The endpoints adapters mount."""
+    return tuple(ENDPOINTS)
+
+
+def find_endpoint(path: str, taskroute: str | None = None) -> Endpoint | None:
+    """The endpoint serving a path, or None."""
+    return next((endpoint for endpoint in ENDPOINTS if endpoint.matches(path, taskroute)), None)
+
+
+def handle_request(
+    method: str,
+    path: str,
+    body: bytes | IO[bytes],
+    headers: Mapping[str, str],
+    remote_addr: str | None = None,
+) -> TaskResponse:
+    """Serves a request in process, as an application mounting every endpoint would.
+
+    In-process transports are given this handler. A path no other endpoint
+    claims goes to the task endpoint: a task may set its own ``url``, and
+    in-process delivery has no URL map to check it against.
+
+    Args:
+        method: The HTTP method.
+        path: The request path.
+        body: The body.
+        headers: The request headers.
+        remote_addr: The caller's address.
+
+    Returns:
+        The endpoint's response.
+    """
+    endpoint = find_endpoint(path) or TASK_ENDPOINT
+    return endpoint.handler(method, path, body, headers, remote_addr)

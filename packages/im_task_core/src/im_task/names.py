@@ -1,0 +1,59 @@
+"""Names defined once: the rules for queue and task names, and the default file names.
+
+Example:
+    >>> from im_task.names import QUEUE_NAME, did_you_mean
+    >>> bool(QUEUE_NAME.fullmatch("mail-1"))
+    True
+    >>> did_you_mean("IM_TASK_SECRTE", ["IM_TASK_SECRET", "IM_TASK_ROUTE"])
+    " (did you mean 'IM_TASK_SECRET'?)"
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_QUEUE",
+    "ENV_PREFIX",
+    "QUEUE_FILE",
+    "QUEUE_NAME",
+    "QUEUE_NAME_RULE",
+    "TASK_NAME",
+    "TASK_NAME_RULE",
+    "did_you_mean",
+]
+
+#: A Cloud Tasks queue id.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
+QUEUE_NAME_RULE = "1 to 100 of A-Z, a-z, 0-9 and '-'"
+#: A Cloud Tasks task id.
+TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
+TASK_NAME_RULE = "1 to 500 of A-Z, a-z, 0-9, '_' and '-'"
+#: The queue of tasks that name none, unless ``default_queue`` says otherwise.
+DEFAULT_QUEUE = "default"
+#: Where the local queue, the local secret and local payloads live, unless ``data_dir`` says otherwise.
+DEFAULT_DATA_DIR = ".im_task"
+#: The local queue's SQLite file, in the data directory.
+QUEUE_FILE = "queue.sqlite3"
+#: Prefix of im-task's environment variables (and of Flask's ``app.config`` keys).
+ENV_PREFIX = "IM_TASK_"
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """A hint naming the known word closest to a misspelt one, or ``""`` when none is close.
+
+    Args:
+        word: The unknown word.
+        known: The words it may have meant.
+
+    Returns:
+        ``" (did you mean 'X'?)"`` or ``""``.
+    """
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    if not close:
+        close = difflib.get_close_matches(word.upper(), [k.upper() for k in known], n=1, cutoff=0.6)
+        close = [k for k in known if close and k.upper() == close[0]][:1]
+    return f" (did you mean {close[0]!r}?)" if close else ""

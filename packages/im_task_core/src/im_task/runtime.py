@@ -1,0 +1,113 @@
+"""The transport in force, and setting an application up: where settings, transports and endpoints meet.
+
+:mod:`im_task.config` resolves settings and imports no transport; the
+transports import neither the settings nor the endpoint. This module joins
+them: it makes the transport a setting names (with
+:func:`~im_task.transports.factory.make_transport`), gives an in-process
+transport this process's endpoints, and owns what it made, so that a
+settings change closes it.
+
+Example:
+    >>> from im_task.runtime import get_transport
+    >>> get_transport()  # doctest: +SKIP
+    LocalTransport('.im_task/queue.sqlite3', target=None)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from im_task import config, endpoints
+from im_task.errors import ConfigurationError
+from im_task.routing import get_taskroute, set_taskroute
+from im_task.state import STATE
+from im_task.transports.base import Transport
+from im_task.transports.factory import make_transport
+from im_task.transports.inprocess import InProcessTransport
+
+__all__ = ["check_configuration", "get_transport", "set_up_framework"]
+
+logger = logging.getLogger("im_task")
+WSGIApp = Callable[..., Any]
+
+
+def get_transport() -> Transport:
+    """The transport in force, made from the settings on first use.
+
+    Raises:
+        ConfigurationError: The transport setting cannot be made into a transport.
+    """
+    with STATE.lock:
+        transport = STATE.transport
+        if transport is None:
+            settings = config.get_settings()
+            choice = settings.transport
+            if choice is None and os.environ.get("GAE_ENV") == "standard":
+                raise ConfigurationError(
+                    "On App Engine the default transport is Cloud Tasks, which this version of im-task does not "
+                    "include yet; configure(transport=...) with a Transport explicitly."
+                )
+            local = choice is None or choice == "local"
+            data_dir = settings.local_data_dir() if local else settings.data_dir
+            transport = make_transport(choice, data_dir=data_dir)
+            STATE.transport = transport
+            STATE.owns_transport = not isinstance(choice, Transport)
+            STATE.transport_made_with = (choice, settings.data_dir)
+        if isinstance(transport, InProcessTransport):
+            transport.bind(endpoints.handle_request)
+        result: Transport = transport
+        return result
+
+
+def check_configuration() -> None:
+    """Refuses unsafe or broken configuration, and reports unknown ``IM_TASK_*`` variables; adapters call it at start-up.
+
+    Raises:
+        ConfigurationError: Explaining what to set.
+    """
+    for line in config.unknown_environment_variables():
+        logger.warning("%s", line)
+    config.get_keyring()
+    get_transport()
+
+
+def set_up_framework(
+    values: Mapping[str, Any],
+    *,
+    source: str,
+    local_target: WSGIApp | None = None,
+    route: str | None = None,
+) -> None:
+    """What an adapter does when an application is set up, in one step.
+
+    Applies the framework's settings and task route, registers the
+    application as the local queue's in-process target (before the transport
+    is made, so the queue finds it), and refuses unsafe or broken
+    configuration. On refusal everything is put back as it was.
+
+    Args:
+        values: Settings by their :func:`~im_task.configure` names.
+        source: Where they came from, for error messages.
+        local_target: The WSGI application to register, or None to register none.
+        route: The task route to set (see :func:`~im_task.set_taskroute`), or None to keep it.
+
+    Raises:
+        ConfigurationError: Explaining what to set.
+    """
+    with STATE.lock:
+        framework, target, taskroute = dict(STATE.framework), STATE.local_target, get_taskroute()
+    try:
+        config.set_framework_settings(values, source=source)
+        if route is not None:
+            set_taskroute(route)
+        if local_target is not None:
+            config.register_local_target(local_target)
+        check_configuration()
+    except Exception:
+        config.set_framework_settings(framework, source=source)
+        config.register_local_target(target)
+        set_taskroute(taskroute)
+        raise

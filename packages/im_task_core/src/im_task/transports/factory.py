@@ -1,0 +1,94 @@
+"""Making a transport from a setting: an instance, a built-in name, or ``"package.module:factory"``.
+
+:mod:`im_task.runtime` calls :func:`make_transport` for the transport in
+force; Django's system check calls :func:`load_transport_setting` to report a
+setting that cannot work, with the same messages.
+
+Example:
+    >>> from im_task.transports.factory import make_transport
+    >>> make_transport("recording", data_dir=Path(".im_task"))  # doctest: +SKIP
+    RecordingTransport(0 recorded)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from im_task.errors import ConfigurationError
+from im_task.names import QUEUE_FILE
+from im_task.transports.base import Transport
+
+__all__ = ["BUILTIN_TRANSPORTS", "load_transport_setting", "make_transport"]
+
+#: The built-in transport names and the class each stands for.
+BUILTIN_TRANSPORTS = {
+    "local": "im_task.transports.local:LocalTransport",
+    "immediate": "im_task.transports.immediate:ImmediateTransport",
+    "recording": "im_task.transports.recording:RecordingTransport",
+}
+_FORMS = "'local', 'immediate', 'recording', or 'package.module:factory'"
+
+
+def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
+    """Finds what a transport name stands for, without making a transport.
+
+    Args:
+        name: A built-in name or ``"package.module:factory"``.
+
+    Returns:
+        The class, factory or ``Transport`` instance it names.
+
+    Raises:
+        ConfigurationError: The name has neither form, or what it names cannot be imported.
+    """
+    if not isinstance(name, str):
+        raise ConfigurationError(f"A transport name is a string of the form {_FORMS}, not {type(name).__name__}.")
+    module_name, _, attr = BUILTIN_TRANSPORTS.get(name, name).partition(":")
+    if not attr or not module_name:
+        raise ConfigurationError(f"The transport {name!r} is neither a built-in name nor of the form {_FORMS}.")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"The transport {name!r} cannot be imported: {exc}") from exc
+    try:
+        found: Callable[..., Any] | Transport = getattr(module, attr)
+    except AttributeError:
+        raise ConfigurationError(f"The transport {name!r} names {attr!r}, which {module_name} does not define.") from None
+    if not isinstance(found, Transport) and not callable(found):
+        raise ConfigurationError(f"The transport {name!r} names a value of type {type(found).__name__}, not a Transport or a factory.")
+    return found
+
+
+def make_transport(setting: Transport | str | None, *, data_dir: Path) -> Transport:
+    """The transport a setting asks for.
+
+    Args:
+        setting: A ``Transport`` (returned as it is), a name, or None for the
+            local queue.
+        data_dir: The data directory, where ``"local"`` keeps its queue file.
+
+    Returns:
+        The transport.
+
+    Raises:
+        ConfigurationError: The name cannot be loaded, its factory failed, or
+            it gave something that is not a ``Transport``.
+    """
+    if isinstance(setting, Transport):
+        return setting
+    name = "local" if setting is None else setting
+    found = load_transport_setting(name)
+    if isinstance(found, Transport):
+        return found
+    try:
+        transport = found(data_dir / QUEUE_FILE) if name == "local" else found()
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"The transport factory {name!r} failed: {exc}") from exc
+    if not isinstance(transport, Transport):
+        raise ConfigurationError(f"The transport {name!r} gave {type(transport).__name__}, not a Transport.")
+    return transport

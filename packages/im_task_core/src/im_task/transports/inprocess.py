@@ -1,0 +1,87 @@
+"""Transports that deliver in this process, by calling the endpoint handler they are given."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from im_task.errors import ConfigurationError
+from im_task.headers import APPENGINE, delivery_headers
+from im_task.response import Handler, TaskResponse
+from im_task.transports.base import INLINE_TASK_LIMIT, TaskNames, TaskRequest, Transport
+
+__all__ = ["InProcessTransport"]
+
+
+class InProcessTransport(Transport):
+    """Base of the transports that POST tasks to a handler in this process, as a queue would.
+
+    Like httpx's ``MockTransport``, it is given the handler it calls:
+    ``handler(method, path, body, headers, remote_addr)`` returning a
+    :class:`~im_task.response.TaskResponse`. Without one, the handler is set
+    when the transport is installed (``configure(transport=...)`` or a
+    setting): :func:`im_task.endpoints.handle_request`, the endpoints of this
+    process. Reused task names are refused, as by a queue.
+
+    Args:
+        handler: The handler to call, or None to be given this process's endpoints when installed.
+        max_task_size: Largest task accepted, in bytes.
+    """
+
+    def __init__(self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT) -> None:
+        if handler is not None and not callable(handler):
+            raise ConfigurationError(f"handler must be callable, not {type(handler).__name__}.")
+        if isinstance(max_task_size, bool) or not isinstance(max_task_size, int) or max_task_size < 1:
+            raise ConfigurationError(f"max_task_size must be a whole number of bytes > 0, not {max_task_size!r}.")
+        self.handler = handler
+        self.max_task_size = max_task_size
+        self.names = TaskNames()
+        self.closed = False
+
+    def bind(self, handler: Handler) -> None:
+        """Gives the transport a handler, unless it was made with one (the runtime calls this when installing it).
+
+        Args:
+            handler: The handler of this process's endpoints.
+        """
+        if self.handler is None:
+            self.handler = handler
+
+    def deliver(self, request: TaskRequest, *, retry_count: int = 0, family: str = APPENGINE) -> TaskResponse:
+        """POSTs a task to the handler with the headers a queue sends.
+
+        Headers the queue sets (``X-AppEngine-*`` and the like) are dropped
+        from the request's own, as a queue would.
+
+        Args:
+            request: The task.
+            retry_count: Attempts made before this one.
+            family: Header family to send.
+
+        Returns:
+            The handler's response.
+
+        Raises:
+            ConfigurationError: The transport has no handler.
+        """
+        handler = self.handler
+        if handler is None:
+            raise ConfigurationError(
+                f"{type(self).__name__} has no handler to deliver to: install it with "
+                "im_task.configure(transport=...), which gives it this process's endpoints, or pass "
+                "handler=im_task.endpoints.handle_request."
+            )
+        named = request if request.name else replace(request, name="unnamed")
+        headers = delivery_headers(
+            named.headers,
+            queue_name=named.queue,
+            task_name=str(named.name),
+            retry_count=retry_count,
+            execution_count=retry_count,
+            eta=named.schedule_time,
+            family=family,
+        )
+        return handler("POST", named.url, named.body, headers, "127.0.0.1")
+
+    def close(self) -> None:
+        """Refuses further tasks."""
+        self.closed = True
