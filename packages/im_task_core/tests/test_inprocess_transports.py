@@ -90,7 +90,7 @@ def test_immediate_refuses_reused_names_and_large_tasks_and_works_until_closed()
     task(work, name="once")("a")
     with pytest.raises(TaskAlreadyExistsError, match="'once' is already taken on queue 'default'"):
         task(work, name="once")("b")
-    with pytest.raises(TaskTooLargeError, match="takes at most 3000"):
+    with pytest.raises(TaskTooLargeError, match="over the inline limit of 3000 bytes"):
         task(work)("x" * 4000)
     immediate.close()
     immediate.close()

@@ -25,6 +25,7 @@ from im_task import (
     configure,
     task,
 )
+from im_task.endpoints import handle_request
 from im_task.retry import RetryOptions
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
 from im_task_django.models import OutboxTask
@@ -186,7 +187,7 @@ from django_testproject import tasks
 from django_testproject.models import Note
 from im_task import configure
 from im_task.transports import RecordingTransport
-configure(secret={secret!r}, transport=RecordingTransport())
+configure(secret={secret!r}, transport=RecordingTransport(handle_request))
 with transaction.atomic():
     transaction.on_commit(lambda: os._exit(17))  # runs first: the process dies before the send
     note = Note.objects.create(text="survived the crash")
@@ -220,7 +221,7 @@ def test_outbox_keeps_every_task_option(tmp_path: Path, use_tz: bool) -> None:
     )
     with override_settings(USE_TZ=use_tz), transaction.atomic():
         handle = with_options("options")
-    recorder = RecordingTransport()
+    recorder = RecordingTransport(handle_request)  # not installed, so given the endpoints to run_all() on
     with override_settings(USE_TZ=use_tz):
         assert sweep_outbox(older_than=0, transport=recorder).sent == 1
     [sent] = recorder.requests
@@ -276,7 +277,7 @@ def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatc
         with transaction.atomic():
             tasks.record_transactional(number)
     monkeypatch.setattr(im_task_django.outbox, "SWEEP_BATCH", 2)
-    recorder = RecordingTransport()
+    recorder = RecordingTransport(handle_request)
     assert sweep_outbox(older_than=0, transport=recorder, limit=3) == SweepResult(sent=3)
     assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=2)
     recorder.run_all()
@@ -307,7 +308,7 @@ def test_sweep_counts_an_unexpected_error_as_failed_and_goes_on(tmp_path: Path) 
             tasks.record_transactional(number)
     first = OutboxTask.objects.order_by("pk").first()
     assert first is not None
-    recorder = RecordingTransport()
+    recorder = RecordingTransport(handle_request)
     assert sweep_outbox(older_than=0, transport=ResetOnceTransport(recorder)) == SweepResult(sent=2, failed=1)
     assert list(OutboxTask.objects.values_list("name", flat=True)) == [first.name]
     assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=1)
