@@ -14,7 +14,7 @@ ROOT = Path(__file__).parent
 # The core first: the adapters depend on it.
 ADAPTERS = sorted(p.parent.name for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core")
 PACKAGES = ["packages/im_task_core", *(f"packages/{name}" for name in ADAPTERS)]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2", "import-linter>=2.1"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
@@ -62,10 +62,11 @@ def matrix(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Checks style and formatting with ruff."""
-    session.install("ruff>=0.6")
+    """Checks style and formatting with ruff, and the core's layers with import-linter (``.importlinter``)."""
+    install_packages(session, "ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session

@@ -15,6 +15,8 @@ import io
 import os
 import pickle
 import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,16 +52,18 @@ class Profile:
         repeats: Timed batches of each side, interleaved.
         tasks: Tasks through the local queue (row 3).
         queue_repeats: Runs of the local queue benchmark.
+        imports: Interpreters started for each side of the import-cost rows.
     """
 
     number: int
     repeats: int
     tasks: int
     queue_repeats: int
+    imports: int
 
 
-FULL = Profile(number=2000, repeats=15, tasks=5000, queue_repeats=3)
-QUICK = Profile(number=100, repeats=2, tasks=200, queue_repeats=1)
+FULL = Profile(number=2000, repeats=15, tasks=5000, queue_repeats=3, imports=15)
+QUICK = Profile(number=100, repeats=2, tasks=200, queue_repeats=1, imports=2)
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,38 @@ def configured(data_dir: Path) -> Iterator[RecordingTransport]:
 
 
 # -- the rows ------------------------------------------------------------------------------
+
+
+def process_cpu_seconds(code: str) -> float:
+    """CPU time (user + system) of a fresh ``python -c code``, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+IMPORT_CASES = (
+    ("4a. python -c 'import im_task'", "import im_task"),
+    ("4b. python -c 'from im_task import task' + one @task", "from im_task import task\n@task\ndef f(): pass"),
+)
+
+
+def bench_import_cost(profile: Profile) -> list[Row]:
+    """CPU time of starting Python and importing im-task, against doing so with Flask (goal for 4a: <= 0.25)."""
+    rows = []
+    for name, code in IMPORT_CASES:
+        subject: list[float] = []
+        baseline: list[float] = []
+        for _ in range(profile.imports):
+            baseline.append(process_cpu_seconds("import flask"))
+            subject.append(process_cpu_seconds(code))
+        best, base = min(subject), min(baseline)
+        rows.append(
+            Row(
+                name, f"{best * 1e3:,.1f} ms CPU", f"python -c 'import flask': {base * 1e3:,.1f} ms", times(best / base)
+            )
+        )
+    return rows
 
 
 def bench_enqueue(recorder: RecordingTransport, profile: Profile) -> Row:
@@ -352,13 +388,14 @@ def main(argv: list[str] | None = None) -> int:
         f"im-task benchmarks{' (quick)' if args.quick else ''}: Python {platform.python_version()} on "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; best of {profile.repeats} "
         f"interleaved batches of {profile.number:,} calls (rows 1-2), best of {profile.queue_repeats} "
-        f"run(s) of {profile.tasks:,} tasks (row 3).\n",
+        f"run(s) of {profile.tasks:,} tasks (row 3), best of {profile.imports} interpreters (row 4).\n",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="im-task-bench-") as tmp, configured(Path(tmp)) as recorder:
         app = make_app()
         rows = [bench_enqueue(recorder, profile), bench_route(app, recorder, profile)]
         rows += bench_local_queue(app, recorder, Path(tmp), profile)
+    rows += bench_import_cost(profile)
     print_table(rows)
     return 0
 

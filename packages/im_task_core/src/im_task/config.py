@@ -438,8 +438,12 @@ def read_adapter_settings(
             raise ConfigurationError(f"{source}[{spell('route')!r}]: {exc}") from None
     register = given.get("register_local_target", True)
     if not isinstance(register, bool):
-        raise ConfigurationError(f"{source}[{spell('register_local_target')!r}] must be True or False, not {register!r}.")
-    checked = {name: check(given[name], f"{source}[{spell(name)!r}]") for name, check in checks.items() if name in given}
+        raise ConfigurationError(
+            f"{source}[{spell('register_local_target')!r}] must be True or False, not {register!r}."
+        )
+    checked = {
+        name: check(given[name], f"{source}[{spell(name)!r}]") for name, check in checks.items() if name in given
+    }
     return AdapterSettings(core=core, route=route, register_local_target=register, extra=checked)
 
 

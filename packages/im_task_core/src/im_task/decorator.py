@@ -58,6 +58,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         url: The endpoint path its calls are POSTed to.
     """
 
+    func: Callable[P, R]
+
     def __init__(self, func: Callable[P, R], options: TaskOptions) -> None:
         if not callable(func):
             raise ConfigurationError(f"@task needs a callable, not {type(func).__name__}.")

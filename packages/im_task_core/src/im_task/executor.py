@@ -41,6 +41,8 @@ __all__ = ["TaskResponse", "handle_request"]
 
 logger = logging.getLogger("im_task")
 _warmup_lock = threading.Lock()
+
+
 def handle_request(
     method: str,
     path: str,

@@ -63,7 +63,10 @@ def get_transport() -> Transport:
 
 
 def check_configuration() -> None:
-    """Refuses unsafe or broken configuration, and reports unknown ``IM_TASK_*`` variables; adapters call it at start-up.
+    """Refuses unsafe or broken configuration; adapters call it at start-up.
+
+    Unknown ``IM_TASK_*`` environment variables (typos, most likely) are
+    logged as warnings.
 
     Raises:
         ConfigurationError: Explaining what to set.

@@ -28,7 +28,8 @@ def _cloudpickle() -> ModuleType:
     """cloudpickle, imported when the first task is serialised (it costs a quarter of a Flask import)."""
     import cloudpickle
 
-    return cloudpickle
+    module: ModuleType = cloudpickle
+    return module
 
 
 @dataclass(frozen=True)

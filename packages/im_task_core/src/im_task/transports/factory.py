@@ -56,9 +56,13 @@ def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
     try:
         found: Callable[..., Any] | Transport = getattr(module, attr)
     except AttributeError:
-        raise ConfigurationError(f"The transport {name!r} names {attr!r}, which {module_name} does not define.") from None
+        raise ConfigurationError(
+            f"The transport {name!r} names {attr!r}, which {module_name} does not define."
+        ) from None
     if not isinstance(found, Transport) and not callable(found):
-        raise ConfigurationError(f"The transport {name!r} names a value of type {type(found).__name__}, not a Transport or a factory.")
+        raise ConfigurationError(
+            f"The transport {name!r} names a value of type {type(found).__name__}, not a Transport or a factory."
+        )
     return found
 
 
