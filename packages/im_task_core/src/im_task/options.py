@@ -11,6 +11,7 @@ from typing import Any
 
 from im_task.errors import ConfigurationError
 from im_task.headers import is_reserved_header
+from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
 from im_task.retry import RetryOptions
 
 __all__ = ["MAX_SCHEDULE_AHEAD", "OPTION_NAMES", "TaskOptions"]
@@ -19,8 +20,6 @@ __all__ = ["MAX_SCHEDULE_AHEAD", "OPTION_NAMES", "TaskOptions"]
 MAX_SCHEDULE_AHEAD = dt.timedelta(days=30)
 MIN_DISPATCH_DEADLINE = dt.timedelta(seconds=15)
 MAX_DISPATCH_DEADLINE = dt.timedelta(minutes=30)
-TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
-QUEUE_NAME = re.compile(r"[A-Za-z0-9-]{1,100}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 
 
@@ -121,7 +120,7 @@ def _queue(value: Any) -> str | tuple[str, ...] | None:
         raise ConfigurationError(f"queue must be a queue name or a non-empty list of names, not {value!r}.")
     for name in names:
         if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-            raise ConfigurationError(f"Queue name {name!r} is invalid: use 1 to 100 of A-Z, a-z, 0-9 and '-'.")
+            raise ConfigurationError(f"Queue name {name!r} is invalid: use {QUEUE_NAME_RULE}.")
     return value if isinstance(value, str) else tuple(names)
 
 
@@ -157,7 +156,7 @@ def _name(value: Any) -> str | None:
         return None
     if not isinstance(value, str) or not TASK_NAME.fullmatch(value):
         raise ConfigurationError(
-            f"Task name {value!r} is invalid: use 1 to 500 of A-Z, a-z, 0-9, '_' and '-' "
+            f"Task name {value!r} is invalid: use {TASK_NAME_RULE} "
             "(a hashed prefix spreads load better than a timestamp)."
         )
     return value
