@@ -1,8 +1,11 @@
 """Every script in ``docs/examples`` runs as written and exits with status 0.
 
 Each example asserts what it shows, so a zero exit means the documentation's
-claims hold. Examples run as separate processes, each in its own empty working
-directory (where the local queue keeps its state) and without any
+claims hold; a pytest module (``core_testing.py``) runs pytest on itself in a
+process of its own, with im-task's pytest plugin, and exits with its status.
+The parts of the examples that the pages include must exist. Examples run
+as separate processes, each in its own empty working directory (where the
+local queue keeps its state) and without any
 ``IM_TASK_*`` variable from the environment. An example for a framework
 (``flask_*``, ``django_*``, ``webapp2_*``) is skipped, saying why, when that
 framework or its adapter is not installed.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +72,24 @@ def test_example_runs_and_exits_0(example: Path, tmp_path: Path) -> None:
         f"docs/examples/{example.name} exited with status {result.returncode}\n"
         f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
     )
+
+
+INCLUDE = re.compile(r"```\{literalinclude\} (?P<path>examples/\S+)\n(?P<options>(?::[^\n]*\n)*)")
+OPTION = re.compile(r':(?P<name>start-after|end-before): "(?P<marker>[^"\n]*)"')
+
+
+def test_the_pages_include_parts_of_the_examples_that_exist() -> None:
+    docs = EXAMPLES_DIR.parent
+    missing, checked = [], 0
+    for page in sorted(docs.glob("*.md")):
+        for include in INCLUDE.finditer(page.read_text(encoding="utf-8")):
+            checked += 1
+            example = docs / include["path"]
+            source = example.read_text(encoding="utf-8") if example.exists() else ""
+            if not source:
+                missing.append(f"{page.name}: {include['path']} does not exist")
+            for option in OPTION.finditer(include["options"]):
+                if option["marker"] not in source:
+                    missing.append(f"{page.name}: {include['path']} has no {option['name']} {option['marker']!r}")
+    assert checked > 0, f"no literalinclude of an example found in {docs}/*.md"
+    assert missing == []

@@ -8,7 +8,13 @@ with status 0 only if every check holds.
 import os
 
 from im_task import ConfigurationError, configure
-from im_task.config import get_settings, set_framework_settings
+from im_task.config import (
+    environment_variable,
+    get_settings,
+    read_adapter_settings,
+    set_framework_settings,
+    unknown_environment_variables,
+)
 from im_task.runtime import get_transport
 from im_task.transports import ImmediateTransport
 
@@ -57,4 +63,28 @@ except ConfigurationError as exc:
     print(exc)  # configure(): unknown setting 'queue'; known: transport, secret, ...
 # [end errors]
 assert get_settings().max_body_size == 2 * 1024 * 1024  # a refused configure() changes nothing
+
+# [start typos]
+# Every adapter reads its framework's settings with the one parser, spelt as the framework spells them:
+flask_keys = {"IM_TASK_SECRTE": "s3cret-from-the-vault-0123"}
+try:
+    read_adapter_settings(flask_keys, source="app.config", spell=environment_variable)
+except ConfigurationError as exc:
+    typo = str(exc)
+    print(typo)  # app.config: unknown key 'IM_TASK_SECRTE' (did you mean 'IM_TASK_SECRET'?); known keys: ...
+try:
+    read_adapter_settings({"Route": "/tasks"}, source="app.config['im_task']")  # webapp2: lower-case keys
+except ConfigurationError as exc:
+    case = str(exc)
+    print(case)  # app.config['im_task']: 'Route' must be written 'route'.
+
+os.environ["IM_TASK_MAX_BODYSIZE"] = "4096"  # a misspelt variable is read by nobody...
+print(unknown_environment_variables())  # ...so every adapter logs it at start-up, with the closest known name
+assert unknown_environment_variables() == [
+    "$IM_TASK_MAX_BODYSIZE is not an im-task setting (did you mean 'IM_TASK_MAX_BODY_SIZE'?); it is ignored."
+]
+# [end typos]
+assert "(did you mean 'IM_TASK_SECRET'?)" in typo
+assert case == "app.config['im_task']: 'Route' must be written 'route'."
+del os.environ["IM_TASK_MAX_BODYSIZE"]
 print("Every check holds.")

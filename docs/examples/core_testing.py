@@ -1,14 +1,18 @@
-"""Testing an application's tasks with pytest: ImmediateTransport, RecordingTransport and serve_wsgi.
+"""Testing an application's tasks with im-task's pytest fixtures.
 
 This file is a pytest test module. Run it with ``pytest core_testing.py``;
 run as a script, it runs pytest on itself and exits with pytest's status.
+The fixtures (``im_task_settings``, ``im_task_immediate``,
+``im_task_recorder``, ``im_task_local_queue``) come from the pytest plugin
+that installing im-task registers: nothing to import.
 """
+
+import urllib.request
 
 import pytest
 
-from im_task import configure, task
-from im_task.testing import isolated_settings, serve_wsgi
-from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport
+from im_task import ConfigurationError, task
+from im_task.config import get_settings
 from im_task.wsgi import TaskWSGIApp
 
 # The application code under test.
@@ -38,31 +42,39 @@ def log_in(address):
     return record_login(address)
 
 
-# [start fixture]
+def site(environ, start_response):
+    """The application's own pages (any WSGI app: Flask, Django, webapp2...): GET /login?ada@example.com."""
+    log_in(environ["QUERY_STRING"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"welcome back\n"]
+
+
 @pytest.fixture(autouse=True)
-def im_task_settings(tmp_path):
-    """Every test starts from no im-task settings, with its own data directory and secret."""
+def _forget_what_tasks_did():
     SENT.clear()
     LOGINS.clear()
-    with isolated_settings(tmp_path, secret="a-test-secret-of-enough-bytes"):
-        yield
 
 
-# [end fixture]
+# [start settings]
+def test_settings_are_the_tests_own(im_task_settings):
+    im_task_settings(default_queue="low", secret="a-test-secret-of-enough-bytes")  # configure more
+
+    settings = get_settings()
+    assert settings.default_queue == "low"
+    assert settings.data_dir == im_task_settings.data_dir  # a temporary directory
+
+
+# [end settings]
 
 
 # [start immediate]
-def test_sign_up_sends_the_welcome_mail():
-    configure(transport=ImmediateTransport())  # each task runs at once, through the whole path
-
-    sign_up("ada@example.com")
+def test_sign_up_sends_the_welcome_mail(im_task_immediate):
+    sign_up("ada@example.com")  # runs at once, through the whole path
 
     assert SENT == ["ada@example.com"]
 
 
-def test_a_failing_task_raises_in_the_caller():
-    configure(transport=ImmediateTransport())
-
+def test_a_failing_task_raises_in_the_caller(im_task_immediate):
     with pytest.raises(ValueError, match="not an address"):
         sign_up("ada")
 
@@ -71,19 +83,16 @@ def test_a_failing_task_raises_in_the_caller():
 
 
 # [start recording]
-def test_sign_up_enqueues_on_the_mail_queue():
-    recorder = RecordingTransport()
-    configure(transport=recorder)
-
+def test_sign_up_enqueues_on_the_mail_queue(im_task_recorder):
     handle = sign_up("grace@example.com")
 
-    [request] = recorder.requests
+    [request] = im_task_recorder.requests
     assert request.queue == "mail"
     assert request.name == handle.name
     assert request.schedule_time == handle.eta  # 60 s after the call
     assert SENT == []  # nothing ran yet
 
-    [response] = recorder.run_all()  # now run it, through the real endpoint
+    [response] = im_task_recorder.run_all()  # now run it, through the real endpoint
     assert response.status == 200
     assert SENT == ["grace@example.com"]
 
@@ -92,17 +101,34 @@ def test_sign_up_enqueues_on_the_mail_queue():
 
 
 # [start http]
-def test_tasks_travel_over_http(tmp_path):
-    with serve_wsgi(TaskWSGIApp()) as base_url, LocalTransport(tmp_path / "q.sqlite3", target=base_url) as queue:
-        configure(transport=queue)
+@pytest.fixture
+def im_task_wsgi_app(im_task_settings):
+    """The application im_task_local_queue serves: tasks under /_ah/task, the site's pages elsewhere."""
+    return TaskWSGIApp(fallback=site)
 
-        log_in("alan@example.com")
 
-        assert queue.join(timeout=30)  # until nothing is due or being delivered
+def test_tasks_travel_over_http(im_task_local_queue):
+    with urllib.request.urlopen(im_task_local_queue.base_url + "/login?alan@example.com") as page:
+        assert page.read() == b"welcome back\n"
+
+    im_task_local_queue.join()  # until nothing is due or being delivered
+
     assert LOGINS == ["alan@example.com"]
 
 
 # [end http]
 
-if __name__ == "__main__":
-    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+
+# [start guard]
+def test_without_a_fixture_nothing_reaches_the_real_queue():
+    with pytest.raises(ConfigurationError, match="Use one of im-task's pytest fixtures"):
+        log_in("eve@example.com")
+
+
+# [end guard]
+
+if __name__ == "__main__":  # run pytest on this file, in a process of its own
+    import subprocess
+    import sys
+
+    raise SystemExit(subprocess.call([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"]))

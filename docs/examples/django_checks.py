@@ -16,11 +16,11 @@ settings.configure(
     ALLOWED_HOSTS=["www.example.com", "localhost"],  # localhost: the local queue's in-process requests
     # [start settings]
     IM_TASK={
-        "secret": "a-long-random-secret-from-the-environment",
-        "environment": "production",
-        "default_queue": "background",
-        "max_body_size": 512 * 1024,
-        "sweep_older_than": 120,
+        "SECRET": "a-long-random-secret-from-the-environment",
+        "ENVIRONMENT": "production",
+        "DEFAULT_QUEUE": "background",
+        "MAX_BODY_SIZE": 512 * 1024,
+        "SWEEP_OLDER_THAN": 120,
     },
     # [end settings]
 )
@@ -39,9 +39,20 @@ for message in messages:
     print(message)  # im_task.E006: Tasks are POSTed under /_ah/task, but ... reaches nothing in the URLconf.
 assert [m.id for m in messages] == ["im_task.E006"]
 
-with override_settings(IM_TASK={"secrett": "typo"}):
-    assert [m.id for m in run_checks() if m.id == "im_task.E002"] == ["im_task.E002"]  # unknown key
+with override_settings(IM_TASK={"SECRETT": "typo"}):
+    [typo] = [m for m in run_checks() if m.id == "im_task.E002"]
+    print(typo.msg)  # settings.IM_TASK: unknown key 'SECRETT' (did you mean 'SECRET'?); known keys: ...
+with override_settings(IM_TASK={"secret": "a-long-random-secret"}):
+    [lower] = [m for m in run_checks() if m.id == "im_task.E002"]
+    print(lower.msg)  # settings.IM_TASK: 'secret' must be written 'SECRET'.
+with override_settings(IM_TASK_SECRET="a-long-random-secret"):  # a top-level setting, which im-task ignores
+    [top_level] = [m for m in run_checks() if m.id == "im_task.E008"]
+    print(top_level.hint)  # Move it into IM_TASK = {"SECRET": ...}.
 # [end checks]
+
+assert "did you mean 'SECRET'?" in typo.msg
+assert lower.msg == "settings.IM_TASK: 'secret' must be written 'SECRET'."
+assert top_level.hint == 'Move it into IM_TASK = {"SECRET": ...}.'
 
 urlpatterns = [path("", include("im_task_django.urls"))]
 clear_url_caches()

@@ -5,7 +5,10 @@ same factory refuses to start in production without a secret. The script
 exits with status 0 only if both behave as documented.
 """
 
+import logging
+import os
 import tempfile
+from logging.handlers import BufferingHandler
 
 # [start factory]
 from flask import Flask
@@ -70,3 +73,23 @@ except ConfigurationError as exc:
 else:
     raise AssertionError("production without a secret must be refused at start-up")
 # [end production]
+
+seen = BufferingHandler(100)  # keeps what im-task logs, to check it below
+logging.getLogger("im_task").addHandler(seen)
+
+# [start typos]
+try:
+    create_app({"IM_TASK_SECRTE": "a-long-random-value-from-your-vault"})  # a typo in a key
+except ConfigurationError as exc:
+    typo = str(exc)
+    print("refused:", typo)  # ... unknown key 'IM_TASK_SECRTE' (did you mean 'IM_TASK_SECRET'?); known keys: ...
+else:
+    raise AssertionError("an unknown IM_TASK_* key must be refused at start-up")
+
+logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+os.environ["IM_TASK_DEFAULT_QUEU"] = "mail"  # a typo in an environment variable: logged when the app starts
+create_app({"IM_TASK_DATA_DIR": data_dir})
+# WARNING im_task: $IM_TASK_DEFAULT_QUEU is not an im-task setting (did you mean 'IM_TASK_DEFAULT_QUEUE'?); ...
+# [end typos]
+assert "(did you mean 'IM_TASK_SECRET'?)" in typo
+assert any("did you mean 'IM_TASK_DEFAULT_QUEUE'?" in record.getMessage() for record in seen.buffer)

@@ -3,6 +3,10 @@
 The script runs in an empty directory and exits with status 0 only if every assertion holds.
 """
 
+import logging
+import os
+from logging.handlers import BufferingHandler
+
 # [start config]
 import webapp2
 
@@ -25,6 +29,27 @@ app = setup(webapp2.WSGIApplication(routes(), config=config))
 
 settings = im_task.config.get_settings()
 assert (settings.max_body_size, settings.default_queue) == (512 * 1024, "background")
+
+seen = BufferingHandler(100)  # keeps what im-task logs, to check it below
+logging.getLogger("im_task").addHandler(seen)
+
+# [start typos]
+try:
+    setup(webapp2.WSGIApplication(routes(), config={"im_task": {"max_body": 4096}}))  # a typo in a key
+except ConfigurationError as error:
+    typo = str(error)
+    print("refused at start-up:", typo)  # ...: unknown key 'max_body' (did you mean 'max_body_size'?); ...
+else:
+    raise AssertionError("an unknown key must be refused at start-up")
+
+logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+os.environ["IM_TASK_SECRTE"] = "a-long-random-value"  # a typo in an environment variable: logged by setup()
+setup(webapp2.WSGIApplication(routes(), config=config))
+# WARNING im_task: $IM_TASK_SECRTE is not an im-task setting (did you mean 'IM_TASK_SECRET'?); it is ignored.
+# [end typos]
+assert "unknown key 'max_body' (did you mean 'max_body_size'?)" in typo
+assert any("did you mean 'IM_TASK_SECRET'?" in record.getMessage() for record in seen.buffer)
+del os.environ["IM_TASK_SECRTE"]
 
 # [start production]
 im_task.config.reset()

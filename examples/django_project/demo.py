@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 SETTINGS_MODULE = "django_project.settings"
 #: Read by the settings: the project's database goes in the demo's data directory.
-DATA_DIR_VARIABLE = "IM_TASK_DJANGO_DEMO_DIR"
+DATA_DIR_VARIABLE = "DJANGO_PROJECT_DEMO_DIR"
 
 
 def run(timeout: float = 60.0) -> int:

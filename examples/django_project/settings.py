@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 #: Where the database and the local queue live; the demo points it at a temporary directory.
-DATA_DIR = Path(os.environ.get("IM_TASK_DJANGO_DEMO_DIR") or Path(__file__).resolve().parent / ".data")
+DATA_DIR = Path(os.environ.get("DJANGO_PROJECT_DEMO_DIR") or Path(__file__).resolve().parent / ".data")
 
 SECRET_KEY = "django-insecure-im-task-demo-only"
 DEBUG = True
@@ -23,8 +23,8 @@ WSGI_APPLICATION = "django_project.wsgi.application"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "db.sqlite3")}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# No secret: in development im-task makes one in data_dir. In production set "secret" and
-# "environment": "production" (manage.py check --deploy warns about it).
+# Upper-case keys, as in DATABASES. No secret: in development im-task makes one in DATA_DIR. In production
+# set "SECRET" and "ENVIRONMENT": "production" (manage.py check --deploy warns about it).
 IM_TASK = {
-    "data_dir": str(DATA_DIR / "im_task"),
+    "DATA_DIR": str(DATA_DIR / "im_task"),
 }

@@ -1,38 +1,20 @@
-"""What the conformance tests use to talk to a served adapter: a raw HTTP client and task builders."""
+"""What the conformance tests use to talk to a served adapter (over the shared raw HTTP client) and task builders."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+
+from im_task_testsupport.raw_http import Client, Reply, queue_headers
 
 from im_task.runtime import get_transport
-from im_task.headers import APPENGINE, Headers, make_task_headers
 from im_task.transports import RecordingTransport, TaskRequest
+
+__all__ = ["CAP", "Reply", "Served", "enqueue", "queue_headers", "sized_request"]
 
 #: The ``max_body_size`` every served adapter is configured with, through its framework's settings.
 CAP = 32 * 1024
-#: How long a test waits for any one answer.
-TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An HTTP answer.
-
-    Attributes:
-        status: The status code.
-        headers: The response headers, case-insensitive.
-        body: The response body.
-    """
-
-    status: int
-    headers: Headers
-    body: bytes
 
 
 @dataclass(frozen=True)
@@ -58,21 +40,11 @@ class Served:
         *,
         chunked: bool = False,
     ) -> Reply:
-        """Sends one request and reads the whole answer.
+        """Sends one request and reads the whole answer (see :class:`im_task_testsupport.raw_http.Client`).
 
         With ``chunked``, the body is sent with chunked transfer encoding and no ``Content-Length``.
         """
-        parts = urlsplit(self.base_url)
-        connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=TIMEOUT)
-        try:
-            # A server refusing a body (413) may close before reading all of it: read its answer anyway.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                payload = iter([body]) if chunked else body
-                connection.request(method, path, body=payload, headers=dict(headers or {}), encode_chunked=chunked)
-            response = connection.getresponse()
-            return Reply(response.status, Headers(response.getheaders()), response.read())
-        finally:
-            connection.close()
+        return Client(self.base_url).request(method, path, body, headers, chunked=chunked)
 
     def deliver(
         self,
@@ -94,12 +66,6 @@ class Served:
         """
         headers = {**task_request.headers, **queue_headers(**task_headers), **(extra_headers or {})}
         return self.request("POST", path or task_request.url, task_request.body if body is None else body, headers)
-
-
-def queue_headers(*, queue_name: str = "default", task_name: str | None = None, **kwargs: Any) -> dict[str, str]:
-    """The headers a queue sends with a task (``X-AppEngine-*`` unless ``family`` says otherwise)."""
-    kwargs.setdefault("family", APPENGINE)
-    return make_task_headers(queue_name=queue_name, task_name=task_name or f"t{uuid.uuid4().hex}", **kwargs)
 
 
 def enqueue(task_function: Callable[..., Any], *args: Any, **kwargs: Any) -> TaskRequest:

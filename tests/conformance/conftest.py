@@ -13,28 +13,23 @@ the settings through the framework's own configuration as a user would.
 from __future__ import annotations
 
 import importlib.util
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+# This directory's modules are importable by name: the root conftest.py puts it on sys.path.
+from conformance_support import CAP, Served
+from im_task_testsupport import sink
+
 import im_task.config
 from im_task import set_taskroute
 from im_task.routing import DEFAULT_TASKROUTE
-from im_task.testing import isolated_settings, serve_wsgi
+from im_task.testing import serve_wsgi
+from im_task.testing.plugin import ImTaskSettings
 from im_task.transports import RecordingTransport
-
-# The helper modules of this directory must be importable by name, so that tasks pickle them by reference.
-_HERE = Path(__file__).resolve().parent
-if str(_HERE) not in sys.path:
-    sys.path.insert(0, str(_HERE))
-
-import conformance_recorder  # noqa: E402 - importable once the directory is on sys.path
-from conformance_support import CAP, Served  # noqa: E402
 
 #: The secret every test is configured with (explicitly, so it wins over any framework setting).
 SECRET = "conformance-secret-0123456789abcdef"
@@ -118,12 +113,12 @@ ADAPTERS: dict[str, Adapter] = {
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path) -> Iterator[None]:
-    """A clean core: fixed secret, private data dir, a recording transport, the default route."""
-    conformance_recorder.reset()
-    with isolated_settings(tmp_path, secret=SECRET, transport=RecordingTransport()):
-        yield
-    conformance_recorder.reset()
+def _isolated(im_task_settings: ImTaskSettings, im_task_recorder: RecordingTransport) -> Iterator[None]:
+    """A clean core from the plugin: fixed secret, private data dir, a recording transport, the default route."""
+    sink.reset()
+    im_task_settings(secret=SECRET)
+    yield
+    sink.reset()
 
 
 @pytest.fixture(params=sorted(ADAPTERS))

@@ -8,21 +8,15 @@ tests use it too) and changes its ``IM_TASK`` setting with
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-
-_PROJECT_PARENT = Path(__file__).resolve().parents[2] / "packages" / "im_task_django" / "tests"
 
 
 @contextmanager
 def project(route: str, settings: Mapping[str, Any]) -> Iterator[Callable[..., Any]]:
     """Yields the test project's WSGI application serving tasks at ``route`` with ``settings``."""
-    if str(_PROJECT_PARENT) not in sys.path:
-        sys.path.insert(0, str(_PROJECT_PARENT))
-    import django_testproject
+    import django_testproject  # importable by name: the root conftest.py puts its directory on sys.path
 
     django_testproject.setup()
 
@@ -30,6 +24,7 @@ def project(route: str, settings: Mapping[str, Any]) -> Iterator[Callable[..., A
     from django.core.wsgi import get_wsgi_application
     from django.test.utils import override_settings
 
-    im_task = {**getattr(django_settings, "IM_TASK", {}), **settings, "route": route}
+    written = {name.upper(): value for name, value in settings.items()}  # IM_TASK's keys are upper case
+    im_task = {**getattr(django_settings, "IM_TASK", {}), **written, "ROUTE": route}
     with override_settings(IM_TASK=im_task):
         yield get_wsgi_application()

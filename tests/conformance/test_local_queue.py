@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import conformance_recorder
 import pytest
 from conformance_support import CAP, Served
+from im_task_testsupport import sink as conformance_recorder
 
 from im_task import (
     PermanentTaskFailure,

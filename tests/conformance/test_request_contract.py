@@ -6,9 +6,9 @@ import http.client
 import pickle
 from urllib.parse import urlsplit
 
-import conformance_recorder
 import pytest
 from conformance_support import CAP, Served, enqueue, queue_headers, sized_request
+from im_task_testsupport import sink as conformance_recorder
 
 from im_task import PermanentTaskFailure, RetryTaskException, SingularTaskFailure, task
 from im_task.config import get_keyring

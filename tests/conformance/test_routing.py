@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import conformance_recorder
 import pytest
 from conformance_support import Served, enqueue
+from im_task_testsupport import sink as conformance_recorder
 
 from im_task import get_taskroute, task
 from im_task.routing import DEFAULT_TASKROUTE

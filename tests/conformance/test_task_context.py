@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-import conformance_recorder
 import pytest
 from conformance_support import Served, enqueue
+from im_task_testsupport import sink as conformance_recorder
 
 from im_task import (
     get_execution_count,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 
-import core_sink
+from im_task_testsupport import sink
+
 from im_task import task
 
 LOCK = threading.Lock()
@@ -14,7 +15,7 @@ LOCK = threading.Lock()
 def guarded(value: int) -> None:
     """Records ``value`` under the module's lock."""
     with LOCK:
-        core_sink.record(("guarded", value))
+        sink.record(("guarded", value))
 
 
 class Counter:
@@ -27,4 +28,4 @@ class Counter:
     def bump(self, by: int) -> None:
         """Records this counter's name and increment."""
         with LOCK:
-            core_sink.record(("bump", self.name, by))
+            sink.record(("bump", self.name, by))

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from im_task_testsupport.processes import python_env
+from im_task_testsupport.wsgi_apps import Recorder
 
 from im_task.cli import main
 from im_task.retry import RetryPolicy
 from im_task.testing import serve_wsgi
 from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
-from local_helpers import Recorder, python_env
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:

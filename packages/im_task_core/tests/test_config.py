@@ -70,7 +70,10 @@ def test_framework_none_values_are_ignored() -> None:
 
 
 def test_unknown_setting_is_refused_naming_it_and_the_source() -> None:
-    with pytest.raises(ConfigurationError, match=r"configure\(\): unknown setting 'secrte' \(did you mean 'secret'\?\); known: transport"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"configure\(\): unknown setting 'secrte' \(did you mean 'secret'\?\); known: transport",
+    ):
         configure(secrte="x" * 20)
     with pytest.raises(ConfigurationError, match=r"settings.IM_TASK: unknown setting 'QUEUE'"):
         set_framework_settings({"QUEUE": "q"}, source="settings.IM_TASK")

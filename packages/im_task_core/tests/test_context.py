@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from im_task_testsupport import sink
+from im_task_testsupport.context import task_context
 
-import core_sink
 from im_task import (
     configure,
     get_execution_count,
@@ -28,19 +29,8 @@ from im_task.serialization import TaskCall, dumps_call
 from im_task.transports import ImmediateTransport, RecordingTransport
 
 
-
 def snapshot() -> None:
-    headers = get_task_headers()
-    core_sink.record(
-        {
-            "from_queue": is_from_task_queue(),
-            "retry": get_retry_count(),
-            "executions": get_execution_count(),
-            "task": get_task_name(),
-            "queue": get_queue_name(),
-            "retry_header": headers["x-appengine-taskretrycount"] if headers else None,
-        }
-    )
+    sink.record(task_context(header="x-appengine-taskretrycount"))
 
 
 def run(func: Any, *, includeheaders: bool = False, **header_values: Any) -> int:
@@ -61,8 +51,8 @@ def test_neutral_values_outside_a_task() -> None:
 
 def test_values_inside_a_task() -> None:
     assert run(snapshot, queue_name="mail", task_name="t-9", retry_count=3, execution_count=2) == 200
-    assert core_sink.calls == [
-        {"from_queue": True, "retry": 3, "executions": 2, "task": "t-9", "queue": "mail", "retry_header": "3"}
+    assert sink.calls == [
+        {"from_queue": True, "retry": 3, "executions": 2, "task": "t-9", "queue": "mail", "header": "3"}
     ]
     test_neutral_values_outside_a_task()  # and neutral again afterwards
 
@@ -73,7 +63,7 @@ def test_values_are_reset_after_a_failing_task() -> None:
         raise RuntimeError("boom")
 
     assert run(failing, retry_count=1) == 500
-    assert core_sink.calls[0]["from_queue"] is True
+    assert sink.calls[0]["from_queue"] is True
     test_neutral_values_outside_a_task()
 
 
@@ -83,7 +73,7 @@ def test_values_through_a_transport() -> None:
     handle = task(snapshot, queue="reports")()
     [request] = recorder.requests
     assert recorder.deliver(request, retry_count=4).status == 200
-    [seen] = core_sink.calls
+    [seen] = sink.calls
     assert (seen["queue"], seen["task"], seen["retry"], seen["executions"]) == ("reports", handle.name, 4, 4)
 
 
@@ -91,15 +81,15 @@ def test_cloud_tasks_family_is_understood() -> None:
     def snap_cloudtasks() -> None:
         headers = get_task_headers()
         assert headers is not None
-        core_sink.record((get_queue_name(), get_retry_count(), headers["X-CLOUDTASKS-TASKNAME"]))
+        sink.record((get_queue_name(), get_retry_count(), headers["X-CLOUDTASKS-TASKNAME"]))
 
     assert run(snap_cloudtasks, family=CLOUDTASKS, queue_name="projects/p/locations/l/queues/bg", retry_count=1) == 200
-    assert core_sink.calls == [("bg", 1, "t")]
+    assert sink.calls == [("bg", 1, "t")]
 
 
 def test_includeheaders_passes_a_case_insensitive_mapping() -> None:
     def with_headers(*, headers: Mapping[str, str]) -> None:
-        core_sink.record(
+        sink.record(
             (
                 isinstance(headers, Headers),
                 headers["X-AppEngine-TaskRetryCount"],
@@ -112,27 +102,27 @@ def test_includeheaders_passes_a_case_insensitive_mapping() -> None:
         )
 
     assert run(with_headers, includeheaders=True, retry_count=2) == 200
-    assert core_sink.calls == [(True, "2", "2", "q", "hello", True, False)]
+    assert sink.calls == [(True, "2", "2", "q", "hello", True, False)]
 
 
 def test_includeheaders_option_end_to_end() -> None:
     configure(transport=ImmediateTransport())
 
     def with_headers(value: int, headers: Mapping[str, str]) -> None:
-        core_sink.record((value, headers["x-appengine-queuename"], headers["CONTENT-TYPE"]))
+        sink.record((value, headers["x-appengine-queuename"], headers["CONTENT-TYPE"]))
 
     task(with_headers, includeheaders=True, queue="hdrs")(5)  # type: ignore[call-arg] # the endpoint passes headers
-    assert core_sink.calls == [(5, "hdrs", "application/octet-stream")]
+    assert sink.calls == [(5, "hdrs", "application/octet-stream")]
 
 
 def test_without_includeheaders_no_headers_argument_is_passed() -> None:
     configure(transport=ImmediateTransport())
 
     def no_headers(**kwargs: Any) -> None:
-        core_sink.record(kwargs)
+        sink.record(kwargs)
 
     task(no_headers)(a=1)
-    assert core_sink.calls == [{"a": 1}]
+    assert sink.calls == [{"a": 1}]
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,8 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
 import im_task.config
 import im_task.envelope
 import im_task.executor
@@ -32,25 +32,24 @@ from im_task import (
     task,
 )
 from im_task.config import get_keyring
-from im_task.state import STATE
 from im_task.envelope import seal
 from im_task.executor import TaskResponse, handle_request
 from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
 from im_task.keys import KEY_ID_SIZE, Keyring
 from im_task.serialization import TaskCall, dumps_call
+from im_task.state import STATE
 from im_task.transports import RecordingTransport
-
 
 PATH = "/_ah/task/app/work"
 ENVELOPE_HEADER = 1 + KEY_ID_SIZE + 32  # version, key id, HMAC-SHA256
 
 
 def work(label: str) -> None:
-    core_sink.record(label)
+    sink.record(label)
 
 
 def fail_with(exc: BaseException) -> None:
-    core_sink.record("ran")
+    sink.record("ran")
     raise exc
 
 
@@ -91,7 +90,7 @@ class _SideEffect:
     """Unpickling this records ``UNPICKLED`` in the sink: proof that the unpickler ran."""
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (core_sink.record, ("UNPICKLED",))
+        return (sink.record, ("UNPICKLED",))
 
 
 # --- 200: the task ran -------------------------------------------------------------------------------------
@@ -102,7 +101,7 @@ def test_success_is_200() -> None:
     assert (response.status, response.body, response.exception) == (200, b"OK\n", None)
     assert response.status_line == "200 OK"
     assert ("Content-Type", "text/plain; charset=utf-8") in response.headers
-    assert core_sink.calls == ["done"]
+    assert sink.calls == ["done"]
 
 
 def test_lower_case_method_is_accepted() -> None:
@@ -117,7 +116,7 @@ def test_permanent_task_failure_is_200_logged_with_traceback(caplog: pytest.LogC
     response = post(sealed(fail_with, PermanentTaskFailure("bad input")))
     assert response.status == 200
     assert isinstance(response.exception, PermanentTaskFailure)
-    assert core_sink.calls == ["ran"]
+    assert sink.calls == ["ran"]
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelno == logging.ERROR
     assert "failed permanently" in record.getMessage()
@@ -168,7 +167,7 @@ def test_retry_limit_runs_up_to_n_retries_then_gives_up_with_200(caplog: pytest.
     [request] = recorder.requests
     statuses = [recorder.deliver(request, retry_count=n).status for n in range(4)]
     assert statuses == [200, 200, 200, 200]
-    assert core_sink.calls == ["attempt"] * 3  # retries 0, 1 and 2 ran; retry 3 is past the limit
+    assert sink.calls == ["attempt"] * 3  # retries 0, 1 and 2 ran; retry 3 is past the limit
     [record] = [r for r in caplog.records if "Gave up" in r.getMessage()]
     assert record.levelno == logging.ERROR
     assert "after 3 retries (task_retry_limit=2)" in record.getMessage()
@@ -179,12 +178,12 @@ def test_retry_limit_zero_allows_only_the_first_attempt() -> None:
     assert post(body, queue_headers(retry_count=0)).status == 200
     response = post(body, queue_headers(retry_count=1))
     assert (response.status, response.body) == (200, b"Gave up: retry limit reached.\n")
-    assert core_sink.calls == ["first"]
+    assert sink.calls == ["first"]
 
 
 def test_without_retry_limit_any_retry_count_runs() -> None:
     assert post(sealed(work, "late"), queue_headers(retry_count=500)).status == 200
-    assert core_sink.calls == ["late"]
+    assert sink.calls == ["late"]
 
 
 # --- 403: not from a queue, or not signed by us ---------------------------------------------------------------
@@ -208,7 +207,7 @@ def test_missing_task_headers_are_403_and_nothing_runs(
     response = post(sealed(work, "should not run"), headers)
     assert (response.status, response.body) == (403, b"Forbidden: not a task queue request.\n")
     assert response.status_line == "403 Forbidden"
-    assert core_sink.calls == []
+    assert sink.calls == []
     assert loads_spy.calls == 0
     assert any("no task queue headers" in r.getMessage() and "10.0.0.1" in r.getMessage() for r in caplog.records)
 
@@ -218,7 +217,7 @@ def test_missing_task_headers_are_403_and_nothing_runs(
 def test_both_header_families_in_any_case(family: str, case: Callable[[str], str]) -> None:
     @task
     def report() -> None:
-        core_sink.record((get_queue_name(), get_task_name(), get_retry_count()))
+        sink.record((get_queue_name(), get_task_name(), get_retry_count()))
 
     headers = {
         case(k): v
@@ -231,7 +230,7 @@ def test_both_header_families_in_any_case(family: str, case: Callable[[str], str
     }
     body = sealed(report.func)
     assert post(body, headers).status == 200
-    assert core_sink.calls == [("mail", "abc-123", 2)]
+    assert sink.calls == [("mail", "abc-123", 2)]
 
 
 def _forgeries() -> dict[str, Callable[[bytes], tuple[bytes, dict[str, str]]]]:
@@ -268,7 +267,7 @@ def test_forged_requests_never_reach_the_unpickler(
     assert response.status == 403
     assert response.body.startswith(b"Forbidden")
     assert loads_spy.calls == 0
-    assert core_sink.calls == []
+    assert sink.calls == []
     assert caplog.records, "a refused request is logged"
 
 
@@ -277,7 +276,7 @@ def test_the_side_effect_payload_does_show_when_genuine(loads_spy: _Spy) -> None
     response = post(seal(pickle.dumps(_SideEffect()), get_keyring()))
     assert response.status == 200  # unpickled, then found not to be a call: dropped
     assert loads_spy.calls == 1
-    assert core_sink.calls == ["UNPICKLED"]
+    assert sink.calls == ["UNPICKLED"]
 
 
 def test_signature_failure_is_logged_as_a_warning_naming_the_task(caplog: pytest.LogCaptureFixture) -> None:
@@ -299,7 +298,7 @@ def vanishing_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module = types.ModuleType(f"im_task_test_vanishing_{uuid.uuid4().hex}")
 
     def doomed(label: str) -> None:
-        core_sink.record(label)
+        sink.record(label)
 
     doomed.__module__ = module.__name__
     doomed.__qualname__ = "doomed"
@@ -317,7 +316,7 @@ def test_verified_but_undecodable_is_200_and_logged_naming_the_task(
     response = handle_request("POST", "/_ah/task/mod/doomed", body, queue_headers(task_name="t-42"))
     assert (response.status, response.body) == (200, b"Dropped: the task cannot be decoded.\n")
     assert isinstance(response.exception, AttributeError)
-    assert core_sink.calls == []
+    assert sink.calls == []
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelno == logging.ERROR
     assert "t-42" in record.getMessage()
@@ -336,7 +335,7 @@ def test_a_task_function_that_is_no_longer_one_is_dropped(vanishing_module: type
     assert response.status == 200
     assert isinstance(response.exception, TypeError)
     assert "no longer a task function" in str(response.exception)
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_unknown_payload_format_is_dropped() -> None:
@@ -344,7 +343,7 @@ def test_unknown_payload_format_is_dropped() -> None:
     response = post(seal(payload, get_keyring()))
     assert response.status == 200
     assert isinstance(response.exception, ValueError)
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 # --- 413: too large ---------------------------------------------------------------------------------------------
@@ -374,7 +373,7 @@ def test_stream_with_content_length_over_the_cap_is_413_and_not_read() -> None:
     assert post(stream, headers).status == 413
     assert stream.tell() == 0
     assert getattr(stream, "read_calls", 0) == 0
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_stream_without_content_length_over_the_cap_is_413_reading_at_most_cap_plus_one() -> None:
@@ -398,12 +397,12 @@ def test_stream_within_the_cap_is_read_up_to_content_length_and_runs() -> None:
     response = post(stream, {**queue_headers(), "Content-Length": str(len(body))})
     assert response.status == 200
     assert stream.tell() == len(body)
-    assert core_sink.calls == ["streamed"]
+    assert sink.calls == ["streamed"]
 
 
 def test_stream_without_content_length_within_the_cap_runs() -> None:
     assert post(_Stream(sealed(work, "unsized"))).status == 200
-    assert core_sink.calls == ["unsized"]
+    assert sink.calls == ["unsized"]
 
 
 # --- 405 -----------------------------------------------------------------------------------------------------------
@@ -416,7 +415,7 @@ def test_methods_other_than_post_are_405_with_allow(loads_spy: _Spy, method: str
     assert response.status_line == "405 Method Not Allowed"
     assert ("Allow", "POST") in response.headers
     assert loads_spy.calls == 0
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 # --- warm-up module ------------------------------------------------------------------------------------------------
@@ -445,23 +444,23 @@ def test_warmup_module_is_imported_once_before_the_first_task(
     warmup: Callable[[str], str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="im_task")
-    name = warmup("import core_sink\ncore_sink.record('warmed up')\n")
+    name = warmup("from im_task_testsupport import sink\nsink.record('warmed up')\n")
     assert name not in sys.modules
     assert post(sealed(work, "first")).status == 200
     assert post(sealed(work, "second")).status == 200
-    assert core_sink.calls == ["warmed up", "first", "second"]
+    assert sink.calls == ["warmed up", "first", "second"]
     assert sum("warm-up module" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_failing_warmup_is_500_and_the_task_does_not_run(
     warmup: Callable[[str], str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    name = warmup("import core_sink\ncore_sink.record('tried')\nraise RuntimeError('broken deploy')\n")
+    name = warmup("from im_task_testsupport import sink\nsink.record('tried')\nraise RuntimeError('broken deploy')\n")
     for _ in range(2):  # not remembered as warmed up: the next request tries again
         response = post(sealed(work, "never"))
         assert (response.status, response.body) == (500, b"The warm-up module failed to import.\n")
         assert isinstance(response.exception, RuntimeError)
-    assert core_sink.calls == ["tried", "tried"]
+    assert sink.calls == ["tried", "tried"]
     assert name in caplog.text
     assert all(r.exc_info for r in caplog.records if r.levelno >= logging.ERROR)
 
@@ -471,15 +470,15 @@ def test_missing_warmup_module_is_500(warmup: Callable[[str], str]) -> None:
     response = post(sealed(work, "never"))
     assert response.status == 500
     assert isinstance(response.exception, ImportError)
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_warmup_is_not_imported_for_refused_requests(warmup: Callable[[str], str]) -> None:
-    name = warmup("import core_sink\ncore_sink.record('warmed up')\n")
+    name = warmup("from im_task_testsupport import sink\nsink.record('warmed up')\n")
     assert post(sealed(work, "x"), {}).status == 403
     assert post(b"forged" * 20).status == 403
     assert name not in sys.modules
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_broken_settings_at_request_time_are_a_logged_500_and_nothing_is_unpickled(
@@ -493,7 +492,7 @@ def test_broken_settings_at_request_time_are_a_logged_500_and_nothing_is_unpickl
     assert b"misconfigured" in response.body
     assert "No secret is configured" in caplog.text
     assert loads_spy.calls == 0
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_a_task_of_another_programs_main_is_dropped_with_a_hint(caplog: pytest.LogCaptureFixture) -> None:

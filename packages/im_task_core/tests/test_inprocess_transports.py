@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
 from im_task import (
     EnqueueError,
     PermanentTaskFailure,
@@ -26,7 +26,7 @@ from im_task.transports.base import task_size
 
 
 def work(label: str) -> None:
-    core_sink.record((label, is_from_task_queue(), threading.get_ident()))
+    sink.record((label, is_from_task_queue(), threading.get_ident()))
 
 
 def fail_with(exc: Exception) -> None:
@@ -49,7 +49,7 @@ def test_immediate_runs_in_the_callers_thread_through_the_endpoint() -> None:
     immediate = ImmediateTransport()
     configure(transport=immediate)
     handle = task(work, countdown=3600)("now")  # countdown is ignored
-    assert core_sink.calls == [("now", True, threading.get_ident())]
+    assert sink.calls == [("now", True, threading.get_ident())]
     assert handle.name is not None
     assert len(handle.name) == 32
     [(request, status)] = immediate.responses
@@ -80,8 +80,8 @@ def test_immediate_without_raising_records_statuses() -> None:
 
 def test_immediate_applies_the_retry_count_of_a_first_attempt() -> None:
     configure(transport=ImmediateTransport())
-    task(lambda: core_sink.record(get_retry_count()))()
-    assert core_sink.calls == [0]
+    task(lambda: sink.record(get_retry_count()))()
+    assert sink.calls == [0]
 
 
 def test_immediate_refuses_reused_names_and_large_tasks_and_works_until_closed() -> None:
@@ -96,7 +96,7 @@ def test_immediate_refuses_reused_names_and_large_tasks_and_works_until_closed()
     immediate.close()
     with pytest.raises(EnqueueError, match="closed"):
         task(work)("c")
-    assert [c[0] for c in core_sink.calls] == ["a"]
+    assert [c[0] for c in sink.calls] == ["a"]
 
 
 # --- RecordingTransport ------------------------------------------------------------------------------------------
@@ -106,12 +106,12 @@ def test_recording_records_in_order_without_running() -> None:
     recorder = RecordingTransport()
     configure(transport=recorder)
     handles = [task(work, queue=f"q{i}")(str(i)) for i in range(3)]
-    assert core_sink.calls == []
+    assert sink.calls == []
     assert [r.queue for r in recorder.requests] == ["q0", "q1", "q2"]
     assert [r.name for r in recorder.requests] == [h.name for h in handles]
     responses = recorder.run_all()
     assert [r.status for r in responses] == [200, 200, 200]
-    assert [c[0] for c in core_sink.calls] == ["0", "1", "2"]
+    assert [c[0] for c in sink.calls] == ["0", "1", "2"]
     assert recorder.requests == []
     assert recorder.run_all() == []
 
@@ -126,10 +126,10 @@ def test_recording_tasks_enqueued_by_tasks_are_recorded_not_run() -> None:
 
     task(outer)()
     recorder.run_all()
-    assert core_sink.calls == []
+    assert sink.calls == []
     assert len(recorder.requests) == 1
     recorder.run_all()
-    assert [c[0] for c in core_sink.calls] == ["inner"]
+    assert [c[0] for c in sink.calls] == ["inner"]
 
 
 def test_recording_run_all_reports_failures() -> None:
@@ -185,7 +185,7 @@ def test_recording_is_safe_from_many_threads() -> None:
 def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
     @task(includeheaders=True)
     def report(headers: Any) -> None:
-        core_sink.record(
+        sink.record(
             (headers.get("X-AppEngine-TaskRetryCount"), "X-CloudTasks-TaskName" in headers, headers.get("X-Own"))
         )
 
@@ -195,4 +195,4 @@ def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
     [request] = recorder.requests
     forged = {**request.headers, "X_AppEngine_TaskRetryCount": "7", "X-CloudTasks-TaskName": "x", "X-Own": "kept"}
     assert recorder.deliver(replace(request, headers=forged), retry_count=2).status == 200
-    assert core_sink.calls == [("2", False, "kept")]
+    assert sink.calls == [("2", False, "kept")]

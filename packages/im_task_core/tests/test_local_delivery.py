@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from im_task_testsupport.wsgi_apps import ConcurrencyProbe, Recorder, request
 
 from im_task.headers import TaskHeaders
 from im_task.retry import RetryOptions, RetryPolicy
 from im_task.testing import serve_wsgi
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.delivery import HTTPDelivery, WSGIDelivery, build_environ
-from local_helpers import ConcurrencyProbe, Recorder, request
 
 FAST = RetryPolicy(max_attempts=5, min_backoff=0.01, max_backoff=0.05)
 

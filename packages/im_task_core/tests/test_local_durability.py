@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from im_task_testsupport.processes import run_python
+from im_task_testsupport.wsgi_apps import Recorder, request
 
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.store import LostAttempt, TaskStore
-from local_helpers import Recorder, request, run_python
 
 
 def test_tasks_survive_a_restart(db: Path) -> None:

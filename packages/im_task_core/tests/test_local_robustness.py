@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from im_task_testsupport.processes import run_python
+from im_task_testsupport.wsgi_apps import request
 
 from im_task import config, runtime
 from im_task.errors import EnqueueError, Error
@@ -22,7 +24,6 @@ from im_task.retry import RetryPolicy
 from im_task.transports.base import TaskRequest
 from im_task.transports.local import LocalTransport
 from im_task.transports.local.store import LEASE_EXPIRED, LostAttempt, NewTask, TaskStore
-from local_helpers import request, run_python
 
 NO_BACKOFF = RetryPolicy(max_attempts=5, min_backoff=0, max_backoff=0)
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from im_task_testsupport.wsgi_apps import Recorder, request
 
 from im_task import config
 from im_task.errors import ConfigurationError, EnqueueError, Error, TaskAlreadyExistsError, TaskTooLargeError
 from im_task.retry import RetryPolicy
 from im_task.transports.base import task_size
 from im_task.transports.local import LocalTransport, QueueStats
-from local_helpers import Recorder, request
 
 FAST = RetryPolicy(max_attempts=3, min_backoff=0.01, max_backoff=0.05)
 

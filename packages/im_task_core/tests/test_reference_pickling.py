@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pickle
 
+from im_task_testsupport import sink
+
 import core_reference_tasks
-import core_sink
 from im_task import configure
 from im_task.config import get_keyring
 from im_task.envelope import open_envelope
@@ -27,7 +28,7 @@ def test_a_using_copy_of_a_module_level_task_is_pickled_by_reference() -> None:
     request = recorder.requests[0]
     assert request.queue == "other"
     assert _run_all(recorder) == [200]
-    assert core_sink.calls == [("guarded", 7)]
+    assert sink.calls == [("guarded", 7)]
 
 
 def test_an_unpickled_using_copy_keeps_its_own_options() -> None:
@@ -48,7 +49,7 @@ def test_a_decorated_method_of_an_object_is_pickled_by_reference() -> None:
     assert recorder.requests[0].queue == "counters"
     assert call.func.func.__self__.name == "apples"
     assert _run_all(recorder) == [200]
-    assert core_sink.calls == [("bump", "apples", 2)]
+    assert sink.calls == [("bump", "apples", 2)]
 
 
 def test_a_using_copy_of_a_decorated_method_keeps_its_options() -> None:
@@ -59,4 +60,4 @@ def test_a_using_copy_of_a_decorated_method_keeps_its_options() -> None:
 
     assert recorder.requests[0].queue == "fruit"
     assert _run_all(recorder) == [200]
-    assert core_sink.calls == [("bump", "pears", 5)]
+    assert sink.calls == [("bump", "pears", 5)]

@@ -3,7 +3,7 @@
 Each test runs twice: with ``ImmediateTransport`` (the task runs inside the
 call) and with ``RecordingTransport.run_all()`` (the task runs later, from
 the recorded request, as a queue would deliver it). Results are recorded in
-:mod:`core_sink`, which travels by reference, so a test fails if a call did
+:mod:`im_task_testsupport.sink`, which travels by reference, so a test fails if a call did
 not run.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
 from im_task import TaskFunction, configure, task
 from im_task.transports import ImmediateTransport, RecordingTransport
 
@@ -51,12 +51,12 @@ def drain(request: pytest.FixtureRequest) -> Iterator[Drain]:
 
 
 def top_level(x: int, *, y: int = 0) -> None:
-    core_sink.record(("top_level", x, y))
+    sink.record(("top_level", x, y))
 
 
 @task
 def decorated_top_level(x: int) -> None:
-    core_sink.record(("decorated_top_level", x))
+    sink.record(("decorated_top_level", x))
 
 
 def apply(func: Callable[..., Any], *args: Any) -> None:
@@ -68,19 +68,19 @@ class Account:
         self.owner = owner
 
     def deposit(self, amount: int) -> None:
-        core_sink.record((self.owner, "deposit", amount))
+        sink.record((self.owner, "deposit", amount))
 
     @task(queue="accounts")
     def withdraw(self, amount: int) -> None:
-        core_sink.record((self.owner, "withdraw", amount))
+        sink.record((self.owner, "withdraw", amount))
 
     @classmethod
     def opened(cls, owner: str) -> None:
-        core_sink.record((cls.__name__, "opened", owner))
+        sink.record((cls.__name__, "opened", owner))
 
     @staticmethod
     def audit(note: str) -> None:
-        core_sink.record(("audit", note))
+        sink.record(("audit", note))
 
 
 class Greeter:
@@ -88,33 +88,33 @@ class Greeter:
         self.greeting = greeting
 
     def __call__(self, name: str) -> None:
-        core_sink.record(f"{self.greeting}, {name}")
+        sink.record(f"{self.greeting}, {name}")
 
 
 class Created:
     def __init__(self, value: int) -> None:
-        core_sink.record(("created", value))
+        sink.record(("created", value))
 
 
 def test_top_level_function(drain: Drain) -> None:
     task(top_level)(1, y=2)
     drain()
-    assert core_sink.calls == [("top_level", 1, 2)]
+    assert sink.calls == [("top_level", 1, 2)]
 
 
 def test_decorated_top_level_function(drain: Drain) -> None:
     decorated_top_level(7)
     drain()
-    assert core_sink.calls == [("decorated_top_level", 7)]
+    assert sink.calls == [("decorated_top_level", 7)]
 
 
 def test_nested_function(drain: Drain) -> None:
     def nested(x: int) -> None:
-        core_sink.record(("nested", x))
+        sink.record(("nested", x))
 
     task(nested)(3)
     drain()
-    assert core_sink.calls == [("nested", 3)]
+    assert sink.calls == [("nested", 3)]
 
 
 def test_closure(drain: Drain) -> None:
@@ -123,49 +123,49 @@ def test_closure(drain: Drain) -> None:
 
     @task
     def closure(x: int) -> None:
-        core_sink.record((prefix, items, x))
+        sink.record((prefix, items, x))
 
     closure(3)
     drain()
-    assert core_sink.calls == [("captured", [1, 2], 3)]
+    assert sink.calls == [("captured", [1, 2], 3)]
 
 
 def test_lambda(drain: Drain) -> None:
     factor = 10
-    task(lambda x: core_sink.record(("lambda", x * factor)))(4)
+    task(lambda x: sink.record(("lambda", x * factor)))(4)
     drain()
-    assert core_sink.calls == [("lambda", 40)]
+    assert sink.calls == [("lambda", 40)]
 
 
 def test_recursive_nested_function_fans_out(drain: Drain) -> None:
     @task
     def fan_out(depth: int, label: str) -> None:
-        core_sink.record(label)
+        sink.record(label)
         if depth:
             for i in range(2):
                 fan_out(depth - 1, f"{label}.{i}")
 
     fan_out(2, "r")
     drain()
-    assert sorted(core_sink.calls) == ["r", "r.0", "r.0.0", "r.0.1", "r.1", "r.1.0", "r.1.1"]
+    assert sorted(sink.calls) == ["r", "r.0", "r.0.0", "r.0.1", "r.1", "r.1.0", "r.1.1"]
 
 
 def test_functions_passed_as_arguments(drain: Drain) -> None:
     def nested(x: int) -> None:
-        core_sink.record(("passed nested", x))
+        sink.record(("passed nested", x))
 
     task(apply)(nested, 1)
-    task(apply)(lambda x: core_sink.record(("passed lambda", x)), 2)
+    task(apply)(lambda x: sink.record(("passed lambda", x)), 2)
     task(apply)(top_level, 3)
     drain()
-    assert sorted(core_sink.calls) == [("passed lambda", 2), ("passed nested", 1), ("top_level", 3, 0)]
+    assert sorted(sink.calls) == [("passed lambda", 2), ("passed nested", 1), ("top_level", 3, 0)]
 
 
 def test_bound_method(drain: Drain) -> None:
     account = Account("ann")
     task(account.deposit)(5)
     drain()
-    assert core_sink.calls == [("ann", "deposit", 5)]
+    assert sink.calls == [("ann", "deposit", 5)]
 
 
 def test_method_decorated_with_task_inside_a_class(drain: Drain) -> None:
@@ -175,7 +175,7 @@ def test_method_decorated_with_task_inside_a_class(drain: Drain) -> None:
     drain()
     assert handle.queue == "accounts"
     assert handle.url == f"/_ah/task/{__name__}/Account/withdraw"
-    assert core_sink.calls == [("bob", "withdraw", 5), ("cat", "withdraw", 6)]
+    assert sink.calls == [("bob", "withdraw", 5), ("cat", "withdraw", 6)]
     assert isinstance(Account.withdraw, TaskFunction)
 
 
@@ -183,19 +183,19 @@ def test_class_and_static_methods(drain: Drain) -> None:
     task(Account.opened)("dan")
     task(Account.audit)("checked")
     drain()
-    assert core_sink.calls == [("Account", "opened", "dan"), ("audit", "checked")]
+    assert sink.calls == [("Account", "opened", "dan"), ("audit", "checked")]
 
 
 def test_callable_object(drain: Drain) -> None:
     task(Greeter("Hello"))("world")
     drain()
-    assert core_sink.calls == ["Hello, world"]
+    assert sink.calls == ["Hello, world"]
 
 
 def test_class(drain: Drain) -> None:
     task(Created)(9)
     drain()
-    assert core_sink.calls == [("created", 9)]
+    assert sink.calls == [("created", 9)]
 
 
 def test_builtins(drain: Drain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,9 +209,9 @@ def test_builtins(drain: Drain, tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_arguments_of_many_kinds_round_trip(drain: Drain) -> None:
     args = (None, 1.5, "text", b"\x00\xff", [1, {"a": (2, 3)}], {4, 5}, frozenset({6}), Path("/p"), Account("eve"))
-    task(lambda *got: core_sink.record(got))(*args)
+    task(lambda *got: sink.record(got))(*args)
     drain()
-    [got] = core_sink.calls
+    [got] = sink.calls
     assert got[:-1] == args[:-1]
     assert got[-1].owner == "eve"
 
@@ -222,18 +222,18 @@ def test_task_function_argument_is_enqueued_not_run_inline() -> None:
     configure(transport=recorder)
 
     def nested(label: str) -> None:
-        core_sink.record(("nested ran", label))
+        sink.record(("nested ran", label))
 
     def call_it(fn: TaskFunction[..., None], label: object) -> None:
         assert isinstance(fn, TaskFunction)
-        core_sink.record(("call_it", label))
+        sink.record(("call_it", label))
         fn(label)
 
     task(call_it)(decorated_top_level, 1)
     task(call_it)(task(nested, queue="inner"), "x")
     [first, second] = recorder.run_all()
     assert (first.status, second.status) == (200, 200)
-    assert core_sink.calls == [("call_it", 1), ("call_it", "x")]
+    assert sink.calls == [("call_it", 1), ("call_it", "x")]
     inner = recorder.requests
     assert [r.url for r in inner] == [
         f"/_ah/task/{__name__}/decorated_top_level",
@@ -241,7 +241,7 @@ def test_task_function_argument_is_enqueued_not_run_inline() -> None:
     ]
     assert inner[1].queue == "inner"
     recorder.run_all()
-    assert core_sink.calls[2:] == [("decorated_top_level", 1), ("nested ran", "x")]
+    assert sink.calls[2:] == [("decorated_top_level", 1), ("nested ran", "x")]
 
 
 def test_task_function_argument_with_immediate_transport_runs_as_its_own_task() -> None:
@@ -252,5 +252,5 @@ def test_task_function_argument_with_immediate_transport_runs_as_its_own_task() 
         fn(2)
 
     task(call_it)(decorated_top_level)
-    assert core_sink.calls == [("decorated_top_level", 2)]
+    assert sink.calls == [("decorated_top_level", 2)]
     assert [request.url.rsplit("/", 1)[-1] for request, _ in immediate.responses] == ["decorated_top_level", "call_it"]

@@ -7,8 +7,8 @@ import threading
 from typing import Any
 
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
 from im_task import (
     ConfigurationError,
     EnqueueError,
@@ -37,23 +37,23 @@ def recorder() -> RecordingTransport:
 
 
 def add(a: Any, b: Any) -> None:
-    core_sink.record(("add", a, b))
+    sink.record(("add", a, b))
 
 
 @task
 def bare(x: int) -> None:
-    core_sink.record(("bare", x))
+    sink.record(("bare", x))
 
 
 @task(queue="mail", countdown=5)
 def with_options(x: int) -> None:
-    core_sink.record(("with_options", x))
+    sink.record(("with_options", x))
 
 
 def test_bare_decorator_enqueues_instead_of_running(recorder: RecordingTransport) -> None:
     assert isinstance(bare, TaskFunction)
     handle = bare(1)
-    assert core_sink.calls == []
+    assert sink.calls == []
     assert isinstance(handle, TaskHandle)
     [request] = recorder.requests
     assert request.queue == "default"
@@ -61,7 +61,7 @@ def test_bare_decorator_enqueues_instead_of_running(recorder: RecordingTransport
     assert handle == TaskHandle(name=request.name, queue="default", url=request.url, eta=None)
     assert request.name
     recorder.run_all()
-    assert core_sink.calls == [("bare", 1)]
+    assert sink.calls == [("bare", 1)]
 
 
 def test_decorator_with_options(recorder: RecordingTransport) -> None:
@@ -80,16 +80,16 @@ def test_factory_form(recorder: RecordingTransport) -> None:
     handle = task(add, queue="q")(1, 2)
     [request] = recorder.requests
     assert (handle.queue, request.queue, request.url) == ("q", "q", f"/_ah/task/{__name__}/add")
-    assert core_sink.calls == []
+    assert sink.calls == []
     recorder.run_all()
-    assert core_sink.calls == [("add", 1, 2)]
+    assert sink.calls == [("add", 1, 2)]
 
 
 def test_empty_parentheses_and_factory_without_options(recorder: RecordingTransport) -> None:
     task()(add)(1, 1)
     task(add)(2, 2)
     recorder.run_all()
-    assert core_sink.calls == [("add", 1, 1), ("add", 2, 2)]
+    assert sink.calls == [("add", 1, 1), ("add", 2, 2)]
 
 
 def test_task_function_looks_like_the_function() -> None:
@@ -105,7 +105,7 @@ def test_task_function_looks_like_the_function() -> None:
 
 def test_run_calls_the_function_inline() -> None:
     task(add).run(3, 4)
-    assert core_sink.calls == [("add", 3, 4)]
+    assert sink.calls == [("add", 3, 4)]
 
 
 def test_not_a_callable_is_refused() -> None:
@@ -253,7 +253,7 @@ def test_task_function_keeps_its_own_state_whatever_the_callable_carries(recorde
         options = "not options"
 
         def __call__(self, x: int) -> None:
-            core_sink.record(("job", x))
+            sink.record(("job", x))
 
         def run(self) -> None:
             raise AssertionError("TaskFunction.run must not be shadowed")
@@ -266,7 +266,7 @@ def test_task_function_keeps_its_own_state_whatever_the_callable_carries(recorde
     assert fn.options.queue == "q"
     fn(5)
     recorder.run_all()
-    assert core_sink.calls == [("job", 5)]
+    assert sink.calls == [("job", 5)]
     fn_class = task(Job)
     assert fn_class.func is Job
     fn_class.run()  # TaskFunction.run: makes a Job

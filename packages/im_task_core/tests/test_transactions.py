@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
 from im_task import BadTransactionStateError, EnqueueError, configure, task
 from im_task.transactions import TransactionBinder, register_binder, unregister_binder
 from im_task.transports import RecordingTransport, TaskRequest, Transport
@@ -35,7 +35,7 @@ class ListBinder:
 
 
 def work(x: int) -> None:
-    core_sink.record(x)
+    sink.record(x)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_binder_in_a_transaction_gets_the_request(recorder: RecordingTransport, 
     active.commit()
     assert len(recorder.requests) == 1
     recorder.run_all()
-    assert core_sink.calls == [7]
+    assert sink.calls == [7]
 
 
 def test_non_transactional_tasks_ignore_the_binder(recorder: RecordingTransport, binders: list[ListBinder]) -> None:

@@ -5,27 +5,30 @@ from __future__ import annotations
 import http.client
 import io
 import socket
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 import pytest
+from im_task_testsupport import sink
 
-import core_sink
-from im_task import configure, set_taskroute
+import im_task.endpoints
+from im_task import ConfigurationError, configure, set_taskroute
 from im_task.config import get_keyring
+from im_task.endpoints import TASK_ENDPOINT, Endpoint
 from im_task.envelope import seal
 from im_task.executor import TaskResponse
 from im_task.headers import make_task_headers
+from im_task.response import answer
 from im_task.serialization import TaskCall, dumps_call
 from im_task.testing import serve_wsgi
-from im_task.wsgi import TaskWSGIApp, environ_headers, send
+from im_task.wsgi import TaskWSGIApp, environ_headers, handle_environ, send
 
 TIMEOUT = 30
 
 
 def work(label: str) -> None:
-    core_sink.record(label)
+    sink.record(label)
 
 
 def body_for(label: str) -> bytes:
@@ -65,20 +68,20 @@ def test_a_task_runs_over_http(server: str) -> None:
     assert (status, body) == (200, b"OK\n")
     assert headers["Content-Length"] == "3"
     assert headers["Content-Type"] == "text/plain; charset=utf-8"
-    assert core_sink.calls == ["over http"]
+    assert sink.calls == ["over http"]
 
 
 def test_any_path_under_the_route_goes_to_the_executor(server: str) -> None:
     status, _, _ = request(server, "POST", "/_ah/task/any/thing/at/all", body_for("deep"), task_headers())
     assert status == 200
-    assert core_sink.calls == ["deep"]
+    assert sink.calls == ["deep"]
 
 
 @pytest.mark.parametrize("path", ["/", "/_ah/task", "/_ah/taskx/y", "/_ah/other/x", "/_AH/TASK/x"])
 def test_paths_outside_the_route_are_404(server: str, path: str) -> None:
     status, _, body = request(server, "POST", path, body_for("never"), task_headers())
     assert (status, body) == (404, b"Not Found\n")
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_contract_on_the_wire(server: str) -> None:
@@ -90,14 +93,14 @@ def test_contract_on_the_wire(server: str) -> None:
     status, headers, _ = request(server, "GET", path)
     assert (status, headers["Allow"]) == (405, "POST")
     assert request(server, "PUT", path, body_for("x"), task_headers())[0] == 405
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_body_over_the_cap_is_413_over_http(server: str) -> None:
     configure(max_body_size=4096)
     status, _, body = request(server, "POST", "/_ah/task/app/work", body_for("x" * 10_000), task_headers())
     assert (status, body) == (413, b"Content Too Large.\n")
-    assert core_sink.calls == []
+    assert sink.calls == []
 
 
 def test_post_without_content_length_does_not_hang(server: str) -> None:
@@ -116,7 +119,7 @@ def test_route_is_fixed_when_the_app_is_made() -> None:
     with serve_wsgi(app) as url:
         assert request(url, "POST", "/_ah/task/app/work", body_for("old route"), task_headers())[0] == 200
         assert request(url, "POST", "/elsewhere/app/work", body_for("new route"), task_headers())[0] == 404
-    assert core_sink.calls == ["old route"]
+    assert sink.calls == ["old route"]
     assert TaskWSGIApp().route == "/elsewhere"
 
 
@@ -129,7 +132,7 @@ def test_explicit_route_and_fallback() -> None:
         assert (status, body) == (200, b"fallback saw /home")
         status, _, body = request(url, "POST", "/jobs/app/work", body_for("lower"), task_headers())
         assert (status, body) == (200, b"fallback saw /jobs/app/work")
-    assert core_sink.calls == ["job"]
+    assert sink.calls == ["job"]
 
 
 def test_script_name_counts_towards_the_path() -> None:
@@ -149,7 +152,7 @@ def test_script_name_counts_towards_the_path() -> None:
     }
     assert b"".join(TaskWSGIApp()(environ, start_response)) == b"OK\n"
     assert seen == ["200 OK"]
-    assert core_sink.calls == ["mounted"]
+    assert sink.calls == ["mounted"]
 
 
 def test_input_terminated_streams_are_read_without_content_length() -> None:
@@ -164,7 +167,7 @@ def test_input_terminated_streams_are_read_without_content_length() -> None:
     }
     TaskWSGIApp()(environ, lambda status, headers: seen.append(status))
     assert seen == ["200 OK"]
-    assert core_sink.calls == ["terminated"]
+    assert sink.calls == ["terminated"]
 
 
 def test_environ_headers() -> None:
@@ -191,3 +194,68 @@ def test_send() -> None:
     response = TaskResponse(405, b"no\n", [("Allow", "POST")])
     assert send(response, lambda status, headers: captured.append((status, headers))) == [b"no\n"]
     assert captured == [("405 Method Not Allowed", [("Allow", "POST"), ("Content-Length", "3")])]
+
+
+# -- the endpoint table ------------------------------------------------------------
+
+
+def echo(
+    method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str, str], remote_addr: str | None
+) -> TaskResponse:
+    """A small real endpoint: answers with what it was given."""
+    data = body if isinstance(body, bytes) else body.read(int(headers.get("Content-Length") or 0))
+    return answer(200, f"echo {method} {path} {data.decode()}")
+
+
+PROBE = Endpoint("probe", echo, lambda: "/_ah/probe", prefix=False)
+TREE = Endpoint("tree", echo, lambda: "/_ah/tree", prefix=True)
+
+
+@pytest.fixture
+def table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's endpoint table with an exact endpoint and a prefix endpoint added."""
+    monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", [*im_task.endpoints.ENDPOINTS, PROBE, TREE])
+
+
+@pytest.mark.usefixtures("table")
+def test_every_endpoint_of_the_table_is_served() -> None:
+    app = TaskWSGIApp(fallback=fallback_app)
+    assert app.endpoints == (TASK_ENDPOINT, PROBE, TREE)
+    with serve_wsgi(app) as url:
+        status, _, body = request(url, "POST", "/_ah/probe", b"hello")
+        assert (status, body) == (200, b"echo POST /_ah/probe hello\n")
+        assert request(url, "PROPFIND", "/_ah/probe")[2] == b"echo PROPFIND /_ah/probe \n"
+        assert request(url, "PUT", "/_ah/tree/a/b", b"deep")[2] == b"echo PUT /_ah/tree/a/b deep\n"
+        for beside in ("/_ah/probe/x", "/_ah/probex", "/_ah/tree"):
+            assert request(url, "POST", beside)[2] == b"fallback saw " + beside.encode()
+        assert request(url, "POST", "/_ah/task/app/work", body_for("task"), task_headers())[0] == 200
+    assert sink.calls == ["task"]
+
+
+def test_the_endpoints_are_those_of_the_table_when_the_app_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = TaskWSGIApp()
+    monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", [*im_task.endpoints.ENDPOINTS, PROBE])
+    assert app.endpoint_for("/_ah/probe") is None
+    assert TaskWSGIApp().endpoint_for("/_ah/probe") is PROBE
+
+
+@pytest.mark.usefixtures("table")
+def test_a_fixed_route_moves_the_task_endpoint_only() -> None:
+    app = TaskWSGIApp("/jobs")
+    assert app.endpoint_for("/jobs/m/f") is TASK_ENDPOINT
+    assert app.endpoint_for("/_ah/task/m/f") is None
+    assert app.endpoint_for("/_ah/probe") is PROBE
+
+
+@pytest.mark.parametrize("route", ["", "/", "/a b"])
+def test_a_bad_route_is_refused(route: str) -> None:
+    with pytest.raises(ConfigurationError, match="task route must be"):
+        TaskWSGIApp(route)
+
+
+@pytest.mark.usefixtures("table")
+def test_handle_environ_serves_with_the_given_handler_or_the_endpoint_of_the_path() -> None:
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/_ah/probe", "wsgi.input": io.BytesIO()}
+    assert handle_environ(environ).body == b"echo POST /_ah/probe \n"
+    assert handle_environ({**environ, "PATH_INFO": "/mine/m/f"}).status == 403  # no endpoint claims it: the task's
+    assert handle_environ({**environ, "PATH_INFO": "/mine/m/f"}, handler=echo).body == b"echo POST /mine/m/f \n"

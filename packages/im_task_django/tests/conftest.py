@@ -1,17 +1,19 @@
-"""Fixtures: the test project set up once, im-task state reset around each test."""
+"""Fixtures: the test project set up once, im-task state reset around each test.
+
+The root ``conftest.py`` puts this directory on ``sys.path`` (``django_testproject``
+is imported by name); the clean im-task state and the recording transport
+come from im-task's pytest plugin (``im_task_settings``, ``im_task_recorder``).
+"""
 
 # The test project is set up before the imports that need Django.
 # ruff: noqa: E402
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from django_testproject import setup
 
@@ -21,9 +23,8 @@ from django.core.wsgi import get_wsgi_application
 
 from django_testproject import tasks
 from django_testproject.models import Note
-from im_task import config, configure, set_taskroute
-from im_task.routing import DEFAULT_TASKROUTE
 from im_task.testing import serve_wsgi
+from im_task.testing.plugin import ImTaskSettings
 from im_task.transactions import register_binder, unregister_binder
 from im_task.transports import RecordingTransport
 from im_task_django.conf import apply_settings
@@ -49,30 +50,24 @@ def empty_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(autouse=True)
-def im_task_state(tmp_path: Path, empty_working_directory: Path) -> Iterator[None]:
-    """Fresh im-task settings (IM_TASK applied, a known secret), empty tables and results."""
-    config.reset()
+def im_task_state(im_task_settings: ImTaskSettings, tmp_path: Path, empty_working_directory: Path) -> Iterator[None]:
+    """Fresh im-task settings (IM_TASK applied, a known secret), empty tables and results; all put back after."""
     apply_settings()
     register_binder(binder)  # setup() took it out: only this package's tests have it
-    configure(data_dir=tmp_path, secret=SECRET)
+    im_task_settings(data_dir=tmp_path, secret=SECRET)
     tasks.RESULTS.clear()
     tasks.recorded.clear()
     yield
     unregister_binder(binder)
-    config.reset()
-    set_taskroute(DEFAULT_TASKROUTE)
-    apply_settings()
     for alias in ("default", "other"):
         OutboxTask.objects.using(alias).all().delete()
         Note.objects.using(alias).all().delete()
 
 
 @pytest.fixture
-def recorder() -> RecordingTransport:
-    """A RecordingTransport, configured as the transport."""
-    transport = RecordingTransport()
-    configure(transport=transport)
-    return transport
+def recorder(im_task_recorder: RecordingTransport) -> RecordingTransport:
+    """The plugin's ``im_task_recorder``: a RecordingTransport, configured as the transport."""
+    return im_task_recorder
 
 
 @pytest.fixture(scope="session")

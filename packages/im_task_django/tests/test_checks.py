@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
-from im_task import config
+from im_task import ConfigurationError, config, configure, runtime
+from im_task.transports import LocalTransport, RecordingTransport
 
 
 def check_ids(*, include_deployment_checks: bool = False) -> set[str]:
@@ -24,7 +27,11 @@ def test_e001_to_e003_invalid_settings() -> None:
         assert check_ids() == {"im_task.E001"}
     with override_settings(IM_TASK={"not_a_key": 1}):
         assert check_ids() == {"im_task.E002"}
-    with override_settings(IM_TASK={"max_body_size": 10}):
+    with override_settings(IM_TASK={"default_queue": "mail"}):
+        assert check_ids() == {"im_task.E002"}
+        [message] = [m for m in run_checks() if m.id == "im_task.E002"]
+        assert message.msg == "settings.IM_TASK: 'default_queue' must be written 'DEFAULT_QUEUE'."
+    with override_settings(IM_TASK={"MAX_BODY_SIZE": 10}):
         assert check_ids() == {"im_task.E003"}
         [message] = [m for m in run_checks() if m.id == "im_task.E003"]
         assert "max_body_size" in message.msg
@@ -44,9 +51,9 @@ def test_e003_invalid_environment_variable(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_e004_no_secret_in_production() -> None:
     config.reset()
-    with override_settings(IM_TASK={"environment": "production"}):
+    with override_settings(IM_TASK={"ENVIRONMENT": "production"}):
         assert "im_task.E004" in check_ids()
-    with override_settings(IM_TASK={"environment": "production", "secret": "a-production-secret-value"}):
+    with override_settings(IM_TASK={"ENVIRONMENT": "production", "SECRET": "a-production-secret-value"}):
         assert "im_task.E004" not in check_ids()
 
 
@@ -58,11 +65,21 @@ def test_w003_deploy_check_without_secret() -> None:
 
 
 def test_e005_unknown_transport() -> None:
-    for transport in ("rabbit", "no_such_module_anywhere:make", "im_task.transports:NoSuchFactory"):
-        with override_settings(IM_TASK={"transport": transport}):
-            assert "im_task.E005" in check_ids(), transport
+    """E005 gives the runtime's own message (im_task.transports.factory.load_transport_setting)."""
+    for transport, words in (
+        ("rabbit", "neither a built-in name nor of the form"),
+        ("no_such_module_anywhere:make", "cannot be imported"),
+        ("im_task.transports:NoSuchFactory", "does not define"),
+        ("im_task.names:QUEUE_FILE", "not a Transport or a factory"),
+    ):
+        with override_settings(IM_TASK={"TRANSPORT": transport}):
+            [message] = [m for m in run_checks() if m.id == "im_task.E005"]
+            assert words in message.msg, transport
+            with pytest.raises(ConfigurationError) as raised:
+                runtime.get_transport()
+            assert str(raised.value) == message.msg  # the runtime refuses it with the same words
     for transport in ("recording", "im_task.transports:RecordingTransport"):
-        with override_settings(IM_TASK={"transport": transport}):
+        with override_settings(IM_TASK={"TRANSPORT": transport}):
             assert "im_task.E005" not in check_ids(), transport
 
 
@@ -77,22 +94,78 @@ def test_e006_route_not_mounted() -> None:
 
 
 def test_e007_unknown_database() -> None:
-    with override_settings(IM_TASK={"database": "replica"}):
+    with override_settings(IM_TASK={"DATABASE": "replica"}):
         assert "im_task.E007" in check_ids()
-    with override_settings(IM_TASK={"database": "other"}):
+    with override_settings(IM_TASK={"DATABASE": "other"}):
         assert "im_task.E007" not in check_ids()
 
 
-def test_w001_localhost_not_allowed() -> None:
-    config.reset()
+def _w001_messages() -> list[str]:
+    return [message.msg for message in run_checks() if message.id == "im_task.W001"]
+
+
+def test_w001_localhost_not_allowed_by_the_settings_transport() -> None:
+    """Before a transport is made, W001 follows the settings: the default is the local queue."""
     with override_settings(ALLOWED_HOSTS=["example.com"]):
         assert "im_task.W001" in check_ids()
         with override_settings(DEBUG=True):
             assert "im_task.W001" not in check_ids()
-        with override_settings(IM_TASK={"transport": "recording"}):
+        with override_settings(IM_TASK={"TRANSPORT": "recording"}):
             assert "im_task.W001" not in check_ids()
-        with override_settings(IM_TASK={"register_local_target": False}):
+        with override_settings(IM_TASK={"REGISTER_LOCAL_TARGET": False}):
             assert "im_task.W001" not in check_ids()
+    assert "im_task.W001" not in check_ids()  # the test project allows localhost
+
+
+def test_w001_follows_the_transport_in_use(tmp_path: Path) -> None:
+    """As under a test runner: the settings name no transport, but another one is in use."""
+    with override_settings(ALLOWED_HOSTS=["example.com"]):
+        configure(transport=RecordingTransport())
+        assert isinstance(runtime.get_transport(), RecordingTransport)
+        assert "im_task.W001" not in check_ids()
+        with LocalTransport(tmp_path / "http.sqlite3", target="http://127.0.0.1:9", autostart=False) as over_http:
+            configure(transport=over_http)
+            assert runtime.get_transport() is over_http
+            assert "im_task.W001" not in check_ids()  # it delivers over HTTP, to the Host of its target
+        with LocalTransport(tmp_path / "here.sqlite3", autostart=False) as in_process:
+            configure(transport=in_process)
+            assert "im_task.W001" in check_ids()  # an instance in the settings, not made into the transport yet
+            assert runtime.get_transport() is in_process
+            [message] = _w001_messages()
+            assert "Host: localhost" in message
+            config.register_local_target(None)  # nothing to deliver to in process
+            assert "im_task.W001" not in check_ids()
+
+
+def test_e008_top_level_settings_are_flagged() -> None:
+    with override_settings(IM_TASK_SECRET="a-long-enough-secret", IM_TASK_ENV="production", IM_TASK_ROUTE="/t"):
+        messages = [m for m in run_checks() if m.id == "im_task.E008"]
+        assert [m.msg.split(" ")[0] for m in messages] == [
+            "settings.IM_TASK_ENV",
+            "settings.IM_TASK_ROUTE",
+            "settings.IM_TASK_SECRET",
+        ]
+        assert "settings.IM_TASK_SECRET is not read by im-task" in messages[2].msg
+        assert [m.hint for m in messages] == [
+            'Move it into IM_TASK = {"ENVIRONMENT": ...}.',
+            'Move it into IM_TASK = {"ROUTE": ...}.',
+            'Move it into IM_TASK = {"SECRET": ...}.',
+        ]
+    with override_settings(IM_TASK_SECRTE="x"):
+        [message] = [m for m in run_checks() if m.id == "im_task.E008"]
+        assert message.hint is not None
+        assert "did you mean 'SECRET'?" in message.hint
+        assert "rename it" in message.hint
+    assert "im_task.E008" not in check_ids()
+
+
+def test_w004_unknown_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IM_TASK_SECRTE", "typo")
+    monkeypatch.setenv("IM_TASK_DEFAULT_QUEUE", "known")
+    [message] = [m for m in run_checks() if m.id == "im_task.W004"]
+    assert message.msg.startswith("$IM_TASK_SECRTE is not an im-task setting (did you mean 'IM_TASK_SECRET'?)")
+    monkeypatch.delenv("IM_TASK_SECRTE")
+    assert "im_task.W004" not in check_ids()
 
 
 def test_w002_ssl_redirect() -> None:

@@ -70,7 +70,7 @@ def test_worker_command_delivers_over_http(server: str, tmp_path: Path) -> None:
 
 def test_worker_command_line_uses_the_project_settings(server: str, tmp_path: Path) -> None:
     """``manage.py im_task_worker`` finds the queue in IM_TASK's data_dir, and passes bad usage through."""
-    queue_file = Path(settings.IM_TASK["data_dir"]) / "queue.sqlite3"
+    queue_file = Path(settings.IM_TASK["DATA_DIR"]) / "queue.sqlite3"
     queue_file.unlink(missing_ok=True)
     with LocalTransport(queue_file, autostart=False) as queue:
         configure(transport=queue)

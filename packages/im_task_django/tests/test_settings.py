@@ -13,6 +13,7 @@ from django_testproject.client import post_task, request
 from im_task import config, get_taskroute, runtime
 from im_task.transports import ImmediateTransport, RecordingTransport
 from im_task_django.conf import (
+    SETTING_NAMES,
     AppSettings,
     SettingsError,
     apply_settings,
@@ -30,6 +31,39 @@ def test_defaults() -> None:
     assert AppSettings().register_local_target is True
 
 
+def test_keys_are_upper_case_as_in_djangos_own_settings_dicts() -> None:
+    assert SETTING_NAMES == (
+        "TRANSPORT",
+        "SECRET",
+        "DATA_DIR",
+        "MAX_BODY_SIZE",
+        "WARMUP_MODULE",
+        "DEFAULT_QUEUE",
+        "ENVIRONMENT",
+        "ROUTE",
+        "REGISTER_LOCAL_TARGET",
+        "DATABASE",
+        "SWEEP_OLDER_THAN",
+    )
+    read = read_settings(
+        {
+            "DEFAULT_QUEUE": "mail",
+            "ROUTE": "tasks/",
+            "REGISTER_LOCAL_TARGET": False,
+            "DATABASE": "other",
+            "SWEEP_OLDER_THAN": 5,
+            "WARMUP_MODULE": None,  # None: not set
+        }
+    )
+    assert read == AppSettings(
+        core={"default_queue": "mail"},
+        route="/tasks",
+        register_local_target=False,
+        database="other",
+        sweep_older_than=5.0,
+    )
+
+
 def test_project_settings_are_pushed_into_the_core() -> None:
     assert config.get_settings().environment == "development"
     assert config.get_local_target() is project_wsgi_application
@@ -41,7 +75,7 @@ def test_task_url_name() -> None:
 
 def test_override_settings_changes_core_settings(tmp_path: Path) -> None:
     config.reset()  # drop the test's configure() so that IM_TASK decides
-    changed = {"default_queue": "mail", "max_body_size": 4096, "transport": "recording", "data_dir": str(tmp_path)}
+    changed = {"DEFAULT_QUEUE": "mail", "MAX_BODY_SIZE": 4096, "TRANSPORT": "recording", "DATA_DIR": str(tmp_path)}
     with override_settings(IM_TASK=changed):
         current = config.get_settings()
         assert (current.default_queue, current.max_body_size) == ("mail", 4096)
@@ -55,25 +89,25 @@ def test_override_settings_changes_core_settings(tmp_path: Path) -> None:
 def test_transport_instance_in_settings() -> None:
     config.reset()
     transport = ImmediateTransport()
-    with override_settings(IM_TASK={"transport": transport, "secret": "a-secret-for-this-test"}):
+    with override_settings(IM_TASK={"TRANSPORT": transport, "SECRET": "a-secret-for-this-test"}):
         tasks.record("immediately")
     assert tasks.RESULTS == ["immediately"]
 
 
 def test_configure_wins_over_settings() -> None:
     config.configure(default_queue="explicit")
-    with override_settings(IM_TASK={"default_queue": "from-settings"}):
+    with override_settings(IM_TASK={"DEFAULT_QUEUE": "from-settings"}):
         assert config.get_settings().default_queue == "explicit"
 
 
 def test_register_local_target_off() -> None:
-    with override_settings(IM_TASK={"register_local_target": False}):
+    with override_settings(IM_TASK={"REGISTER_LOCAL_TARGET": False}):
         assert config.get_local_target() is None
     assert config.get_local_target() is project_wsgi_application
 
 
 def test_route_setting_moves_the_endpoint(server: str, recorder: RecordingTransport) -> None:
-    with override_settings(IM_TASK={"route": "/tasks/"}):
+    with override_settings(IM_TASK={"ROUTE": "/tasks/"}):
         assert get_taskroute() == "/tasks"
         assert request(server, "GET", "/tasks/m/f").status == 405
         assert request(server, "GET", "/_ah/task/m/f").status == 404
@@ -92,14 +126,18 @@ def test_route_setting_moves_the_endpoint(server: str, recorder: RecordingTransp
     ("value", "check_id", "words"),
     [
         (["secret"], "im_task.E001", "must be a dict"),
-        ({"secrett": "x"}, "im_task.E002", "unknown key"),
-        ({"route": ""}, "im_task.E003", "route"),
-        ({"route": "/has space"}, "im_task.E003", "route"),
-        ({"register_local_target": "yes"}, "im_task.E003", "register_local_target"),
-        ({"database": 3}, "im_task.E003", "database"),
-        ({"sweep_older_than": -1}, "im_task.E003", "sweep_older_than"),
-        ({"max_body_size": "big"}, "im_task.E003", "max_body_size"),
-        ({"environment": "staging"}, "im_task.E003", "environment"),
+        ({"SECRETT": "x"}, "im_task.E002", "unknown key 'SECRETT' (did you mean 'SECRET'?)"),
+        ({"secret": "x"}, "im_task.E002", "'secret' must be written 'SECRET'"),
+        ({"SECRET": "a-long-enough-secret", "route": "/tasks"}, "im_task.E002", "'route' must be written 'ROUTE'"),
+        ({3: "x"}, "im_task.E002", "unknown key '3'"),
+        ({"ROUTE": ""}, "im_task.E003", "IM_TASK['ROUTE']"),
+        ({"ROUTE": "/has space"}, "im_task.E003", "IM_TASK['ROUTE']"),
+        ({"REGISTER_LOCAL_TARGET": "yes"}, "im_task.E003", "IM_TASK['REGISTER_LOCAL_TARGET'] must be True or False"),
+        ({"DATABASE": 3}, "im_task.E003", "IM_TASK['DATABASE'] must be a database alias"),
+        ({"SWEEP_OLDER_THAN": -1}, "im_task.E003", "IM_TASK['SWEEP_OLDER_THAN'] must be a number of seconds"),
+        ({"MAX_BODY_SIZE": "big"}, "im_task.E003", "IM_TASK['MAX_BODY_SIZE']"),
+        ({"ENVIRONMENT": "staging"}, "im_task.E003", "IM_TASK['ENVIRONMENT']"),
+        ({"TRANSPORT": 3}, "im_task.E003", "IM_TASK['TRANSPORT']"),
     ],
 )
 def test_invalid_settings_are_recorded_not_applied(value: object, check_id: str, words: str) -> None:
@@ -115,6 +153,6 @@ def test_invalid_settings_are_recorded_not_applied(value: object, check_id: str,
 
 
 def test_apply_settings_returns_what_is_in_force() -> None:
-    with override_settings(IM_TASK={"database": "other", "sweep_older_than": 5}):
+    with override_settings(IM_TASK={"DATABASE": "other", "SWEEP_OLDER_THAN": 5}):
         applied = apply_settings()
         assert (applied.database, applied.sweep_older_than) == ("other", 5.0)

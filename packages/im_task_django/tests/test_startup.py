@@ -75,24 +75,31 @@ def start_project(directory: Path, im_task: dict[str, object]) -> str:
 def test_a_misspelled_key_refuses_to_start(tmp_path: Path) -> None:
     output = start_project(
         tmp_path,
-        {"environment": "production", "secret": PRODUCTION_SECRET, "transport": "recording", "max_body_sise": 1},
+        {"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET, "TRANSPORT": "recording", "MAX_BODY_SISE": 1},
     )
     assert output.startswith("ImproperlyConfigured:")
-    assert "'max_body_sise'" in output
+    assert "'MAX_BODY_SISE' (did you mean 'MAX_BODY_SIZE'?)" in output
     assert "Fix settings.IM_TASK" in output
     assert list((tmp_path / "child").iterdir()) == []  # no local secret, no local queue
 
 
+def test_lower_case_keys_refuse_to_start(tmp_path: Path) -> None:
+    output = start_project(tmp_path, {"environment": "production", "secret": PRODUCTION_SECRET})
+    assert output.startswith("ImproperlyConfigured:")
+    assert "settings.IM_TASK: 'environment' must be written 'ENVIRONMENT'." in output
+    assert list((tmp_path / "child").iterdir()) == []
+
+
 def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
-    output = start_project(tmp_path, {"environment": "production"})
+    output = start_project(tmp_path, {"ENVIRONMENT": "production"})
     assert output.startswith("ImproperlyConfigured:")
     assert "No secret is configured" in output
-    assert "IM_TASK['secret']" in output
+    assert "IM_TASK['SECRET']" in output
     assert list((tmp_path / "child").iterdir()) == []
 
 
 def test_production_with_a_secret_starts_without_making_the_transport(tmp_path: Path) -> None:
-    output = start_project(tmp_path, {"environment": "production", "secret": PRODUCTION_SECRET})
+    output = start_project(tmp_path, {"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET})
     assert output.strip() == "started"
     assert list((tmp_path / "child").iterdir()) == []  # the default local queue is made on the first request
 
@@ -100,10 +107,11 @@ def test_production_with_a_secret_starts_without_making_the_transport(tmp_path: 
 @pytest.mark.parametrize(
     ("value", "words"),
     [
-        ({"max_body_sise": 1}, "unknown key"),
-        ({"max_body_size": 10}, "max_body_size"),
-        ({"route": "/has space"}, "route"),
-        ({"sweep_older_than": -1}, "sweep_older_than"),
+        ({"MAX_BODY_SISE": 1}, "unknown key"),
+        ({"max_body_size": 4096}, r"'max_body_size' must be written 'MAX_BODY_SIZE'"),
+        ({"MAX_BODY_SIZE": 10}, r"IM_TASK\['MAX_BODY_SIZE'\]"),
+        ({"ROUTE": "/has space"}, r"IM_TASK\['ROUTE'\]"),
+        ({"SWEEP_OLDER_THAN": -1}, r"IM_TASK\['SWEEP_OLDER_THAN'\]"),
         ("secret", "must be a dict"),
     ],
 )
@@ -122,11 +130,11 @@ def test_ready_refuses_production_without_a_secret(tmp_path: Path) -> None:
     data_dir.mkdir()
     app_config = apps.get_app_config("im_task_django")
     with (
-        override_settings(IM_TASK={"environment": "production", "data_dir": str(data_dir)}),
-        pytest.raises(ImproperlyConfigured, match=r"IM_TASK\['secret'\]"),
+        override_settings(IM_TASK={"ENVIRONMENT": "production", "DATA_DIR": str(data_dir)}),
+        pytest.raises(ImproperlyConfigured, match=r"IM_TASK\['SECRET'\]"),
     ):
         ImTaskConfig.ready(app_config)
-    with override_settings(IM_TASK={"environment": "production", "secret": PRODUCTION_SECRET}):
+    with override_settings(IM_TASK={"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET}):
         ImTaskConfig.ready(app_config)
     assert list(data_dir.iterdir()) == []  # no local secret made
 
@@ -162,7 +170,7 @@ def _write_app_with_early_tasks(directory: Path) -> None:
 
 def test_route_applies_to_tasks_defined_in_models_and_earlier_ready(tmp_path: Path) -> None:
     _write_app_with_early_tasks(tmp_path)
-    im_task = {"route": "/tasks", "transport": "recording", "secret": PRODUCTION_SECRET}
+    im_task = {"ROUTE": "/tasks", "TRANSPORT": "recording", "SECRET": PRODUCTION_SECRET}
     script = project_settings(tmp_path, im_task, ["early_app", "im_task_django"]) + textwrap.dedent(
         """
         import django

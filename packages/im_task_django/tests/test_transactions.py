@@ -187,7 +187,7 @@ from django_testproject import tasks
 from django_testproject.models import Note
 from im_task import configure
 from im_task.transports import RecordingTransport
-configure(secret={secret!r}, transport=RecordingTransport(handle_request))
+configure(secret={secret!r}, transport=RecordingTransport())
 with transaction.atomic():
     transaction.on_commit(lambda: os._exit(17))  # runs first: the process dies before the send
     note = Note.objects.create(text="survived the crash")
@@ -236,7 +236,7 @@ def test_outbox_keeps_every_task_option(tmp_path: Path, use_tz: bool) -> None:
 
 
 def test_another_database(recorder: RecordingTransport) -> None:
-    with override_settings(IM_TASK={"database": "other"}):
+    with override_settings(IM_TASK={"DATABASE": "other"}):
         with transaction.atomic(), pytest.raises(BadTransactionStateError):
             tasks.record_transactional("wrong database")
         with transaction.atomic(using="other"):
@@ -268,7 +268,7 @@ def test_sweep_arguments_are_checked() -> None:
 
 
 def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import im_task_django.outbox
+    import im_task.outbox
 
     closed = LocalTransport(tmp_path / "closed.sqlite3", autostart=False)
     closed.close()
@@ -276,7 +276,7 @@ def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatc
     for number in range(5):
         with transaction.atomic():
             tasks.record_transactional(number)
-    monkeypatch.setattr(im_task_django.outbox, "SWEEP_BATCH", 2)
+    monkeypatch.setattr(im_task.outbox, "SWEEP_BATCH", 2)
     recorder = RecordingTransport(handle_request)
     assert sweep_outbox(older_than=0, transport=recorder, limit=3) == SweepResult(sent=3)
     assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=2)
@@ -284,11 +284,10 @@ def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatc
     assert tasks.RESULTS == [0, 1, 2, 3, 4]
 
 
-def test_unexpected_transport_error_after_commit_keeps_the_row(
-    recorder: RecordingTransport, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_unexpected_transport_error_after_commit_keeps_the_row(caplog: pytest.LogCaptureFixture) -> None:
+    recorder = RecordingTransport(handle_request)  # not installed, so given the endpoints to run_all() on
     configure(transport=ResetOnceTransport(recorder))
-    with caplog.at_level(logging.ERROR, logger="im_task.django"), transaction.atomic():
+    with caplog.at_level(logging.ERROR, logger="im_task"), transaction.atomic():
         handle = tasks.record_transactional("not lost")
     assert recorder.requests == []
     assert OutboxTask.objects.filter(name=handle.name).exists()  # kept for the sweeper
@@ -321,10 +320,10 @@ def test_wrong_database_error_names_the_configured_alias(recorder: RecordingTran
         tasks.record_transactional("wrong database")
     message = str(raised.value)
     assert "transaction.atomic(using='default')" in message
-    assert "IM_TASK['database']" in message
+    assert "IM_TASK['DATABASE']" in message
     assert "a transaction is open on 'other'" in message
     with (
-        override_settings(IM_TASK={"database": "other"}),
+        override_settings(IM_TASK={"DATABASE": "other"}),
         transaction.atomic(),
         pytest.raises(BadTransactionStateError, match=r"atomic\(using='other'\).*open on 'default'"),
     ):

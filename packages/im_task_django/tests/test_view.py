@@ -146,7 +146,7 @@ def test_misconfiguration_at_request_time_is_a_logged_500_without_traceback(
     tasks.record("kept for a retry")
     config.reset()  # IM_TASK decides: production, and no secret (which start-up would have refused)
     with (
-        override_settings(IM_TASK={"environment": "production", "data_dir": str(tmp_path)}, DEBUG=True),
+        override_settings(IM_TASK={"ENVIRONMENT": "production", "DATA_DIR": str(tmp_path)}, DEBUG=True),
         caplog.at_level(logging.ERROR),
     ):
         answer = post_task(server, recorder.requests[0])

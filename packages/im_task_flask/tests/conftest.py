@@ -1,42 +1,38 @@
-"""Shared fixtures of the Flask adapter tests: isolated configuration, a Flask app, a real HTTP server."""
+"""Shared fixtures of the Flask adapter tests: isolated configuration, a Flask app, a real HTTP server.
+
+Isolation and the recording transport come from im-task's pytest plugin
+(``im_task_settings``, ``im_task_recorder``); the task sink and the HTTP
+client from the shared :mod:`im_task_testsupport`.
+"""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
+from im_task_testsupport import sink
+from im_task_testsupport.raw_http import Client
 
-from im_task import configure
-from im_task.testing import isolated_settings, serve_wsgi
+from flask_helpers import TEST_SECRET
+from im_task.testing import serve_wsgi
+from im_task.testing.plugin import ImTaskSettings
 from im_task.transports import RecordingTransport
-
-# Make the helper modules of this directory (flask_sink) importable by name, so tasks pickle them by reference.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-import flask_sink  # noqa: E402 - importable only once the directory is on sys.path
-from flask_helpers import TEST_SECRET, Client  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated_config(tmp_path: Path) -> Iterator[None]:
+def _isolated_config(im_task_settings: ImTaskSettings) -> Iterator[None]:
     """Fresh settings (a fixed secret, a private data dir), no IM_TASK_* environment, the default route."""
-    flask_sink.reset()
-    with isolated_settings(tmp_path, secret=TEST_SECRET):
-        yield
-    flask_sink.reset()
+    sink.reset()
+    im_task_settings(secret=TEST_SECRET)
+    yield
+    sink.reset()
 
 
 @pytest.fixture
-def recorder() -> RecordingTransport:
-    """A recording transport, configured as the process-wide transport."""
-    transport = RecordingTransport()
-    configure(transport=transport)
-    return transport
+def recorder(im_task_recorder: RecordingTransport) -> RecordingTransport:
+    """The plugin's ``im_task_recorder``: a recording transport, configured as the process-wide transport."""
+    return im_task_recorder
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """A warm-up module for the ``IM_TASK_WARMUP_MODULE`` test: importing it is recorded."""
 
-import flask_sink
+from im_task_testsupport import sink
 
-flask_sink.record("warmed up")
+sink.record("warmed up")

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Blueprint, Flask
+from im_task_testsupport import sink as flask_sink
 
-import flask_sink
 from flask_helpers import Client
 from im_task import ConfigurationError, configure, get_taskroute, set_taskroute, task
 from im_task.config import get_local_target, get_settings
-from im_task.runtime import get_transport
 from im_task.headers import make_task_headers
+from im_task.runtime import get_transport
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport, TaskRequest
 from im_task_flask import CONFIG_KEYS, ImTask, ImTaskState, make_blueprint, setuptasksforflask
 
-ALL_KEYS = [*CONFIG_KEYS, "IM_TASK_ROUTE", "IM_TASK_REGISTER_LOCAL_TARGET"]
+ALL_KEYS = list(CONFIG_KEYS)
 
 
 def make_task(tag: str) -> Any:
@@ -42,6 +43,20 @@ def only_request(recorder: RecordingTransport) -> TaskRequest:
 
 
 # -- configuration keys -------------------------------------------------------
+
+
+def test_the_config_keys_are_the_cores_names_spelt_for_flask() -> None:
+    assert dict(CONFIG_KEYS) == {
+        "IM_TASK_TRANSPORT": "transport",
+        "IM_TASK_SECRET": "secret",
+        "IM_TASK_DATA_DIR": "data_dir",
+        "IM_TASK_MAX_BODY_SIZE": "max_body_size",
+        "IM_TASK_WARMUP_MODULE": "warmup_module",
+        "IM_TASK_DEFAULT_QUEUE": "default_queue",
+        "IM_TASK_ENV": "environment",
+        "IM_TASK_ROUTE": "route",
+        "IM_TASK_REGISTER_LOCAL_TARGET": "register_local_target",
+    }
 
 
 def test_every_config_key_gets_a_default_and_is_documented(recorder: RecordingTransport) -> None:
@@ -111,6 +126,72 @@ def test_a_bad_config_value_is_refused_at_init_app_naming_its_source(recorder: R
     with pytest.raises(ConfigurationError, match=r"app\.config.*max_body_size"):
         ImTask(app)
     assert "im_task" not in app.extensions
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("IM_TASK_SECRTE", r"unknown key 'IM_TASK_SECRTE' \(did you mean 'IM_TASK_SECRET'\?\); known keys: IM_TASK_"),
+        ("IM_TASK_ENVIRONMENT", r"unknown key 'IM_TASK_ENVIRONMENT' \(did you mean 'IM_TASK_ENV'\?\)"),
+        ("IM_TASK_TASKROUTE", r"unknown key 'IM_TASK_TASKROUTE' \(did you mean 'IM_TASK_ROUTE'\?\)"),
+        (
+            "IM_TASK_ZZZZZZZZZZZZZZZZ",
+            r"unknown key 'IM_TASK_ZZZZZZZZZZZZZZZZ'; known keys: IM_TASK_TRANSPORT, IM_TASK_SECRET",
+        ),
+        ("IM_TASK_Secret", r"'IM_TASK_Secret' must be written 'IM_TASK_SECRET'"),
+        ("im_task_route", r"'im_task_route' must be written 'IM_TASK_ROUTE'"),
+    ],
+    ids=["typo", "long-name-of-env", "typo-of-an-adapter-key", "far-from-any", "case-only", "lower-case"],
+)
+def test_an_unknown_im_task_key_is_refused_with_the_closest_known_one(
+    recorder: RecordingTransport, key: str, message: str
+) -> None:
+    app = Flask("typo")
+    app.config[key] = "/jobs" if "ROUTE" in key.upper() else "a-secret-in-a-misspelt-key"
+    with pytest.raises(ConfigurationError, match=r"Flask app 'typo': app\.config: " + message):
+        ImTask(app)
+    assert "im_task" not in app.extensions
+    assert get_local_target() is None
+    assert get_taskroute() == "/_ah/task"
+
+
+def test_an_unknown_key_is_refused_even_when_it_is_none(recorder: RecordingTransport) -> None:
+    app = Flask("typo-none")
+    app.config["IM_TASK_SECRTE"] = None
+    with pytest.raises(ConfigurationError, match="did you mean 'IM_TASK_SECRET'"):
+        ImTask(app)
+
+
+def test_keys_of_other_extensions_are_left_alone(recorder: RecordingTransport) -> None:
+    app = Flask("others")
+    app.config.update(IM_TASKS="another library's", IMTASK_SECRET="not ours", SECRET_KEY="flask's own")
+    ImTask(app)
+    assert "im_task" in app.extensions
+
+
+def test_a_bad_register_local_target_is_refused(recorder: RecordingTransport) -> None:
+    app = Flask("bad-register")
+    app.config["IM_TASK_REGISTER_LOCAL_TARGET"] = "yes"
+    with pytest.raises(
+        ConfigurationError, match=r"app\.config\['IM_TASK_REGISTER_LOCAL_TARGET'\] must be True or False"
+    ):
+        ImTask(app)
+    assert get_local_target() is None
+
+
+def test_unknown_im_task_environment_variables_are_logged_at_init_app(
+    recorder: RecordingTransport, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("IM_TASK_SECRTE", "a-misspelt-secret")
+    monkeypatch.setenv("IM_TASK_ZZZZZZZZZZZZZZZZ", "far from any name")
+    monkeypatch.setenv("IM_TASK_DEFAULT_QUEUE", "known")
+    caplog.set_level(logging.WARNING, logger="im_task")
+    ImTask(Flask("environment"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "im_task" and r.levelno == logging.WARNING]
+    assert lines == [
+        "$IM_TASK_SECRTE is not an im-task setting (did you mean 'IM_TASK_SECRET'?); it is ignored.",
+        "$IM_TASK_ZZZZZZZZZZZZZZZZ is not an im-task setting; it is ignored.",
+    ]
 
 
 def test_the_warmup_module_is_imported_before_the_first_task(recorder: RecordingTransport) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import flask
 import pytest
 from flask import Flask
+from im_task_testsupport import sink as flask_sink
 
-import flask_sink
 from im_task import configure, get_queue_name, get_retry_count, task
 from im_task.retry import RetryPolicy
 from im_task.testing import serve_wsgi

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from im_task_testsupport import sink as flask_sink
 
-import flask_sink
 from flask_helpers import TEST_SECRET, Client, Reply
 from im_task import (
     PermanentTaskFailure,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import webapp2
+from im_task_testsupport import sink as webapp2_sink
 
-import webapp2_sink
 from im_task import configure, get_retry_count, is_from_task_queue, task
 from im_task.headers import make_task_headers
 from im_task.testing import serve_wsgi

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import webapp2
+from im_task_testsupport import sink as webapp2_sink
 from webob import Request
 
 import im_task.config
 import im_task.runtime
-import webapp2_sink
 from im_task import ConfigurationError, configure, get_taskroute, task
 from im_task.config import get_local_target, get_settings, register_local_target
 from im_task.headers import make_task_headers
@@ -116,7 +116,7 @@ def test_app_config_route_without_task_routes_only_sets_the_route() -> None:
         (
             routes,
             {"route": "/jobs"},
-            r"app.config\[\"im_task\"\]\[\"route\"\] sends tasks to /jobs, but this app serves them at /_ah/task "
+            r"app.config\['im_task'\]\['route'\] sends tasks to /jobs, but this app serves them at /_ah/task "
             r".*make the routes with routes\('/jobs'\)",
         ),
         (
@@ -165,12 +165,15 @@ def test_the_settings_apply_to_requests() -> None:
     ("app", "message"),
     [
         (object(), "needs a webapp2.WSGIApplication, not object"),
-        (make_app(im_task=["secret"]), r'app.config\["im_task"\] must be a dict'),
-        (make_app(im_task={"taskroute": "/t"}), r"app.config\[\"im_task\"\]: unknown setting\(s\) 'taskroute'"),
+        (make_app(im_task=["secret"]), r"app.config\['im_task'\] must be a dict"),
+        (
+            make_app(im_task={"taskroute": "/t"}),
+            r"app.config\['im_task'\]: unknown key 'taskroute' \(did you mean 'route'\?\)",
+        ),
         (make_app(im_task={"max_body_size": 10}), "max_body_size must be a whole number of bytes >= 1024"),
-        (make_app(im_task={"route": "/a b"}), r"app.config\[\"im_task\"\]\[\"route\"\]: The task route must be"),
-        (make_app(im_task={"route": 42}), r"\[\"route\"\]: The task route must be a string"),
-        (make_app(im_task={"register_local_target": "yes"}), r"\[\"register_local_target\"\] must be True or False"),
+        (make_app(im_task={"route": "/a b"}), r"app.config\['im_task'\]\['route'\]: The task route must be"),
+        (make_app(im_task={"route": 42}), r"\['route'\]: The task route must be a string"),
+        (make_app(im_task={"register_local_target": "yes"}), r"\['register_local_target'\] must be True or False"),
     ],
     ids=["not-an-app", "not-a-dict", "unknown-setting", "bad-value", "bad-route", "route-not-str", "bad-register"],
 )
@@ -178,6 +181,39 @@ def test_setup_refuses_bad_apps_and_settings(app: object, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         setup(app)
     assert not is_set_up(app)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("secrte", r"unknown key 'secrte' \(did you mean 'secret'\?\); known keys: transport, secret, "),
+        ("max_body", r"unknown key 'max_body' \(did you mean 'max_body_size'\?\)"),
+        ("register_target", r"unknown key 'register_target' \(did you mean 'register_local_target'\?\)"),
+        ("SECRET", r"'SECRET' must be written 'secret'"),
+        ("Route", r"'Route' must be written 'route'"),
+    ],
+    ids=["typo", "short", "adapter-key", "upper-case", "capitalised"],
+)
+def test_an_unknown_key_is_refused_with_the_closest_known_one(key: str, message: str) -> None:
+    app = make_app(im_task={key: "/jobs" if key.lower() == "route" else "a-secret-in-a-misspelt-key"})
+    with pytest.raises(ConfigurationError, match=r"^app\.config\['im_task'\]: " + message):
+        setup(app)
+    assert not is_set_up(app)
+    assert get_local_target() is None
+    assert get_taskroute() == "/_ah/task"
+
+
+def test_unknown_im_task_environment_variables_are_logged_at_setup(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("IM_TASK_MAX_BODYSIZE", "4096")
+    monkeypatch.setenv("IM_TASK_SECRET", "a-known-variable-0123456789")
+    caplog.set_level(logging.WARNING, logger="im_task")
+    setup(make_app())
+    lines = [r.getMessage() for r in caplog.records if r.name == "im_task" and r.levelno == logging.WARNING]
+    assert lines == [
+        "$IM_TASK_MAX_BODYSIZE is not an im-task setting (did you mean 'IM_TASK_MAX_BODY_SIZE'?); it is ignored."
+    ]
 
 
 def test_setup_refuses_production_without_a_secret() -> None:
@@ -201,7 +237,7 @@ def test_serving_tasks_without_setup_warns_once_that_app_config_is_ignored(caplo
         Request.blank("/_ah/task/m/f", method="POST").get_response(app)
     warnings = [r for r in caplog.records if r.name == "im_task.webapp2"]
     assert len(warnings) == 1
-    assert 'app.config["im_task"] is ignored: call im_task_webapp2.setup(app)' in warnings[0].getMessage()
+    assert "app.config['im_task'] is ignored: call im_task_webapp2.setup(app)" in warnings[0].getMessage()
     assert app.registry[CONFIG_KEY] is False
     assert not is_set_up(app)
 

@@ -34,7 +34,8 @@ class Endpoint:
         handler: What serves it.
         default_path: The path it is served at, read when mounted or matched
             (the task route can change at start-up).
-        prefix: Whether every path under ``path()`` is served too (``<path>/<anything>``).
+        prefix: Whether the paths under ``path()`` are served (``<path>/<something>``) rather than
+            ``path()`` itself. A prefix endpoint does not serve its bare path, nor ``<path>/``.
         follows_taskroute: Whether it is served under the task route, which an adapter may fix.
     """
 
@@ -57,7 +58,9 @@ class Endpoint:
     def matches(self, path: str, taskroute: str | None = None) -> bool:
         """Whether a request path is this endpoint's."""
         base = self.path(taskroute)
-        return path == base or (self.prefix and path.startswith(base + "/"))
+        if self.prefix:
+            return path.startswith(base + "/") and len(path) > len(base) + 1
+        return path == base
 
 
 #: The task endpoint: every path under the task route.

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
 
@@ -45,6 +46,9 @@ ENV_PREFIX = "IM_TASK_"
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """A hint naming the known word closest to a misspelt one, or ``""`` when none is close.
 
+    Words are compared in upper case and without the prefix they share
+    (``IM_TASK_``), which would make unrelated names look alike.
+
     Args:
         word: The unknown word.
         known: The words it may have meant.
@@ -52,8 +56,11 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     Returns:
         ``" (did you mean 'X'?)"`` or ``""``.
     """
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(word.upper(), [k.upper() for k in known], n=1, cutoff=0.6)
-        close = [k for k in known if close and k.upper() == close[0]][:1]
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    candidates = list(known)
+    prefix = os.path.commonprefix([word.upper(), *(k.upper() for k in candidates)]) if candidates else ""
+    stripped = {k.upper()[len(prefix) :]: k for k in candidates}
+    rest = word.upper()[len(prefix) :]
+    close = difflib.get_close_matches(rest, list(stripped), n=1, cutoff=0.6)
+    if not close:  # a longer or shorter spelling of a known word: ENVIRONMENT for ENV
+        close = [k for k in stripped if len(k) >= 3 and len(rest) >= 3 and (k.startswith(rest) or rest.startswith(k))]
+    return f" (did you mean {stripped[close[0]]!r}?)" if close else ""

@@ -1,13 +1,15 @@
-"""A plain WSGI application serving the task endpoint, for any WSGI framework."""
+"""A plain WSGI application serving every endpoint of the core, for any WSGI framework."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any
 
-from im_task.executor import TaskResponse, handle_request
+from im_task import endpoints
+from im_task.endpoints import Endpoint
 from im_task.headers import Headers
-from im_task.routing import get_taskroute
+from im_task.response import Handler, TaskResponse
+from im_task.routing import get_taskroute, normalize_taskroute
 
 __all__ = ["TaskWSGIApp", "environ_headers", "handle_environ", "send", "wsgi_body"]
 
@@ -24,42 +26,62 @@ def environ_headers(environ: Mapping[str, Any]) -> Headers:
 
 
 class TaskWSGIApp:
-    """Serves tasks under the task route; anything else is 404.
+    """Serves every endpoint of the core's endpoint table; anything else is 404.
 
-    Mount it with any WSGI framework or server, or wrap another app with
-    ``fallback`` so that task paths go here and the rest to your app.
+    The endpoints are those of :func:`im_task.endpoints.endpoints` when the
+    app is made: the task endpoint under the task route (every path below
+    it), and any other endpoint at its path (every path below it too when it
+    is a prefix). Mount it with any WSGI framework or server, or wrap another
+    app with ``fallback`` so that the core's paths go here and the rest to your app.
 
     Args:
         route: The task route; the current :func:`~im_task.get_taskroute` by default.
-        fallback: WSGI app for paths outside the route; a plain 404 if None.
+        fallback: WSGI app for the paths no endpoint serves; a plain 404 if None.
+
+    Raises:
+        ConfigurationError: ``route`` is not a plain absolute path.
     """
 
     def __init__(self, route: str | None = None, fallback: Callable[..., Iterable[bytes]] | None = None) -> None:
-        self.route = (route or get_taskroute()).rstrip("/")
+        self.route = get_taskroute() if route is None else normalize_taskroute(route)
         self.fallback = fallback
+        self.endpoints: tuple[Endpoint, ...] = endpoints.endpoints()
+
+    def endpoint_for(self, path: str) -> Endpoint | None:
+        """The endpoint serving a request path, or None (the first in the table's order wins).
+
+        A prefix endpoint serves the paths below its path (``<path>/<something>``),
+        as the framework adapters mount it; an exact endpoint serves its path only.
+        """
+        return next((endpoint for endpoint in self.endpoints if endpoint.matches(path, self.route)), None)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serves one WSGI request."""
         path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        if not path.startswith(self.route + "/"):
+        endpoint = self.endpoint_for(path)
+        if endpoint is None:
             if self.fallback is not None:
                 return self.fallback(environ, start_response)
             start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
             return [b"Not Found\n"]
-        return send(handle_environ(environ, path), start_response)
+        return send(handle_environ(environ, path, endpoint.handler), start_response)
 
 
-def handle_environ(environ: Mapping[str, Any], path: str | None = None) -> TaskResponse:
-    """Runs the executor on a WSGI request; adapters with a WSGI environ call this.
+def handle_environ(environ: Mapping[str, Any], path: str | None = None, handler: Handler | None = None) -> TaskResponse:
+    """Runs an endpoint's handler on a WSGI request; adapters with a WSGI environ call this.
 
     Args:
         environ: The WSGI environ.
         path: The request path, if the framework knows it better than the environ.
+        handler: The handler of the endpoint the request was routed to; by
+            default the endpoint the core finds for the path (the task
+            endpoint when none claims it, see :func:`im_task.endpoints.handle_request`).
 
     Returns:
-        The executor's response.
+        The handler's response.
     """
-    return handle_request(
+    serve = endpoints.handle_request if handler is None else handler
+    return serve(
         environ.get("REQUEST_METHOD", "GET"),
         path or environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
         wsgi_body(environ),

@@ -2,7 +2,8 @@
 
 Add ``"im_task_django"`` to ``INSTALLED_APPS``, mount the endpoint with
 ``path("", include("im_task_django.urls"))`` and put settings in
-``IM_TASK = {...}``. See :mod:`im_task_django.conf` for the keys.
+``IM_TASK = {...}``, with upper-case keys as in ``DATABASES`` (``{"SECRET": ...}``).
+See :mod:`im_task_django.conf` for the keys.
 """
 
 __version__ = "2.0.0"

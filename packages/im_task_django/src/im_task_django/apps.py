@@ -15,7 +15,7 @@ logger = logging.getLogger("im_task_django")
 class ImTaskConfig(AppConfig):
     """``"im_task_django"`` in ``INSTALLED_APPS``.
 
-    When Django creates it, it sets the task route of ``IM_TASK["route"]``,
+    When Django creates it, it sets the task route of ``IM_TASK["ROUTE"]``,
     before any app's models (and the tasks they define) are imported. When
     ready it applies the rest of ``settings.IM_TASK``, refusing an invalid
     or unsafe one with ``ImproperlyConfigured`` (and re-applies it whenever
@@ -62,8 +62,8 @@ def _start_transport(sender: object, **kwargs: object) -> None:
     """Makes the transport once the project serves requests (a local queue then resumes its tasks)."""
     from django.core.signals import request_started
 
-    from im_task.runtime import get_transport
     from im_task.errors import ConfigurationError
+    from im_task.runtime import get_transport
 
     request_started.disconnect(dispatch_uid="im_task_django.start_transport")
     try:

@@ -4,22 +4,24 @@
 id                      problem
 ======================  ===================================================================
 ``im_task.E001``        ``IM_TASK`` is not a dict
-``im_task.E002``        ``IM_TASK`` has an unknown key
-``im_task.E003``        ``IM_TASK`` has an invalid value
+``im_task.E002``        ``IM_TASK`` has an unknown key, or a key not in upper case
+``im_task.E003``        ``IM_TASK`` (or an ``IM_TASK_*`` environment variable) has an invalid value
 ``im_task.E004``        no secret while the environment is production
 ``im_task.E005``        the transport is unknown or cannot be imported
 ``im_task.E006``        the task route is not mounted in the URLconf
-``im_task.E007``        ``IM_TASK["database"]`` is not in ``DATABASES``
-``im_task.W001``        the local queue's in-process requests (``Host: localhost``) are not
-                        in ``ALLOWED_HOSTS``
-``im_task.W002``        ``SECURE_SSL_REDIRECT`` redirects task requests, which queues do not follow
+``im_task.E007``        ``IM_TASK["DATABASE"]`` is not in ``DATABASES``
+``im_task.E008``        a top-level ``IM_TASK_*`` Django setting (``IM_TASK_SECRET = ...``), which
+                        im-task does not read: its settings go in the ``IM_TASK`` dict
+``im_task.W001``        the local queue in use delivers to this project in process
+                        (``Host: localhost``), which ``ALLOWED_HOSTS`` refuses
+``im_task.W002``        ``SECURE_SSL_REDIRECT`` redirects requests to an endpoint, which queues do not follow
 ``im_task.W003``        (``check --deploy``) no secret configured: a local one is generated
+``im_task.W004``        an ``IM_TASK_*`` environment variable that im-task does not read (a typo, most likely)
 ======================  ===================================================================
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any
 
@@ -32,34 +34,41 @@ from django.urls import Resolver404, resolve
 
 from im_task import config, routing
 from im_task.config import Settings
+from im_task.endpoints import endpoints
 from im_task.errors import ConfigurationError
+from im_task.names import ENV_PREFIX, did_you_mean
+from im_task.state import STATE
 from im_task.transports.base import Transport
-from im_task_django.conf import get_app_settings, get_settings_error
+from im_task.transports.factory import load_transport_setting
+from im_task.transports.local import LocalTransport
+from im_task_django.conf import SETTING_NAMES, get_app_settings, get_settings_error, setting_key
 
 __all__ = [
     "check_database",
-    "check_secret_deploy",
+    "check_environment_variables",
     "check_local_delivery",
     "check_route_mounted",
     "check_secret",
+    "check_secret_deploy",
     "check_settings",
     "check_ssl_redirect",
+    "check_top_level_settings",
     "check_transport",
 ]
 
-BUILTIN_TRANSPORTS = ("local", "immediate", "recording")
 PROBE = "im-task-check/probe"
 
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001-E003: ``IM_TASK`` is a dict of known keys with valid values."""
+    """E001-E003: ``IM_TASK`` is a dict of known upper-case keys with valid values."""
     error = get_settings_error()
     if error is not None:
         return [
             checks.Error(
                 str(error),
-                hint="Fix settings.IM_TASK; until then it is not applied. Its keys are in the im-task Django docs.",
+                hint="Fix settings.IM_TASK; until then it is not applied. Its keys (upper case, as in DATABASES) "
+                "are in the im-task Django docs.",
                 id=error.check_id,
             )
         ]
@@ -70,20 +79,65 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     return []
 
 
+@register()
+def check_top_level_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E008: no ``IM_TASK_*`` Django setting, which im-task would ignore."""
+    return [
+        checks.Error(
+            f"settings.{name} is not read by im-task: its Django settings go in one dict, settings.IM_TASK.",
+            hint=_move_hint(name[len(ENV_PREFIX) :]),
+            id="im_task.E008",
+        )
+        for name in sorted(dir(settings))
+        if name.startswith(ENV_PREFIX)
+    ]
+
+
+def _move_hint(rest: str) -> str:
+    """What to write instead of ``IM_TASK_<rest> = ...``."""
+    by_variable = {
+        config.environment_variable(name)[len(ENV_PREFIX) :]: setting_key(name) for name in config.SETTING_NAMES
+    }
+    key = rest if rest in SETTING_NAMES else by_variable.get(rest)
+    if key is not None:
+        return f'Move it into IM_TASK = {{"{key}": ...}}.'
+    return (
+        f"IM_TASK has no key {rest!r}{did_you_mean(rest, SETTING_NAMES)}; its keys are {', '.join(SETTING_NAMES)}. "
+        "If it is a variable of your own, rename it so that it does not start with IM_TASK_."
+    )
+
+
+@register()
+def check_environment_variables(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W004: every ``IM_TASK_*`` environment variable is one im-task reads."""
+    return [
+        checks.Warning(
+            line,
+            hint="Fix its name or unset it; in a Django project, settings.IM_TASK holds im-task's settings.",
+            id="im_task.W004",
+        )
+        for line in config.unknown_environment_variables()
+    ]
+
+
 @register(Tags.security)
 def check_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E004: production needs a configured secret."""
     current = _core_settings()
-    if current is None or current.secrets or not current.production:
+    if current is None or not current.production:
         return []
-    return [
-        checks.Error(
-            "im-task has no secret configured and the environment is production: tasks cannot be signed safely.",
-            hint="Set IM_TASK['secret'] (or $IM_TASK_SECRET) to a random value of at least 16 bytes, the same "
-            "in every process that enqueues or runs tasks.",
-            id="im_task.E004",
-        )
-    ]
+    try:
+        config.get_keyring()  # the core's refusal; in production it never makes a local secret
+    except ConfigurationError as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="Set IM_TASK['SECRET'] (or $IM_TASK_SECRET) to a random value of at least 16 bytes, the same "
+                "in every process that enqueues or runs tasks.",
+                id="im_task.E004",
+            )
+        ]
+    return []
 
 
 @register(Tags.security, deploy=True)
@@ -96,7 +150,7 @@ def check_secret_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
         checks.Warning(
             "im-task has no secret configured: it signs tasks with a secret generated in its data_dir, "
             "which other machines do not share.",
-            hint="Set IM_TASK['secret'] (or $IM_TASK_SECRET) and IM_TASK['environment'] = 'production' when deploying.",
+            hint="Set IM_TASK['SECRET'] (or $IM_TASK_SECRET) and IM_TASK['ENVIRONMENT'] = 'production' when deploying.",
             id="im_task.W003",
         )
     ]
@@ -104,38 +158,29 @@ def check_secret_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
 
 @register()
 def check_transport(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E005: the transport is a ``Transport``, a built-in name, or an importable ``module:factory``."""
+    """E005: the transport setting names something the runtime can load (the runtime's own loader decides)."""
     current = _core_settings()
     choice = current.transport if current else None
-    if choice is None or isinstance(choice, Transport) or choice in BUILTIN_TRANSPORTS:
-        return []
-    module_name, _, attr = choice.partition(":")
-    problem = None
-    if not attr:
-        problem = "is neither a built-in name nor of the form 'package.module:factory'"
-    else:
-        try:
-            getattr(importlib.import_module(module_name), attr)
-        except ImportError as exc:
-            problem = f"cannot be imported ({exc})"
-        except AttributeError:
-            problem = f"names {attr!r}, which {module_name} does not define"
-    if problem is None:
-        return []
-    return [
-        checks.Error(
-            f"The im-task transport {choice!r} {problem}.",
-            hint=f"Use one of {', '.join(map(repr, BUILTIN_TRANSPORTS))}, a Transport instance, or "
-            "'package.module:factory' naming a Transport or a callable that returns one.",
-            id="im_task.E005",
-        )
-    ]
+    if not isinstance(choice, str):
+        return []  # a Transport, or None for the default
+    try:
+        load_transport_setting(choice)
+    except ConfigurationError as exc:
+        return [
+            checks.Error(
+                str(exc),
+                hint="Set IM_TASK['TRANSPORT'] to 'local', 'immediate', 'recording', a Transport instance, or "
+                "'package.module:factory' naming a Transport or a callable that returns one.",
+                id="im_task.E005",
+            )
+        ]
+    return []
 
 
 @register(Tags.urls)
 def check_route_mounted(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E006: a request under the task route reaches the task view."""
-    from im_task_django.views import task_view
+    """E006: a request under the task route reaches the task endpoint's view."""
+    from im_task_django.views import endpoint_view, task_view
 
     route = routing.get_taskroute()
     probe = f"{route}/{PROBE}"
@@ -144,7 +189,8 @@ def check_route_mounted(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     except Resolver404:
         reached = "nothing"
     else:
-        if match.func is task_view:
+        endpoint = match.kwargs.get("endpoint")
+        if match.func is task_view or (match.func is endpoint_view and getattr(endpoint, "name", None) == "task"):
             return []
         reached = f"the view {match.view_name or match.func!r}"
     return [
@@ -165,7 +211,7 @@ def check_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         return []
     return [
         checks.Error(
-            f"IM_TASK['database'] is {alias!r}, which is not in settings.DATABASES.",
+            f"IM_TASK['DATABASE'] is {alias!r}, which is not in settings.DATABASES.",
             hint=f"Use one of {', '.join(map(repr, connections))}.",
             id="im_task.E007",
         )
@@ -174,8 +220,8 @@ def check_database(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
 
 @register()
 def check_local_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W001: the local queue's in-process requests pass ``ALLOWED_HOSTS``."""
-    if not _delivers_in_process() or settings.DEBUG:
+    """W001: the local queue in use delivers to this project in process, and ``ALLOWED_HOSTS`` lets it."""
+    if settings.DEBUG or not _delivers_in_process():
         return []  # with DEBUG, Django allows localhost when ALLOWED_HOSTS is empty
     if validate_host("localhost", settings.ALLOWED_HOSTS):
         return []
@@ -191,17 +237,24 @@ def check_local_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
 
 @register(Tags.security)
 def check_ssl_redirect(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """W002: ``SECURE_SSL_REDIRECT`` does not redirect task requests."""
+    """W002: ``SECURE_SSL_REDIRECT`` does not redirect requests to the endpoints."""
     if not getattr(settings, "SECURE_SSL_REDIRECT", False):
         return []
-    path = f"{routing.get_taskroute()}/{PROBE}".lstrip("/")
-    if any(re.search(pattern, path) for pattern in getattr(settings, "SECURE_REDIRECT_EXEMPT", [])):
+    exempt = getattr(settings, "SECURE_REDIRECT_EXEMPT", [])
+    redirected: dict[str, str] = {}  # path -> the exemption to add
+    for endpoint in endpoints():
+        base = endpoint.path().lstrip("/")
+        probe = f"{base}/{PROBE}" if endpoint.prefix else base
+        if not any(re.search(pattern, probe) for pattern in exempt):
+            redirected["/" + base] = f"^{base}/" if endpoint.prefix else f"^{base}$"
+    if not redirected:
         return []
     return [
         checks.Warning(
-            "SECURE_SSL_REDIRECT redirects plain-HTTP task requests, and task queues do not follow redirects.",
-            hint=f"Add r'^{routing.get_taskroute().lstrip('/')}/' to SECURE_REDIRECT_EXEMPT, unless every "
-            "queue reaches this project over HTTPS.",
+            f"SECURE_SSL_REDIRECT redirects plain-HTTP requests to im-task's endpoints ({', '.join(redirected)}), "
+            "and task queues do not follow redirects.",
+            hint=f"Add {', '.join(map(repr, redirected.values()))} to SECURE_REDIRECT_EXEMPT, "
+            "unless every queue reaches this project over HTTPS.",
             id="im_task.W002",
         )
     ]
@@ -216,8 +269,21 @@ def _core_settings() -> Settings | None:
 
 
 def _delivers_in_process() -> bool:
-    current = _core_settings()
-    transport = current.transport if current else None
-    if transport is None or transport == "local":
-        return get_app_settings().register_local_target
-    return False
+    """Whether the local queue in use (or, before one is made, the one the settings ask for) delivers here."""
+    from im_task_django.wsgi import project_wsgi_application
+
+    transport = STATE.transport
+    if transport is None:
+        current = _core_settings()
+        choice = current.transport if current else None
+        if choice is None or choice == "local":
+            return config.get_local_target() is project_wsgi_application
+        if not isinstance(choice, Transport):
+            return False  # another name
+        transport = choice
+    if not isinstance(transport, LocalTransport):
+        return False
+    target = transport.target
+    if target is None:
+        return config.get_local_target() is project_wsgi_application
+    return target is project_wsgi_application

@@ -1,32 +1,42 @@
 """The ``IM_TASK`` setting: reading it, checking it and pushing it into im-task.
 
-Every key is optional. The core keys are those of :func:`im_task.configure`
-and go to the core as framework settings (``configure()`` still wins over
-them); the others are read by this app:
+``IM_TASK`` follows Django's convention for settings dicts (``DATABASES``,
+``TASKS``): its keys are upper case. Every key is optional. The core keys
+are those of :func:`im_task.configure`, upper-cased, and go to the core as
+framework settings (``configure()`` still wins over them); the others are
+read by the adapter:
 
 =========================  ==========================  ================================================
 key                        default                     meaning
 =========================  ==========================  ================================================
-``transport``              ``LocalTransport``          a ``Transport``, or ``"local"``, ``"immediate"``,
+``TRANSPORT``              ``LocalTransport``          a ``Transport``, or ``"local"``, ``"immediate"``,
                                                        ``"recording"``, ``"package.module:factory"``
-``secret``                 made once in ``data_dir``   signing secret (or a list: first signs, all verify)
-``data_dir``               ``.im_task``                local queue, local secret and payloads
-``max_body_size``          ``1048576``                 largest task body the endpoint reads, in bytes
-``warmup_module``          none                        module imported before the first task runs
-``default_queue``          ``"default"``               queue of tasks that name none
-``environment``            ``"development"``           ``"production"`` refuses to run without a secret
-``route``                  ``get_taskroute()``         the task route, e.g. ``"/tasks"``
-``register_local_target``  ``True``                    deliver local-queue tasks to this project in process
-``database``               ``"default"``               database alias of the outbox and its transactions
-``sweep_older_than``       ``60``                      seconds before ``im_task_sweep`` re-sends a task
+``SECRET``                 made once in ``DATA_DIR``   signing secret (or a list: first signs, all verify)
+``DATA_DIR``               ``.im_task``                local queue, local secret and payloads
+``MAX_BODY_SIZE``          ``1048576``                 largest task body the endpoint reads, in bytes
+``WARMUP_MODULE``          none                        module imported before the first task runs
+``DEFAULT_QUEUE``          ``"default"``               queue of tasks that name none
+``ENVIRONMENT``            ``"development"``           ``"production"`` refuses to run without a secret
+``ROUTE``                  ``get_taskroute()``         the task route, e.g. ``"/tasks"``
+``REGISTER_LOCAL_TARGET``  ``True``                    deliver local-queue tasks to this project in process
+``DATABASE``               ``"default"``               database alias of the outbox and its transactions
+``SWEEP_OLDER_THAN``       ``60``                      seconds before ``im_task_sweep`` re-sends a task
 =========================  ==========================  ================================================
 
-``route`` is applied as soon as Django creates the app's config, before any
+The dict is read by :func:`im_task.config.read_adapter_settings`, the parser
+every adapter uses: an unknown key is refused with the closest known one, a
+lower-case key with the upper-case spelling it must have.
+
+``ROUTE`` is applied as soon as Django creates the app's config, before any
 app's models are imported; the rest when the app is ready. At start-up an
 invalid or unsafe value (production without a secret) is refused with
 ``ImproperlyConfigured``. The setting is read again whenever it changes
 (``override_settings`` in tests); an invalid value is then not applied: it
 is recorded, logged and reported by the system checks.
+
+Example:
+    >>> read_settings({"DEFAULT_QUEUE": "mail", "DATABASE": "other"})  # doctest: +SKIP
+    AppSettings(core={'default_queue': 'mail'}, route=None, register_local_target=True, database='other', ...)
 """
 
 from __future__ import annotations
@@ -45,8 +55,8 @@ from im_task import config, routing
 from im_task.errors import ConfigurationError
 
 __all__ = [
-    "APP_SETTING_NAMES",
     "SETTING_NAMES",
+    "SOURCE",
     "AppSettings",
     "SettingsError",
     "apply_route_setting",
@@ -55,22 +65,45 @@ __all__ = [
     "get_app_settings",
     "get_settings_error",
     "read_settings",
+    "setting_key",
 ]
 
 logger = logging.getLogger("im_task.django")
 
-#: Keys read by this app rather than by the core.
-APP_SETTING_NAMES = ("route", "register_local_target", "database", "sweep_older_than")
-#: Every key ``IM_TASK`` may hold.
-SETTING_NAMES = (*config.SETTING_NAMES, *APP_SETTING_NAMES)
+#: Where the settings are written, for messages.
 SOURCE = "settings.IM_TASK"
+
+
+def setting_key(name: str) -> str:
+    """The ``IM_TASK`` key of a setting: its canonical name upper-cased (``"secret"`` → ``"SECRET"``)."""
+    return name.upper()
+
+
+def _check_database(value: Any, source: str) -> str:
+    if isinstance(value, str) and value:
+        return value
+    raise ConfigurationError(f"{source} must be a database alias such as 'default', not {value!r}.")
+
+
+def _check_seconds(value: Any, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigurationError(f"{source} must be a number of seconds >= 0, not {value!r}.")
+    return float(value)
+
+
+#: The adapter's own keys (besides the core settings and ``ROUTE``, ``REGISTER_LOCAL_TARGET``), with their checks.
+_EXTRA = {"database": _check_database, "sweep_older_than": _check_seconds}
+#: Every key ``IM_TASK`` may hold.
+SETTING_NAMES = tuple(setting_key(name) for name in (*config.SETTING_NAMES, *config.ADAPTER_SETTING_NAMES, *_EXTRA))
 
 
 class SettingsError(ConfigurationError):
     """``settings.IM_TASK`` is invalid.
 
     Attributes:
-        check_id: The system check that reports it.
+        check_id: The system check that reports it: ``im_task.E001`` (not a
+            dict), ``E002`` (an unknown key, or one not in upper case),
+            ``E003`` (a bad value).
     """
 
     def __init__(self, message: str, check_id: str) -> None:
@@ -108,8 +141,8 @@ def read_settings(raw: Any = None) -> AppSettings:
         The settings.
 
     Raises:
-        SettingsError: For a value that is not a dict, an unknown key, or a bad
-            value of one of this app's keys. Core values are checked when applied.
+        SettingsError: For a value that is not a dict (``im_task.E001``), an
+            unknown or lower-case key (``E002``), or a bad value (``E003``).
     """
     if raw is None:
         raw = getattr(django_settings, "IM_TASK", None)
@@ -117,41 +150,19 @@ def read_settings(raw: Any = None) -> AppSettings:
             raw = {}
     if not isinstance(raw, Mapping):
         raise SettingsError(
-            f"{SOURCE} must be a dict such as {{'secret': '...'}}, not {type(raw).__name__}.", "im_task.E001"
+            f"{SOURCE} must be a dict such as {{'SECRET': '...'}}, not {type(raw).__name__}.", "im_task.E001"
         )
-    unknown = sorted(str(key) for key in raw if key not in SETTING_NAMES)
-    if unknown:
-        raise SettingsError(
-            f"{SOURCE} has unknown key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(SETTING_NAMES)}.",
-            "im_task.E002",
-        )
-    route = raw.get("route")
-    if route is not None:
-        if not isinstance(route, str) or not route.strip("/"):
-            raise SettingsError(f"{SOURCE}['route'] must be a path such as '/_ah/task', not {route!r}.", "im_task.E003")
-        route = "/" + route.strip("/")
-    register = raw.get("register_local_target", True)
-    if not isinstance(register, bool):
-        raise SettingsError(
-            f"{SOURCE}['register_local_target'] must be True or False, not {register!r}.", "im_task.E003"
-        )
-    database = raw.get("database", "default")
-    if not isinstance(database, str) or not database:
-        raise SettingsError(
-            f"{SOURCE}['database'] must be a database alias such as 'default', not {database!r}.", "im_task.E003"
-        )
-    older_than = raw.get("sweep_older_than", 60.0)
-    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
-        raise SettingsError(
-            f"{SOURCE}['sweep_older_than'] must be a number of seconds >= 0, not {older_than!r}.", "im_task.E003"
-        )
-    core = {key: value for key, value in raw.items() if key in config.SETTING_NAMES}
+    try:
+        read = config.read_adapter_settings(raw, source=SOURCE, spell=setting_key, extra=_EXTRA)
+    except ConfigurationError as exc:
+        unknown = any(key not in SETTING_NAMES for key in raw)  # keys are checked before values
+        raise SettingsError(str(exc), "im_task.E002" if unknown else "im_task.E003") from None
     return AppSettings(
-        core=core,
-        route=route,
-        register_local_target=register,
-        database=database,
-        sweep_older_than=float(older_than),
+        core=dict(read.core),
+        route=read.route,
+        register_local_target=read.register_local_target,
+        database=read.extra.get("database", "default"),
+        sweep_older_than=read.extra.get("sweep_older_than", 60.0),
     )
 
 
@@ -171,7 +182,7 @@ def apply_settings() -> AppSettings:
 
     The app calls this when it is ready and whenever the setting changes;
     tests call it after :func:`im_task.config.reset`. The core settings go to
-    :func:`im_task.config.set_framework_settings`, ``route`` to
+    :func:`im_task.config.set_framework_settings`, ``ROUTE`` to
     :func:`im_task.set_taskroute`, and the project's WSGI application is
     registered as the local queue's target. An invalid setting is not
     applied: the error is logged and kept for the system checks, and the
@@ -236,15 +247,15 @@ def apply_settings_at_startup() -> AppSettings:
             config.get_keyring()  # refuses a missing secret; in production it never makes a local one
         except ConfigurationError as exc:
             raise ImproperlyConfigured(
-                f"im-task refuses to start: {exc} In Django: set IM_TASK['secret'] (for instance to "
-                "os.environ['IM_TASK_SECRET']), or leave IM_TASK['environment'] at 'development' on a "
+                f"im-task refuses to start: {exc} In Django: set IM_TASK['SECRET'] (for instance to "
+                "os.environ['IM_TASK_SECRET']), or leave IM_TASK['ENVIRONMENT'] at 'development' on a "
                 "development machine."
             ) from exc
     return applied
 
 
 def apply_route_setting() -> None:
-    """Sets the task route from ``IM_TASK["route"]``, before any app's models are imported.
+    """Sets the task route from ``IM_TASK["ROUTE"]``, before any app's models are imported.
 
     The app calls this when Django creates its app config, so that tasks
     defined in ``models.py`` or imported by another app's ``ready()`` get

@@ -1,58 +1,86 @@
-"""Writing ``transactional=True`` tasks to the outbox, sending them after commit, sweeping the rest.
+"""The outbox of ``transactional=True`` tasks in Django's ORM: the storage the core's outbox algorithm runs on.
 
-A task is written to :class:`~im_task_django.models.OutboxTask` in the
-caller's transaction, so a rollback leaves nothing, and is sent by a
-``transaction.on_commit`` callback, which deletes the row. If the process
-dies between the commit and the send, or the queue cannot be reached, the
-row stays and :func:`sweep_outbox` (``manage.py im_task_sweep``, from cron or
-as a task) sends it later; so does any error of the transport. Only a
-transport that runs tasks inline (``Transport.runs_inline``, e.g.
-``ImmediateTransport``) has the row deleted when the send raises: the task
-ran, and its error reaches the committer. Each row carries its task name
-from the start, so a task sent twice is refused by the queue
-(``TaskAlreadyExistsError``) rather than run twice.
+The algorithm (write in the transaction, send after commit, a reused name
+counts as sent, keep the row on any send error but an inline transport's,
+sweep in batches) is :mod:`im_task.outbox`'s. This module gives it
+:class:`DjangoOutboxStorage`, rows of :class:`~im_task_django.models.OutboxTask`
+written in ``transaction.atomic()`` and sent by a ``transaction.on_commit``
+callback, and the two calls the app makes: :func:`enqueue_on_commit` (for
+the transaction binder) and :func:`sweep_outbox` (``manage.py
+im_task_sweep``, from cron or as a task).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import uuid
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from im_task import config, runtime
-from im_task.errors import (
-    BadTransactionStateError,
-    ConfigurationError,
-    EnqueueError,
-    TaskAlreadyExistsError,
-    TaskTooLargeError,
-)
+from im_task import outbox, runtime
+from im_task.errors import BadTransactionStateError, ConfigurationError
+from im_task.outbox import SweepResult, outbox_task_name
 from im_task.retry import RetryOptions
-from im_task.transports.base import TaskRequest, Transport, task_size
+from im_task.transports.base import TaskRequest, Transport
 from im_task_django.conf import get_app_settings
 from im_task_django.models import OutboxTask
 
-__all__ = ["SweepResult", "enqueue_on_commit", "outbox_task_name", "sweep_outbox"]
-
-logger = logging.getLogger("im_task.django")
-
-#: Prefix of the names of tasks sent through the outbox.
-NAME_PREFIX = "outbox-"
-#: Rows a sweep reads at a time.
-SWEEP_BATCH = 100
+__all__ = ["DjangoOutboxStorage", "SweepResult", "enqueue_on_commit", "outbox_task_name", "sweep_outbox"]
 
 
-def outbox_task_name() -> str:
-    """A fresh task name for an outbox row: random, so never one a queue has seen."""
-    return f"{NAME_PREFIX}{uuid.uuid4().hex}"
+class DjangoOutboxStorage:
+    """The :class:`~im_task.outbox.OutboxStorage` of Django: the ``im_task_outbox`` table of one database.
+
+    Keys are the rows' primary keys.
+
+    Args:
+        using: Alias of the database holding the table, whose ``transaction.atomic()`` tasks join.
+
+    Example:
+        >>> from im_task.outbox import sweep
+        >>> sweep(DjangoOutboxStorage("default"), transport, older_than=60)  # doctest: +SKIP
+        SweepResult(sent=0, already_sent=0, failed=0)
+    """
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS) -> None:
+        self.using = using
+
+    def add(self, request: TaskRequest) -> int:
+        """Writes the task's row in the open ``transaction.atomic(using=self.using)``.
+
+        Raises:
+            BadTransactionStateError: No such transaction is open.
+        """
+        if not connections[self.using].in_atomic_block:
+            raise BadTransactionStateError(
+                f"transactional=True needs an open transaction.atomic(using={self.using!r}); call the task inside one."
+            )
+        row = _row_from_request(request)
+        row.save(using=self.using, force_insert=True)
+        return int(row.pk)
+
+    def after_commit(self, callback: Callable[[], object]) -> None:
+        """``transaction.on_commit(callback, using=self.using)``; its errors reach the committer."""
+        transaction.on_commit(callback, using=self.using)
+
+    def mark_sent(self, key: int) -> None:
+        """Deletes the row (a row already deleted is fine)."""
+        OutboxTask.objects.using(self.using).filter(pk=key).delete()
+
+    def unsent(self, older_than: float, after: int | None, limit: int) -> list[tuple[int, TaskRequest]]:
+        """Rows written at least ``older_than`` seconds ago, by primary key, after ``after``, at most ``limit``."""
+        cutoff = timezone.now() - dt.timedelta(seconds=older_than)
+        rows = OutboxTask.objects.using(self.using).filter(created__lte=cutoff)
+        if after is not None:
+            rows = rows.filter(pk__gt=after)
+        return [(int(row.pk), _request_from_row(row)) for row in rows.order_by("pk")[:limit]]
+
+    def __repr__(self) -> str:
+        return f"DjangoOutboxStorage(using={self.using!r})"
 
 
 def enqueue_on_commit(request: TaskRequest, transport: Transport, *, using: str = DEFAULT_DB_ALIAS) -> str:
@@ -71,66 +99,7 @@ def enqueue_on_commit(request: TaskRequest, transport: Transport, *, using: str 
             now, rather than after commit).
         BadTransactionStateError: Not inside ``transaction.atomic(using=using)``.
     """
-    if not connections[using].in_atomic_block:
-        raise BadTransactionStateError(
-            f"transactional=True needs an open transaction.atomic(using={using!r}); call the task inside one."
-        )
-    size = task_size(request)
-    if size > transport.max_task_size:
-        raise TaskTooLargeError(f"The task is {size} bytes; the queue takes at most {transport.max_task_size}.")
-    named = request if request.name else replace(request, name=outbox_task_name())
-    row = _row_from_request(named)
-    row.save(using=using, force_insert=True)
-    transaction.on_commit(lambda: _send_after_commit(row.pk, named, transport, using), using=using)
-    return str(named.name)
-
-
-def _send_after_commit(pk: int, request: TaskRequest, transport: Transport, using: str) -> None:
-    try:
-        transport.enqueue(request)
-    except TaskAlreadyExistsError:
-        pass  # a sweeper sent it first
-    except EnqueueError:
-        logger.warning(
-            "Could not send transactional task %s (%s) after commit; it stays in the outbox for im_task_sweep.",
-            request.name,
-            request.url,
-            exc_info=True,
-        )
-        return
-    except Exception:
-        if transport.runs_inline:  # the task ran (ImmediateTransport) and this is its own error
-            _delete(pk, using)
-            raise
-        # A transport that breaks its contract (e.g. a raw ConnectionResetError): the task may not be queued.
-        logger.error(
-            "Could not send transactional task %s (%s) after commit; the transport raised an unexpected error. "
-            "It stays in the outbox for im_task_sweep.",
-            request.name,
-            request.url,
-            exc_info=True,
-        )
-        return
-    _delete(pk, using)
-
-
-def _delete(pk: int, using: str) -> None:
-    OutboxTask.objects.using(using).filter(pk=pk).delete()
-
-
-@dataclass(frozen=True)
-class SweepResult:
-    """What a sweep did.
-
-    Attributes:
-        sent: Tasks sent now.
-        already_sent: Tasks the queue already had (refused by name), now removed.
-        failed: Tasks that could not be sent; they stay for the next sweep.
-    """
-
-    sent: int = 0
-    already_sent: int = 0
-    failed: int = 0
+    return outbox.enqueue_on_commit(DjangoOutboxStorage(using), request, transport)
 
 
 def sweep_outbox(
@@ -142,18 +111,17 @@ def sweep_outbox(
 ) -> SweepResult:
     """Sends the outbox tasks that were not sent after their commit.
 
-    Run it from cron (``manage.py im_task_sweep``) or as a periodic task. A
-    task sent twice keeps its name, so the queue refuses the second copy. A
-    row whose send raises anything (an ``EnqueueError``, another error of
-    the transport, or with an inline transport the task's own error) counts
-    as failed and stays for the next sweep; the sweep goes on with the rest.
+    Run it from cron (``manage.py im_task_sweep``) or as a periodic task.
+    See :func:`im_task.outbox.sweep`: a task sent twice keeps its name, so the
+    queue refuses the second copy; a row whose send raises anything counts as
+    failed and stays for the next sweep.
 
     Args:
         older_than: Only rows written at least this many seconds ago, so
             that tasks being sent right now are left alone;
-            ``IM_TASK["sweep_older_than"]`` (60) when None.
-        using: Database alias of the outbox; ``IM_TASK["database"]`` when None.
-        transport: Where to send; the configured transport when None.
+            ``IM_TASK["SWEEP_OLDER_THAN"]`` (60) when None.
+        using: Database alias of the outbox; ``IM_TASK["DATABASE"]`` when None.
+        transport: Where to send; the transport in force when None.
         limit: Most rows to handle in this call; all when None.
 
     Returns:
@@ -164,60 +132,19 @@ def sweep_outbox(
             unknown database alias.
     """
     app_settings = get_app_settings()
-    if older_than is None:
-        older_than = app_settings.sweep_older_than
-    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
-        raise ConfigurationError(f"older_than must be a number of seconds >= 0, not {older_than!r}.")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigurationError(f"limit must be a whole number >= 1 or None, not {limit!r}.")
+    seconds = app_settings.sweep_older_than if older_than is None else older_than
+    outbox.check_sweep_arguments(seconds, limit)
     alias = using or app_settings.database
     if alias not in connections:
         raise ConfigurationError(f"Database {alias!r} is not in settings.DATABASES; pass using= one of them.")
     queue = transport or runtime.get_transport()
-    cutoff = timezone.now() - dt.timedelta(seconds=older_than)
-    rows = OutboxTask.objects.using(alias).filter(created__lte=cutoff).order_by("pk")
-    sent = already_sent = failed = 0
-    for row in _batches(rows, limit):
-        try:
-            queue.enqueue(_request_from_row(row))
-        except TaskAlreadyExistsError:
-            already_sent += 1
-        except EnqueueError:
-            logger.warning("Could not send outbox task %s (%s); it stays.", row.name, row.url, exc_info=True)
-            failed += 1
-            continue
-        except Exception:  # a transport breaking its contract, or the task's own error from an inline one
-            logger.error(
-                "Could not send outbox task %s (%s): unexpected error; it stays.", row.name, row.url, exc_info=True
-            )
-            failed += 1
-            continue
-        else:
-            sent += 1
-        _delete(row.pk, alias)
-    if sent or already_sent or failed:
-        logger.info("Outbox sweep: %d sent, %d already sent, %d failed.", sent, already_sent, failed)
-    return SweepResult(sent=sent, already_sent=already_sent, failed=failed)
-
-
-def _batches(rows: QuerySet[OutboxTask], limit: int | None) -> Iterator[OutboxTask]:
-    """The rows, read a batch at a time (rows are deleted meanwhile, so no open cursor), at most ``limit``."""
-    last_pk, remaining = 0, limit
-    while remaining is None or remaining > 0:
-        size = SWEEP_BATCH if remaining is None else min(SWEEP_BATCH, remaining)
-        batch = list(rows.filter(pk__gt=last_pk)[:size])
-        yield from batch
-        if len(batch) < size:
-            return
-        last_pk = batch[-1].pk
-        if remaining is not None:
-            remaining -= len(batch)
+    return outbox.sweep(DjangoOutboxStorage(alias), queue, older_than=seconds, limit=limit)
 
 
 def _row_from_request(request: TaskRequest) -> OutboxTask:
     options = request.retry_options
     return OutboxTask(
-        name=request.name,
+        name=request.name or outbox_task_name(),
         queue=request.queue,
         url=request.url,
         body=request.body,

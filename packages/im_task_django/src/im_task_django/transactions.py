@@ -20,7 +20,7 @@ class DjangoTransactionBinder:
     finds no transaction and raises ``BadTransactionStateError``.
 
     Args:
-        using: Database alias; ``IM_TASK["database"]`` (``"default"``) when None,
+        using: Database alias; ``IM_TASK["DATABASE"]`` (``"default"``) when None,
             read at each call so that setting changes apply.
     """
 
@@ -42,7 +42,7 @@ class DjangoTransactionBinder:
         if self._description is not None:
             return self._description
         alias = self.using
-        setting = "DjangoTransactionBinder(using=...)" if self._using else "IM_TASK['database']"
+        setting = "DjangoTransactionBinder(using=...)" if self._using else "IM_TASK['DATABASE']"
         text = f"Django's transaction.atomic(using={alias!r}), on the outbox's database, chosen by {setting}"
         others = [other.alias for other in connections.all(initialized_only=True) if other.in_atomic_block]
         others = [other for other in others if other != alias]

@@ -1,4 +1,4 @@
-"""The task endpoint as a Django view: a few lines over the core executor."""
+"""The view of every endpoint of the core: a few lines over the endpoint's handler."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import IO, Any, cast
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from im_task.executor import handle_request
+from im_task.endpoints import TASK_ENDPOINT, Endpoint
 
-__all__ = ["task_view"]
+__all__ = ["endpoint_view", "task_view"]
 
 
 def _login_not_required(view: Any) -> Any:
-    try:  # Django 5.1+: exempt from LoginRequiredMiddleware; the executor checks the caller
+    try:  # Django 5.1+: exempt from LoginRequiredMiddleware; the endpoint checks the caller
         from django.contrib.auth.decorators import login_not_required
     except ImportError:
         return view
@@ -22,25 +22,27 @@ def _login_not_required(view: Any) -> Any:
 
 @_login_not_required
 @csrf_exempt
-def task_view(request: HttpRequest, task_path: str = "") -> HttpResponse:
-    """Runs the task POSTed to the task route.
+def endpoint_view(request: HttpRequest, endpoint: Endpoint, **captured: str) -> HttpResponse:
+    """Serves a request with an endpoint of the core (:mod:`im_task_django.urls` passes it).
 
-    Every method reaches the executor, which answers 405 (``Allow: POST``)
-    to anything but POST. The body is not read here: the executor reads the
-    request as a stream, at most ``max_body_size`` bytes (413 past that).
-    If im-task is misconfigured (a setting changed since start-up, e.g. to
-    production without a secret), the view logs why and answers 500, so the
-    queue keeps the task and retries it once the configuration is fixed.
+    Every method reaches the endpoint, which answers 405 (``Allow: POST``)
+    to anything it does not take. The body is not read here: the endpoint
+    reads the request as a stream, at most ``MAX_BODY_SIZE`` bytes (413 past
+    that). If im-task is misconfigured (a setting changed since start-up,
+    e.g. to production without a secret), the endpoint logs why and answers
+    500, so the queue keeps the task and retries it once the configuration
+    is fixed.
 
     Args:
         request: The request.
-        task_path: The path under the task route (``<module>/<function>``);
-            for logs only.
+        endpoint: The endpoint to serve it.
+        **captured: What the URL pattern captured (``task_path``: the path
+            under the task route); for logs only.
 
     Returns:
-        The executor's answer.
+        The endpoint's answer.
     """
-    result = handle_request(
+    result = endpoint.handler(
         request.method or "GET",
         request.path,
         cast("IO[bytes]", request),  # HttpRequest.read() reads the bounded body stream
@@ -50,7 +52,23 @@ def task_view(request: HttpRequest, task_path: str = "") -> HttpResponse:
     response = HttpResponse(result.body, status=result.status)
     for name, value in result.headers:
         response[name] = value
-    # The executor has logged the outcome at the right level (a 408 only at debug); keep django.request's
+    # The endpoint has logged the outcome at the right level (a 408 only at debug); keep django.request's
     # "Internal Server Error"/"Request Timeout" lines out, as Django does for responses it logged itself.
     response._has_been_logged = True  # type: ignore[attr-defined]
+    return response
+
+
+@_login_not_required
+@csrf_exempt
+def task_view(request: HttpRequest, task_path: str = "") -> HttpResponse:
+    """The task endpoint's view, for a URLconf that routes the task route itself.
+
+    Args:
+        request: The request.
+        task_path: The path under the task route; for logs only.
+
+    Returns:
+        The task endpoint's answer.
+    """
+    response: HttpResponse = endpoint_view(request, TASK_ENDPOINT, task_path=task_path)
     return response

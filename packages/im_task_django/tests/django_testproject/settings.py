@@ -7,11 +7,11 @@ import tempfile
 from pathlib import Path
 
 # One directory per test session; child processes (crash tests) inherit it through the environment.
-if "IM_TASK_DJANGO_TEST_DIR" in os.environ:
-    _TMP = Path(os.environ["IM_TASK_DJANGO_TEST_DIR"])
+if "DJANGO_TESTPROJECT_DIR" in os.environ:
+    _TMP = Path(os.environ["DJANGO_TESTPROJECT_DIR"])
 else:
     _TMP = Path(tempfile.mkdtemp(prefix="im-task-django-tests-"))
-    os.environ["IM_TASK_DJANGO_TEST_DIR"] = str(_TMP)
+    os.environ["DJANGO_TESTPROJECT_DIR"] = str(_TMP)
     atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 SECRET_KEY = "im-task-django-tests-not-secret"
@@ -31,4 +31,4 @@ DATABASES = {
     "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(_TMP / "other.sqlite3")},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-IM_TASK = {"environment": "development", "data_dir": str(_TMP / "im_task")}
+IM_TASK = {"ENVIRONMENT": "development", "DATA_DIR": str(_TMP / "im_task")}

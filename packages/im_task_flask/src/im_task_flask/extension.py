@@ -8,26 +8,33 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from im_task.runtime import set_up_framework
+from im_task.config import ADAPTER_SETTING_NAMES, SETTING_NAMES, environment_variable, read_adapter_settings
 from im_task.errors import ConfigurationError
+from im_task.names import ENV_PREFIX
 from im_task.routing import get_taskroute
+from im_task.runtime import set_up_framework
 from im_task_flask.blueprint import make_blueprint
 
-__all__ = ["CONFIG_KEYS", "EXTENSION_NAME", "ImTask", "ImTaskState"]
+__all__ = ["CONFIG_KEYS", "EXTENSION_NAME", "ImTask", "ImTaskState", "config_key"]
 
 #: Key of the extension's state in ``app.extensions``.
 EXTENSION_NAME = "im_task"
 
-#: The ``app.config`` keys passed on to the core, with the core setting each one sets.
-CONFIG_KEYS: Mapping[str, str] = {
-    "IM_TASK_SECRET": "secret",
-    "IM_TASK_TRANSPORT": "transport",
-    "IM_TASK_DATA_DIR": "data_dir",
-    "IM_TASK_MAX_BODY_SIZE": "max_body_size",
-    "IM_TASK_WARMUP_MODULE": "warmup_module",
-    "IM_TASK_DEFAULT_QUEUE": "default_queue",
-    "IM_TASK_ENV": "environment",
-}
+
+def config_key(name: str) -> str:
+    """The ``app.config`` key of a setting: its environment variable's name (``IM_TASK_ENV`` for ``environment``).
+
+    Args:
+        name: A canonical setting name, such as ``"secret"`` or ``"route"``.
+
+    Returns:
+        The key, such as ``"IM_TASK_SECRET"``.
+    """
+    return environment_variable(name)
+
+
+#: Every ``app.config`` key the extension reads, with the setting each one sets (derived from the core's names).
+CONFIG_KEYS: Mapping[str, str] = {config_key(name): name for name in (*SETTING_NAMES, *ADAPTER_SETTING_NAMES)}
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,14 @@ class ImTask:
                                          (default ``True``)
     ===================================  =============================================================
 
+    Every ``app.config`` key that starts with ``IM_TASK_`` (in any case) must
+    be one of these, written as above: ``init_app`` refuses an unknown key
+    with the closest known one (``'IM_TASK_SECRTE'`` ... did you mean
+    ``'IM_TASK_SECRET'``?), and a key written in the wrong case with its
+    right spelling, so that a typo never leaves a setting silently unset.
+    Unknown ``IM_TASK_*`` environment variables are logged as warnings at
+    start-up, on the ``im_task`` logger, likewise with the closest known name.
+
     The core's settings are process-wide: with several apps in one process,
     the last app set up provides them, and is the local queue's target.
 
@@ -108,9 +123,10 @@ class ImTask:
             The state stored in ``app.extensions["im_task"]``.
 
         Raises:
-            ConfigurationError: If the app is already set up, a configuration
-                value is invalid, or the configuration is unsafe (such as
-                production without a secret).
+            ConfigurationError: If the app is already set up, an ``IM_TASK_*``
+                key is unknown or misspelt, a configuration value is invalid,
+                or the configuration is unsafe (such as production without a
+                secret). Nothing is changed then.
         """
         if not isinstance(app, Flask):
             raise ConfigurationError(f"ImTask.init_app needs a Flask application, not {type(app).__name__}.")
@@ -119,19 +135,17 @@ class ImTask:
                 f"im-task is already set up on the Flask app {app.name!r}; call ImTask(app) or init_app(app) once "
                 "per app."
             )
-        for key in CONFIG_KEYS:
-            app.config.setdefault(key, None)
-        app.config.setdefault("IM_TASK_ROUTE", None)
-        app.config.setdefault("IM_TASK_REGISTER_LOCAL_TARGET", True)
-
-        settings = {name: app.config[key] for key, name in CONFIG_KEYS.items() if app.config[key] is not None}
-        register_target = bool(app.config["IM_TASK_REGISTER_LOCAL_TARGET"])
+        source = f"Flask app {app.name!r}: app.config"
+        written = {key: value for key, value in app.config.items() if key.upper().startswith(ENV_PREFIX)}
+        read = read_adapter_settings(written, source=source, spell=config_key)
         set_up_framework(
-            settings,
-            source=f"app.config of {app.name!r} (IM_TASK_* keys)",
-            local_target=app if register_target else None,
-            route=app.config["IM_TASK_ROUTE"],
+            read.core,
+            source=source,
+            local_target=app if read.register_local_target else None,
+            route=read.route,
         )
+        for key, name in CONFIG_KEYS.items():
+            app.config.setdefault(key, True if name == "register_local_target" else None)
         route = get_taskroute()
 
         blueprint = make_blueprint(route)
@@ -141,8 +155,8 @@ class ImTask:
             extension=self,
             route=route,
             blueprint=blueprint,
-            settings=settings,
-            local_target=register_target,
+            settings=read.core,
+            local_target=read.register_local_target,
             csrf_exempt=exempted,
         )
         app.extensions[EXTENSION_NAME] = state

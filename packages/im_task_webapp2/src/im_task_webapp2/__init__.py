@@ -5,7 +5,7 @@ Example:
     >>> from im_task_webapp2 import routes, setup
     >>> app = setup(webapp2.WSGIApplication([*routes()], config={"im_task": {}}))
 
-``routes()`` serves the task endpoint under the task route (``/_ah/task`` by
+``routes()`` serves every endpoint of the core, the task endpoint under the task route (``/_ah/task`` by
 default); ``setup(app)`` reads ``app.config["im_task"]``, registers the app
 with the embedded local queue and opens the task routes to every HTTP method.
 """

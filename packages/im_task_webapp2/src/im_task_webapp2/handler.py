@@ -1,4 +1,4 @@
-"""The webapp2 request handler of the task endpoint."""
+"""The webapp2 request handler of the core's endpoints."""
 
 from __future__ import annotations
 
@@ -6,18 +6,21 @@ from typing import Any
 
 from im_task.wsgi import handle_environ
 from im_task_webapp2._compat import webapp2
+from im_task_webapp2.methods import TaskRoute
 from im_task_webapp2.settings import warn_if_not_set_up
 
 __all__ = ["TaskHandler"]
 
 
 class TaskHandler(webapp2.RequestHandler):  # type: ignore[misc]
-    """Hands each request under the task route to the im-task core.
+    """Hands each request of a core endpoint to that endpoint's handler in the im-task core.
 
-    The core verifies the request, runs the task and decides the answer (see
-    the request contract in the documentation); this handler only translates.
-    The body is read by the core from ``wsgi.input``, never more than the
-    configured ``max_body_size``.
+    A route of :func:`im_task_webapp2.routes` names the endpoint it serves;
+    on a route of your own the core picks the endpoint from the path (the
+    task endpoint when no other claims it). The core verifies the request,
+    runs the task and decides the answer (see the request contract in the
+    documentation); this handler only translates. The body is read by the
+    core from ``wsgi.input``, never more than the configured ``max_body_size``.
 
     The routes of :func:`im_task_webapp2.routes` send every HTTP method to
     :meth:`post`, so that the core answers other methods with 405 and
@@ -27,14 +30,16 @@ class TaskHandler(webapp2.RequestHandler):  # type: ignore[misc]
     """
 
     def post(self, *args: Any, **kwargs: Any) -> None:
-        """Runs the task in the request body and answers as the core decides.
+        """Serves the request with the core endpoint of its route and answers as the core decides.
 
         Args:
-            *args: Positional route arguments (ignored: the core accepts any path under the route).
+            *args: Positional route arguments (ignored: the core reads the path).
             **kwargs: Named route arguments (ignored likewise).
         """
         warn_if_not_set_up(self.app)
-        result = handle_environ(self.request.environ)
+        route = getattr(self.request, "route", None)
+        handler = route.endpoint.handler if isinstance(route, TaskRoute) else None
+        result = handle_environ(self.request.environ, handler=handler)
         response = self.response
         response.status = result.status_line
         response.headers = list(result.headers)

@@ -18,28 +18,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from im_task.endpoints import TASK_ENDPOINT, Endpoint
 from im_task_webapp2._compat import webapp2
 
-__all__ = ["TaskMethods", "TaskRoute", "task_route_of"]
+__all__ = ["PATH_PATTERN", "TaskMethods", "TaskRoute", "task_route_of"]
 
-#: What :func:`~im_task_webapp2.routes` appends to the task route to match every path under it.
-PATH_PATTERN = "/<path:.*>"
+#: What :func:`~im_task_webapp2.routes` appends to a prefix endpoint's path to match every path under it.
+PATH_PATTERN = "/<path:.+>"
 
 
 class TaskRoute(webapp2.Route):  # type: ignore[misc]
-    """A ``webapp2.Route`` made by :func:`~im_task_webapp2.routes`, which serves tasks.
+    """A ``webapp2.Route`` made by :func:`~im_task_webapp2.routes`, which serves one endpoint of the core.
 
-    It is a plain ``webapp2.Route``; its class marks it as a task route, the
-    only kind of route :class:`TaskMethods` opens to every method.
+    It is a ``webapp2.Route`` that knows the core endpoint it serves, which
+    :class:`~im_task_webapp2.TaskHandler` hands its requests to; its class
+    marks it as the only kind of route :class:`TaskMethods` opens to every method.
+
+    Args:
+        *args: As ``webapp2.Route``.
+        endpoint: The core endpoint served (the task endpoint by default).
+        **kwargs: As ``webapp2.Route``.
     """
+
+    def __init__(self, *args: Any, endpoint: Endpoint = TASK_ENDPOINT, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoint = endpoint
 
 
 def task_route_of(route: Any) -> str | None:
-    """The task route a router entry serves, such as ``"/_ah/task"``, or None if it is no task route."""
+    """The task route a router entry serves, such as ``"/_ah/task"``, or None if it does not serve the task route."""
     template = getattr(route, "template", None)
-    if not isinstance(route, TaskRoute) or not isinstance(template, str) or not template.endswith(PATH_PATTERN):
+    if not isinstance(route, TaskRoute) or not isinstance(template, str) or not route.endpoint.follows_taskroute:
         return None
-    return template[: -len(PATH_PATTERN)] or "/"
+    if route.endpoint.prefix:
+        template = template.removesuffix(PATH_PATTERN)
+    return template or "/"
 
 
 class TaskMethods(frozenset[str]):

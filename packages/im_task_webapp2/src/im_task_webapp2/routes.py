@@ -1,28 +1,43 @@
-"""The webapp2 routes of the task endpoint."""
+"""The webapp2 routes of the core's endpoints: one per endpoint of the endpoint table."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from im_task.endpoints import TASK_ENDPOINT, Endpoint, endpoints
 from im_task.errors import ConfigurationError
-from im_task.routing import get_taskroute, normalize_taskroute
+from im_task.routing import normalize_taskroute
 from im_task_webapp2.handler import TaskHandler
 from im_task_webapp2.methods import PATH_PATTERN, TaskRoute
 
-__all__ = ["ROUTE_NAME", "addrouteforwebapp2", "routes"]
+__all__ = ["ROUTE_NAME", "addrouteforwebapp2", "route_name", "routes"]
 
-#: The name of the task route, for ``webapp2.uri_for``.
+#: The name of the task endpoint's route, for ``webapp2.uri_for``.
 ROUTE_NAME = "im_task"
 
 
-def routes(route: str | None = None) -> list[Any]:
-    """The ``webapp2.Route`` objects that serve tasks, to add to your application.
+def route_name(endpoint: Endpoint) -> str:
+    """The webapp2 route name of a core endpoint: :data:`ROUTE_NAME` for the task endpoint, ``im_task.<name>`` else.
 
-    The route matches every path under the task route, at any depth, and
-    every HTTP method (once :func:`~im_task_webapp2.setup` has opened the
-    task routes to methods webapp2 does not list), so that the core answers
-    each request as the request contract says (405 with ``Allow: POST`` for
-    methods other than POST).
+    Args:
+        endpoint: The core endpoint.
+
+    Returns:
+        The name, for ``webapp2.uri_for``.
+    """
+    return ROUTE_NAME if endpoint.name == TASK_ENDPOINT.name else f"{ROUTE_NAME}.{endpoint.name}"
+
+
+def routes(route: str | None = None) -> list[Any]:
+    """The ``webapp2.Route`` objects that serve the core's endpoints, to add to your application.
+
+    There is one route per endpoint of the core's endpoint table
+    (:func:`im_task.endpoints.endpoints`), in its order: the task endpoint
+    matches every path under the task route, at any depth; an endpoint with
+    an exact path matches that path only. Every route takes every HTTP method
+    (once :func:`~im_task_webapp2.setup` has opened them to methods webapp2
+    does not list), so that the core answers each request as the request
+    contract says (405 with ``Allow: POST`` for methods other than POST).
 
     Args:
         route: The task route, such as ``"/tasks"``; by default the current
@@ -41,14 +56,16 @@ def routes(route: str | None = None) -> list[Any]:
         >>> from im_task_webapp2 import routes, setup
         >>> app = setup(webapp2.WSGIApplication([*routes(), ("/", webapp2.RequestHandler)]))
     """
-    base = get_taskroute() if route is None else normalize_taskroute(route)
+    fixed = None if route is None else normalize_taskroute(route)
     return [
         TaskRoute(
-            base + PATH_PATTERN,
+            endpoint.path(fixed) + (PATH_PATTERN if endpoint.prefix else ""),
             handler=TaskHandler,
-            name=ROUTE_NAME,
+            name=route_name(endpoint),
             handler_method="post",
+            endpoint=endpoint,
         )
+        for endpoint in endpoints()
     ]
 
 

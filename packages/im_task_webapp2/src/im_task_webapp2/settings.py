@@ -6,9 +6,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from im_task.runtime import set_up_framework
+from im_task.config import read_adapter_settings
 from im_task.errors import ConfigurationError
-from im_task.routing import get_taskroute, normalize_taskroute
+from im_task.routing import get_taskroute
+from im_task.runtime import set_up_framework
 from im_task_webapp2._compat import webapp2
 from im_task_webapp2.methods import TaskMethods, task_route_of
 
@@ -16,9 +17,8 @@ __all__ = ["CONFIG_KEY", "is_set_up", "setup"]
 
 #: The key of ``app.config`` (and of ``app.registry``) that holds the im-task settings.
 CONFIG_KEY = "im_task"
-_SOURCE = f'app.config["{CONFIG_KEY}"]'
-_ROUTE_SOURCE = f'{_SOURCE}["route"]'
-_REGISTER_SOURCE = f'{_SOURCE}["register_local_target"]'
+_SOURCE = f"app.config[{CONFIG_KEY!r}]"
+_ROUTE_SOURCE = f"{_SOURCE}['route']"
 logger = logging.getLogger("im_task.webapp2")
 
 
@@ -43,6 +43,13 @@ def setup(app: Any) -> Any:
     route answers 405 with ``Allow: POST`` instead); and checks the
     configuration, so that a missing secret in production fails here rather
     than at the first task. When it refuses, the core is left as it was.
+
+    Every key of ``app.config["im_task"]`` must be one of these, in lower
+    case: an unknown key is refused with the closest known one (``'secrte'``
+    ... did you mean ``'secret'``?), and a key in the wrong case with its
+    right spelling, so that a typo never leaves a setting silently unset.
+    Unknown ``IM_TASK_*`` environment variables are logged as warnings here,
+    on the ``im_task`` logger, likewise with the closest known name.
 
     Settings given to :func:`im_task.configure` win over ``app.config``. When
     several applications are set up in one process, the last one's settings,
@@ -76,26 +83,17 @@ def setup(app: Any) -> Any:
         raise ConfigurationError(
             f"{_SOURCE} must be a dict of im_task settings such as {{'secret': '...'}}, not {type(values).__name__}."
         )
-    settings = dict(values)
-    route = _route(settings.pop("route", None))
-    register_target = settings.pop("register_local_target", True)
-    if not isinstance(register_target, bool):
-        raise ConfigurationError(f"{_REGISTER_SOURCE} must be True or False, not {register_target!r}.")
-    _check_task_routes(app, route)
-    set_up_framework(settings, source=_SOURCE, local_target=app if register_target else None, route=route)
+    read = read_adapter_settings(values, source=_SOURCE)
+    _check_task_routes(app, read.route)
+    set_up_framework(
+        read.core,
+        source=_SOURCE,
+        local_target=app if read.register_local_target else None,
+        route=read.route,
+    )
     app.allowed_methods = TaskMethods(app.allowed_methods)
     app.registry[CONFIG_KEY] = True
     return app
-
-
-def _route(value: object) -> str | None:
-    """The ``route`` setting, checked as :func:`im_task.set_taskroute` checks it; None when unset."""
-    if value is None:
-        return None
-    try:
-        return normalize_taskroute(value)
-    except ConfigurationError as error:
-        raise ConfigurationError(f"{_ROUTE_SOURCE}: {error}") from None
 
 
 def _check_task_routes(app: Any, route: str | None) -> None:

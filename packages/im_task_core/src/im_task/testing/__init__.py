@@ -4,7 +4,11 @@
 puts the previous one back afterwards. :func:`serve_wsgi` runs a WSGI
 application on a real, threaded HTTP server on a free local port, so that
 tasks travel over real HTTP in tests (the local queue with a URL target,
-Cloud Tasks emulators, ...). Standard library only.
+Cloud Tasks emulators, ...). :func:`serve_local_queue` joins the two: a local
+queue in a file of your choice delivering over HTTP to a served application.
+Standard library only: nothing here imports pytest. The pytest fixtures built
+on these helpers are in :mod:`im_task.testing.plugin`, which installing
+im-task registers with pytest.
 
 Example:
     >>> from im_task.testing import isolated_settings, serve_wsgi
@@ -24,13 +28,16 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from im_task.config import configure
 from im_task.state import STATE
 
-__all__ = ["isolated_settings", "serve_wsgi"]
+if TYPE_CHECKING:
+    from im_task.transports.local import LocalTransport
+
+__all__ = ["ServedQueue", "isolated_settings", "serve_local_queue", "serve_wsgi"]
 
 logger = logging.getLogger("im_task.testing")
 
@@ -177,3 +184,73 @@ def serve_wsgi(app: WSGIApp, host: str = "127.0.0.1", port: int = 0) -> Iterator
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class ServedQueue:
+    """A local queue delivering over real HTTP to a WSGI application served on 127.0.0.1.
+
+    Made by :func:`serve_local_queue` (and by the ``im_task_local_queue``
+    pytest fixture).
+
+    Attributes:
+        transport: The :class:`~im_task.transports.LocalTransport`.
+        base_url: The served application's base URL, e.g. ``"http://127.0.0.1:54321"``.
+        app: The WSGI application tasks are delivered to.
+    """
+
+    def __init__(self, transport: LocalTransport, base_url: str, app: WSGIApp) -> None:
+        self.transport = transport
+        self.base_url = base_url
+        self.app = app
+
+    def join(self, timeout: float = 30.0, *, scheduled: bool = False) -> None:
+        """Waits until no task is due or being delivered, including tasks those tasks enqueue.
+
+        Args:
+            timeout: Most seconds to wait.
+            scheduled: Also wait for tasks due later (countdowns, ``eta``, retries after a backoff).
+
+        Raises:
+            TimeoutError: Tasks were still due or being delivered after ``timeout``
+                seconds; the message gives the queue's counts.
+        """
+        if not self.transport.join(timeout, scheduled=scheduled):
+            raise TimeoutError(
+                f"The local queue at {self.transport.path} still had tasks to deliver after {timeout}s: "
+                f"{self.transport.stats()}. Give join() a longer timeout, or check that the tasks' URLs are "
+                f"served by {self.app!r}."
+            )
+
+    def __repr__(self) -> str:
+        return f"ServedQueue({str(self.transport.path)!r}, base_url={self.base_url!r})"
+
+
+@contextmanager
+def serve_local_queue(app: WSGIApp, path: str | os.PathLike[str], **options: Any) -> Iterator[ServedQueue]:
+    """Serves ``app`` over HTTP and yields a local queue delivering to it.
+
+    It does not install the queue: pass ``queue.transport`` to
+    :func:`~im_task.configure` for tasks to be sent to it. On exit the queue
+    is closed (deliveries in flight finish) and then the server is stopped,
+    however the block ends.
+
+    Args:
+        app: The WSGI application tasks are delivered to, e.g. a
+            :class:`~im_task.wsgi.TaskWSGIApp` or a Flask app set up with ``ImTask``.
+        path: The queue's SQLite file.
+        **options: More arguments for :class:`~im_task.transports.LocalTransport`
+            (``concurrency``, ``queues``, ...).
+
+    Yields:
+        The :class:`ServedQueue`.
+
+    Example:
+        >>> with serve_local_queue(TaskWSGIApp(), tmp_path / "q.sqlite3") as queue:  # doctest: +SKIP
+        ...     configure(transport=queue.transport)
+        ...     send_welcome("ada@example.com")
+        ...     queue.join()
+    """
+    from im_task.transports.local import LocalTransport
+
+    with serve_wsgi(app) as base_url, LocalTransport(path, target=base_url, **options) as transport:
+        yield ServedQueue(transport, base_url, app)

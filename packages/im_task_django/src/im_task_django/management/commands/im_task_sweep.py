@@ -35,10 +35,10 @@ class Command(BaseCommand):
             type=_seconds,
             default=None,
             metavar="SECONDS",
-            help="Only tasks written at least this long ago (default: IM_TASK['sweep_older_than'], 60).",
+            help="Only tasks written at least this long ago (default: IM_TASK['SWEEP_OLDER_THAN'], 60).",
         )
         parser.add_argument(
-            "--database", default=None, help="Database alias of the outbox (default: IM_TASK['database'])."
+            "--database", default=None, help="Database alias of the outbox (default: IM_TASK['DATABASE'])."
         )
         parser.add_argument("--limit", type=int, default=None, help="Most tasks to send in this run.")
 

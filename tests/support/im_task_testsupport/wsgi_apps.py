@@ -1,21 +1,12 @@
-"""Helpers shared by the local-queue and command-line tests: a recording WSGI app, task requests, subprocesses."""
+"""WSGI apps that record each request or measure concurrency, and task requests, for the local-queue tests."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import im_task
 from im_task.transports.base import TaskRequest
-
-#: The source folder of the core package, for the ``PYTHONPATH`` of child processes.
-SRC = str(Path(im_task.__file__).resolve().parents[1])
 
 
 def headers_of(environ: dict[str, Any]) -> dict[str, str]:
@@ -105,23 +96,6 @@ def request(name: str | None = None, **fields: Any) -> TaskRequest:
     }
     values.update(fields)
     return TaskRequest(**values)
-
-
-def python_env() -> dict[str, str]:
-    """This process's environment, with the core's source folder first on ``PYTHONPATH``."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")])}
-
-
-def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs ``code`` (dedented) in a fresh Python process that imports the core; returns its captured result."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=python_env(),
-    )
 
 
 class ConcurrencyProbe:

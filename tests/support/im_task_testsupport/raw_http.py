@@ -1,0 +1,79 @@
+"""A raw HTTP client for the tests that talk to a served app, and the headers a queue sends with a task."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from im_task.headers import APPENGINE, Headers, make_task_headers
+
+#: How long a request waits for its answer, in seconds.
+TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer, read whole.
+
+    Attributes:
+        status: The status code.
+        headers: The response headers, case-insensitive.
+        body: The response body.
+    """
+
+    status: int
+    headers: Headers
+    body: bytes
+
+
+class Client:
+    """Talks HTTP to a real server with ``http.client``, one connection per request.
+
+    Args:
+        base_url: The server's base URL, e.g. ``"http://127.0.0.1:54321"``.
+    """
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.base_url = base_url
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+        encode_chunked: bool = False,
+    ) -> Reply:
+        """Sends one request and reads the whole answer.
+
+        With ``chunked`` (or ``encode_chunked``, its ``http.client`` name) the body is sent with
+        chunked transfer encoding and no ``Content-Length``. A server that refuses a body (413)
+        may close before reading all of it: its answer is read anyway.
+        """
+        chunked = chunked or encode_chunked
+        if chunked and isinstance(body, bytes):
+            body = iter([body])
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
+        try:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                connection.request(method, path, body=body, headers=dict(headers or {}), encode_chunked=chunked)
+            response = connection.getresponse()
+            return Reply(response.status, Headers(response.getheaders()), response.read())
+        finally:
+            connection.close()
+
+
+def queue_headers(*, queue_name: str = "default", task_name: str | None = None, **kwargs: Any) -> dict[str, str]:
+    """The headers a queue sends with a task (``X-AppEngine-*`` unless ``family`` says otherwise)."""
+    kwargs.setdefault("family", APPENGINE)
+    return make_task_headers(queue_name=queue_name, task_name=task_name or f"t{uuid.uuid4().hex}", **kwargs)
