@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlite3", "http.client", "ssl", "email", "cloudpickle")
+HEAVY = ("sqlite3", "http.client", "ssl", "email", "cloudpickle", "asyncio", "grpc", "google")
 LOCAL_QUEUE = "im_task.transports.local"
 
 

@@ -10,8 +10,8 @@ import logging
 import time
 
 from im_task import TaskAlreadyExistsError, TaskTooLargeError, configure, task
-from im_task.runtime import get_transport
 from im_task.retry import RetryPolicy
+from im_task.runtime import get_transport
 from im_task.transports import LocalTransport, Transport
 from im_task.wsgi import TaskWSGIApp
 

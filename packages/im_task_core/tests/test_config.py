@@ -85,7 +85,50 @@ def test_unknown_setting_is_refused_naming_it_and_the_source() -> None:
         "warmup_module",
         "default_queue",
         "environment",
+        "project",
+        "location",
+        "base_url",
+        "service_account_email",
+        "audience",
+        "background_service",
+        "front_authenticated",
     }
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("project", "My Project", r"project must be a Google Cloud id such as 'my-project'"),
+        ("location", "europe-west1", None),
+        ("location", "Europe West", r"location must be a Google Cloud id"),
+        ("base_url", "app.example.com", r"base_url must be an absolute http\(s\) URL"),
+        ("base_url", "https://app.example.com/?a=1", r"without query or fragment"),
+        ("service_account_email", "tasks", r"service_account_email must be an email such as"),
+        ("audience", "  ", r"audience must be a non-empty string"),
+        ("front_authenticated", "maybe", r"front_authenticated must be True or False"),
+    ],
+)
+def test_google_cloud_settings_are_checked(setting: str, value: object, message: str | None) -> None:
+    if message is None:
+        configure(**{setting: value})
+        assert getattr(get_settings(), setting) == value
+        return
+    with pytest.raises(ConfigurationError, match=message):
+        configure(**{setting: value})
+
+
+def test_google_cloud_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IM_TASK_PROJECT", "example.com:legacy-project")
+    monkeypatch.setenv("IM_TASK_BASE_URL", "https://app.example.com/")
+    monkeypatch.setenv("IM_TASK_FRONT_AUTHENTICATED", "true")
+    monkeypatch.setenv("IM_TASK_SERVICE_ACCOUNT_EMAIL", "tasks@p.iam.gserviceaccount.com")
+    im_task.config.reset()
+    settings = get_settings()
+    assert settings.project == "example.com:legacy-project"
+    assert settings.base_url == "https://app.example.com"
+    assert settings.front_authenticated is True
+    assert settings.service_account_email == "tasks@p.iam.gserviceaccount.com"
+    assert (settings.location, settings.audience, settings.background_service) == (None, None, None)
 
 
 @pytest.mark.parametrize(

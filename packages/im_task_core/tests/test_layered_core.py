@@ -13,6 +13,7 @@ import pytest
 from im_task import ConfigurationError, EnqueueError, TaskAlreadyExistsError, TaskTooLargeError, configure, task
 from im_task.config import (
     ENVIRONMENT_VARIABLES,
+    SETTING_NAMES,
     environment_variable,
     get_settings,
     read_adapter_settings,
@@ -192,7 +193,7 @@ def test_check_configuration_reports_unknown_environment_variables(
 def test_every_setting_has_its_environment_variable() -> None:
     assert environment_variable("environment") == "IM_TASK_ENV"
     assert environment_variable("data_dir") == "IM_TASK_DATA_DIR"
-    assert len(ENVIRONMENT_VARIABLES) == 7
+    assert len(ENVIRONMENT_VARIABLES) == len(SETTING_NAMES)
 
 
 # -- the checks every transport shares -------------------------------------------------------------

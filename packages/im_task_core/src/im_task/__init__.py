@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 from im_task.errors import (
     BadTransactionStateError,
+    BulkEnqueueError,
     ConfigurationError,
     EnqueueError,
     Error,
     PermanentTaskFailure,
+    PermissionDeniedError,
     RetryTaskException,
     SignatureError,
     SingularTaskFailure,
     TaskAlreadyExistsError,
     TaskTooLargeError,
+    TransientEnqueueError,
+    UnknownQueueError,
 )
 
 if TYPE_CHECKING:
@@ -48,10 +52,12 @@ __version__ = "2.0.0"
 
 __all__ = [
     "BadTransactionStateError",
+    "BulkEnqueueError",
     "ConfigurationError",
     "EnqueueError",
     "Error",
     "PermanentTaskFailure",
+    "PermissionDeniedError",
     "RetryTaskException",
     "SignatureError",
     "SingularTaskFailure",
@@ -59,6 +65,8 @@ __all__ = [
     "TaskFunction",
     "TaskHandle",
     "TaskTooLargeError",
+    "TransientEnqueueError",
+    "UnknownQueueError",
     "configure",
     "get_execution_count",
     "get_queue_name",

@@ -15,6 +15,24 @@ setting             environment variable        default
 ``environment``     ``IM_TASK_ENV``             ``"production"`` on App Engine or Cloud Run, else ``"development"``
 ==================  ==========================  =======================================
 
+Google Cloud (Cloud Tasks, and who may call the endpoint):
+
+=========================  =================================  ==============================================
+setting                    environment variable               meaning
+=========================  =================================  ==============================================
+``project``                ``IM_TASK_PROJECT``                Cloud Tasks project (else ``GOOGLE_CLOUD_PROJECT``)
+``location``               ``IM_TASK_LOCATION``               Cloud Tasks location, e.g. ``"europe-west1"``
+``base_url``               ``IM_TASK_BASE_URL``               the app's absolute URL: tasks are HTTP-target tasks
+``service_account_email``  ``IM_TASK_SERVICE_ACCOUNT_EMAIL``  account of the OIDC tokens tasks carry and the
+                                                              endpoint expects
+``audience``               ``IM_TASK_AUDIENCE``               audience of those tokens (``base_url`` by default)
+``background_service``     ``IM_TASK_BACKGROUND_SERVICE``     App Engine service that runs tasks enqueued from
+                                                              the default service
+``front_authenticated``    ``IM_TASK_FRONT_AUTHENTICATED``    callers are authenticated in front of the app
+                                                              (Cloud Run's "require authentication"): HTTP-target
+                                                              tasks are accepted without an OIDC check
+=========================  =================================  ==============================================
+
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
 takes several separated by commas. ``transport`` may be a ``Transport``, or a
 name: ``"local"``, ``"immediate"``, ``"recording"``, or ``"package.module:factory"``;
@@ -29,11 +47,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from im_task.errors import ConfigurationError
 from im_task.keys import Keyring, coerce_secret, load_or_create_local_secret
@@ -73,6 +93,13 @@ SETTING_NAMES = (
     "warmup_module",
     "default_queue",
     "environment",
+    "project",
+    "location",
+    "base_url",
+    "service_account_email",
+    "audience",
+    "background_service",
+    "front_authenticated",
 )
 #: The keys every adapter reads from its framework's settings besides the core settings.
 ADAPTER_SETTING_NAMES = ("route", "register_local_target")
@@ -100,6 +127,13 @@ class Settings:
         default_queue: Queue of tasks that name none.
         environment: ``"production"`` refuses to run without a configured secret.
         data_dir_configured: Whether ``data_dir`` was set (by any source) rather than defaulted.
+        project: Cloud Tasks project, or None (then ``GOOGLE_CLOUD_PROJECT``).
+        location: Cloud Tasks location, or None.
+        base_url: The application's absolute base URL (no trailing slash), or None.
+        service_account_email: The service account of the tasks' OIDC tokens, or None.
+        audience: The audience of those tokens, or None (then ``base_url``).
+        background_service: App Engine service for tasks enqueued from the default service, or None.
+        front_authenticated: Whether callers are authenticated in front of the application.
     """
 
     transport: Any
@@ -110,6 +144,13 @@ class Settings:
     default_queue: str
     environment: Environment
     data_dir_configured: bool = True
+    project: str | None = None
+    location: str | None = None
+    base_url: str | None = None
+    service_account_email: str | None = None
+    audience: str | None = None
+    background_service: str | None = None
+    front_authenticated: bool = False
 
     @property
     def production(self) -> bool:
@@ -251,6 +292,13 @@ def _resolve() -> Settings:
         default_queue=pick("default_queue") or DEFAULT_QUEUE,
         environment=environment,
         data_dir_configured=data_dir is not None,
+        project=pick("project"),
+        location=pick("location"),
+        base_url=pick("base_url"),
+        service_account_email=pick("service_account_email"),
+        audience=pick("audience"),
+        background_service=pick("background_service"),
+        front_authenticated=bool(pick("front_authenticated")),
     )
 
 
@@ -323,7 +371,54 @@ def validate_setting(name: str, value: Any, source: str) -> Any:
         if value in ("development", "production"):
             return value
         raise ConfigurationError(f"{source}: environment must be 'development' or 'production', not {value!r}.")
+    if name in ("project", "location", "background_service"):
+        if isinstance(value, str) and _GCP_ID.fullmatch(value):
+            return value
+        raise ConfigurationError(
+            f"{source}: {name} must be a Google Cloud id such as 'my-project' or 'europe-west1', not {value!r}."
+        )
+    if name == "base_url":
+        return _absolute_url(value, source, name)
+    if name == "audience":
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        raise ConfigurationError(
+            f"{source}: audience must be a non-empty string (usually the app's URL), not {value!r}."
+        )
+    if name == "service_account_email":
+        if isinstance(value, str) and _EMAIL.fullmatch(value):
+            return value
+        raise ConfigurationError(
+            f"{source}: service_account_email must be an email such as "
+            f"'tasks@my-project.iam.gserviceaccount.com', not {value!r}."
+        )
+    if name == "front_authenticated":
+        return _boolean(value, source, name)
     raise AssertionError(name)  # pragma: no cover - SETTING_NAMES and this function agree
+
+
+_GCP_ID = re.compile(r"(?:[a-z0-9.-]+:)?(?:[a-z][a-z0-9-]{0,61}[a-z0-9]|[a-z])")  # "example.com:proj" is a legacy id
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _absolute_url(value: Any, source: str, name: str) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{source}: {name} must be an absolute http(s) URL such as 'https://app.example.com', without "
+            f"query or fragment, not {value!r}."
+        )
+    return str(value).rstrip("/")
+
+
+def _boolean(value: Any, source: str, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+        return value.strip().lower() in _TRUE
+    raise ConfigurationError(f"{source}: {name} must be True or False (or 'true'/'false'), not {value!r}.")
 
 
 def get_keyring() -> Keyring:

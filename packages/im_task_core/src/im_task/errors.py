@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BadTransactionStateError",
+    "BulkEnqueueError",
     "ConfigurationError",
     "EnqueueError",
     "Error",
@@ -13,6 +16,9 @@ __all__ = [
     "SingularTaskFailure",
     "TaskAlreadyExistsError",
     "TaskTooLargeError",
+    "TransientEnqueueError",
+    "UnknownQueueError",
+    "PermissionDeniedError",
 ]
 
 
@@ -37,6 +43,32 @@ class TaskAlreadyExistsError(EnqueueError):
 
 class TaskTooLargeError(EnqueueError):
     """The task is larger than its queue accepts inline."""
+
+
+class UnknownQueueError(EnqueueError):
+    """The queue does not exist (create it, e.g. with ``gcloud tasks queues create``, or fix its name)."""
+
+
+class PermissionDeniedError(EnqueueError):
+    """The queue refused the caller: its credentials lack a role (``roles/cloudtasks.enqueuer``, ...)."""
+
+
+class TransientEnqueueError(EnqueueError):
+    """The queue could not be reached or did not answer in time, even after retries; trying later may work."""
+
+
+class BulkEnqueueError(EnqueueError):
+    """Some calls of a bulk enqueue (``map``, ``starmap``) failed; the others were enqueued.
+
+    Attributes:
+        handles: One entry per call, in order: its ``TaskHandle``, or None where it failed.
+        errors: The failures, by the index of their call.
+    """
+
+    def __init__(self, message: str, handles: list[Any], errors: dict[int, Exception]) -> None:
+        super().__init__(message)
+        self.handles = handles
+        self.errors = errors
 
 
 class BadTransactionStateError(EnqueueError):

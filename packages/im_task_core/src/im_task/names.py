@@ -11,7 +11,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Iterable
 
@@ -57,10 +56,19 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
         ``" (did you mean 'X'?)"`` or ``""``.
     """
     candidates = list(known)
-    prefix = os.path.commonprefix([word.upper(), *(k.upper() for k in candidates)]) if candidates else ""
+    prefix = _shared_prefix([word.upper(), *(k.upper() for k in candidates)])
     stripped = {k.upper()[len(prefix) :]: k for k in candidates}
     rest = word.upper()[len(prefix) :]
     close = difflib.get_close_matches(rest, list(stripped), n=1, cutoff=0.6)
     if not close:  # a longer or shorter spelling of a known word: ENVIRONMENT for ENV
         close = [k for k in stripped if len(k) >= 3 and len(rest) >= 3 and (k.startswith(rest) or rest.startswith(k))]
     return f" (did you mean {stripped[close[0]]!r}?)" if close else ""
+
+
+def _shared_prefix(words: list[str]) -> str:
+    """The longest prefix every word starts with."""
+    shortest = min(words, key=len)
+    for length, char in enumerate(shortest):
+        if any(word[length] != char for word in words):
+            return shortest[:length]
+    return shortest
