@@ -14,8 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from im_task.errors import (
     BadTransactionStateError,
@@ -33,6 +32,7 @@ from im_task.errors import (
     TransientEnqueueError,
     UnknownQueueError,
 )
+from im_task.lazy import lazy_names
 
 if TYPE_CHECKING:
     from im_task.config import configure
@@ -97,14 +97,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # looked up once
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
