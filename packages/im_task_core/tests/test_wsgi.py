@@ -5,21 +5,21 @@ from __future__ import annotations
 import http.client
 import io
 import socket
-from collections.abc import Iterable, Iterator, Mapping
-from typing import IO, Any
+from collections.abc import Iterable, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from im_task_testsupport import sink
+from im_task_testsupport.endpoints import PROBE, TREE, add_endpoints, echo
 
 import im_task.endpoints
 from im_task import ConfigurationError, configure, set_taskroute
 from im_task.config import get_keyring
-from im_task.endpoints import TASK_ENDPOINT, Endpoint
+from im_task.endpoints import TASK_ENDPOINT
 from im_task.envelope import seal
 from im_task.executor import TaskResponse
 from im_task.headers import make_task_headers
-from im_task.response import answer
 from im_task.serialization import TaskCall, dumps_call
 from im_task.testing import serve_wsgi
 from im_task.wsgi import TaskWSGIApp, environ_headers, handle_environ, send
@@ -199,22 +199,10 @@ def test_send() -> None:
 # -- the endpoint table ------------------------------------------------------------
 
 
-def echo(
-    method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str, str], remote_addr: str | None
-) -> TaskResponse:
-    """A small real endpoint: answers with what it was given."""
-    data = body if isinstance(body, bytes) else body.read(int(headers.get("Content-Length") or 0))
-    return answer(200, f"echo {method} {path} {data.decode()}")
-
-
-PROBE = Endpoint("probe", echo, lambda: "/_ah/probe", prefix=False)
-TREE = Endpoint("tree", echo, lambda: "/_ah/tree", prefix=True)
-
-
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> None:
     """The core's endpoint table with an exact endpoint and a prefix endpoint added."""
-    monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", [*im_task.endpoints.ENDPOINTS, PROBE, TREE])
+    add_endpoints(monkeypatch)
 
 
 @pytest.mark.usefixtures("table")

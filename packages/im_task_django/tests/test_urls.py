@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import IO
+from collections.abc import Iterator
 
 import pytest
 from django.urls import clear_url_caches, resolve, reverse
 from django.urls.exceptions import Resolver404
+from im_task_testsupport.endpoints import echo
 
 import im_task.endpoints
 from django_testproject import tasks
 from django_testproject.client import post_task, request
 from im_task.endpoints import ENDPOINTS, TASK_ENDPOINT, Endpoint
-from im_task.response import TaskResponse
 from im_task.transports import RecordingTransport
 from im_task_django import urls
 from im_task_django.views import endpoint_view
-
-
-def echo(
-    method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str, str], remote_addr: str | None = None
-) -> TaskResponse:
-    """A handler answering with what it was given."""
-    data = body if isinstance(body, bytes) else body.read()
-    return TaskResponse(200, f"{method} {path} {data.decode()}\n".encode(), [("X-Endpoint", "echo")])
 
 
 @pytest.fixture
@@ -54,10 +45,10 @@ def test_the_urlconf_lists_the_table() -> None:
 
 def test_an_endpoint_added_to_the_table_is_served(server: str, added_endpoints: list[Endpoint]) -> None:
     answered = request(server, "POST", "/_ah/im-task/exact", b"hello")
-    assert (answered.status, answered.body) == (200, b"POST /_ah/im-task/exact hello\n")
+    assert (answered.status, answered.body) == (200, b"echo POST /_ah/im-task/exact hello\n")
     assert answered.headers["x-endpoint"] == "echo"
     assert request(server, "POST", "/_ah/im-task/exact/more").status == 404  # an exact path only
-    assert request(server, "PUT", "/_ah/im-task/under/a/b", b"x").body == b"PUT /_ah/im-task/under/a/b x\n"
+    assert request(server, "PUT", "/_ah/im-task/under/a/b", b"x").body == b"echo PUT /_ah/im-task/under/a/b x\n"
     assert request(server, "GET", "/_ah/im-task/under").status == 404  # a prefix endpoint: paths under it only
     assert request(server, "GET", "/_ah/im-task/underneath").status == 404
     assert reverse("im_task:exact") == "/_ah/im-task/exact"

@@ -2,42 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import IO
-
 import pytest
 from flask import Flask
 from im_task_testsupport import sink as flask_sink
+from im_task_testsupport.endpoints import add_endpoints
 
-import im_task.endpoints
 from flask_helpers import Client
 from im_task import task
 from im_task.endpoints import TASK_ENDPOINT, Endpoint
 from im_task.headers import make_task_headers
-from im_task.response import TaskResponse, answer
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport
 from im_task_flask import ImTask, make_blueprint
 
 
-def echo(
-    method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str, str], remote_addr: str | None
-) -> TaskResponse:
-    """A small real endpoint: answers with what it was given."""
-    data = body if isinstance(body, bytes) else body.read(int(headers.get("Content-Length") or 0))
-    return answer(200, f"echo {method} {path} {data.decode()}")
-
-
-PROBE = Endpoint("probe", echo, lambda: "/_ah/probe", prefix=False)
-TREE = Endpoint("tree", echo, lambda: "/_ah/tree", prefix=True)
-
-
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> list[Endpoint]:
     """The core's endpoint table with an exact endpoint and a prefix endpoint added."""
-    extended = [*im_task.endpoints.ENDPOINTS, PROBE, TREE]
-    monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", extended)
-    return extended
+    return add_endpoints(monkeypatch)
 
 
 def rules(app: Flask) -> dict[str, str]:

@@ -2,40 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import IO
-
 import pytest
 import webapp2
 from im_task_testsupport import sink as webapp2_sink
+from im_task_testsupport.endpoints import PROBE, TREE, add_endpoints
 from webob import Request
 
 import im_task.endpoints
 from im_task import task
-from im_task.endpoints import TASK_ENDPOINT, Endpoint
+from im_task.endpoints import TASK_ENDPOINT
 from im_task.headers import make_task_headers
-from im_task.response import TaskResponse, answer
 from im_task.runtime import get_transport
 from im_task.transports import RecordingTransport
 from im_task_webapp2 import ROUTE_NAME, TaskHandler, TaskRoute, routes, setup
 
 
-def echo(
-    method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str, str], remote_addr: str | None
-) -> TaskResponse:
-    """A small real endpoint: answers with what it was given."""
-    data = body if isinstance(body, bytes) else body.read(int(headers.get("Content-Length") or 0))
-    return answer(200, f"echo {method} {path} {data.decode()}")
-
-
-PROBE = Endpoint("probe", echo, lambda: "/_ah/probe", prefix=False)
-TREE = Endpoint("tree", echo, lambda: "/_ah/tree", prefix=True)
-
-
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> None:
     """The core's endpoint table with an exact endpoint and a prefix endpoint added."""
-    monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", [*im_task.endpoints.ENDPOINTS, PROBE, TREE])
+    add_endpoints(monkeypatch)
 
 
 class Home(webapp2.RequestHandler):
