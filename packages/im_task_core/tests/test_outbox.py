@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import pytest
+from im_task_testsupport.faulty_transports import ResetTransport
 
 from im_task import BadTransactionStateError, ConfigurationError, EnqueueError, TaskTooLargeError, outbox
 from im_task.outbox import OutboxStorage, SweepResult, enqueue_on_commit, send_after_commit, sweep
 from im_task.response import TaskResponse, answer
-from im_task.transports import ImmediateTransport, RecordingTransport, TaskRequest, Transport
+from im_task.transports import ImmediateTransport, RecordingTransport, TaskRequest
 
 
 @dataclass
@@ -75,20 +76,6 @@ class MemoryOutbox:
 
     def names(self) -> list[str | None]:
         return [request.name for _, request in self.rows.values()]
-
-
-class ResetTransport(Transport):
-    """A queue client breaking the contract: a raw socket error escapes for its first ``failures`` sends."""
-
-    def __init__(self, queue: Transport, failures: int = 1) -> None:
-        self.queue = queue
-        self.failures = failures
-
-    def enqueue(self, request: TaskRequest) -> str | None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise ConnectionResetError("connection reset by peer")
-        return self.queue.enqueue(request)
 
 
 def failing_endpoint(

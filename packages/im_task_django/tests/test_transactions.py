@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 from django.test import override_settings
+from im_task_testsupport.faulty_transports import AnswerLostTransport, ResetTransport
 
 from django_testproject import tasks
 from django_testproject.models import Note
 from im_task import (
     BadTransactionStateError,
     ConfigurationError,
-    EnqueueError,
     TaskTooLargeError,
     config,
     configure,
@@ -27,35 +27,10 @@ from im_task import (
 )
 from im_task.endpoints import handle_request
 from im_task.retry import RetryOptions
-from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
+from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport
 from im_task_django.models import OutboxTask
 from im_task_django.outbox import SweepResult, sweep_outbox
 from im_task_django.transactions import DjangoTransactionBinder
-
-
-class AnswerLostTransport(Transport):
-    """A real queue whose answer never arrives: it accepts the task, then the caller sees an error."""
-
-    def __init__(self, queue: Transport) -> None:
-        self.queue = queue
-
-    def enqueue(self, request: TaskRequest) -> str | None:
-        self.queue.enqueue(request)
-        raise EnqueueError("connection reset before the queue's answer arrived")
-
-
-class ResetOnceTransport(Transport):
-    """A queue client that breaks the contract: its first ``failures`` sends let a raw socket error out."""
-
-    def __init__(self, queue: Transport, failures: int = 1) -> None:
-        self.queue = queue
-        self.failures = failures
-
-    def enqueue(self, request: TaskRequest) -> str | None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise ConnectionResetError("connection reset by peer")
-        return self.queue.enqueue(request)
 
 
 @pytest.fixture
@@ -286,7 +261,7 @@ def test_sweep_reads_in_batches_and_honours_the_limit(tmp_path: Path, monkeypatc
 
 def test_unexpected_transport_error_after_commit_keeps_the_row(caplog: pytest.LogCaptureFixture) -> None:
     recorder = RecordingTransport(handle_request)  # not installed, so given the endpoints to run_all() on
-    configure(transport=ResetOnceTransport(recorder))
+    configure(transport=ResetTransport(recorder))
     with caplog.at_level(logging.ERROR, logger="im_task"), transaction.atomic():
         handle = tasks.record_transactional("not lost")
     assert recorder.requests == []
@@ -308,7 +283,7 @@ def test_sweep_counts_an_unexpected_error_as_failed_and_goes_on(tmp_path: Path) 
     first = OutboxTask.objects.order_by("pk").first()
     assert first is not None
     recorder = RecordingTransport(handle_request)
-    assert sweep_outbox(older_than=0, transport=ResetOnceTransport(recorder)) == SweepResult(sent=2, failed=1)
+    assert sweep_outbox(older_than=0, transport=ResetTransport(recorder)) == SweepResult(sent=2, failed=1)
     assert list(OutboxTask.objects.values_list("name", flat=True)) == [first.name]
     assert sweep_outbox(older_than=0, transport=recorder) == SweepResult(sent=1)
     recorder.run_all()
