@@ -54,6 +54,13 @@ def test_the_config_keys_are_the_cores_names_spelt_for_flask() -> None:
         "IM_TASK_WARMUP_MODULE": "warmup_module",
         "IM_TASK_DEFAULT_QUEUE": "default_queue",
         "IM_TASK_ENV": "environment",
+        "IM_TASK_PROJECT": "project",
+        "IM_TASK_LOCATION": "location",
+        "IM_TASK_BASE_URL": "base_url",
+        "IM_TASK_SERVICE_ACCOUNT_EMAIL": "service_account_email",
+        "IM_TASK_AUDIENCE": "audience",
+        "IM_TASK_BACKGROUND_SERVICE": "background_service",
+        "IM_TASK_FRONT_AUTHENTICATED": "front_authenticated",
         "IM_TASK_ROUTE": "route",
         "IM_TASK_REGISTER_LOCAL_TARGET": "register_local_target",
     }

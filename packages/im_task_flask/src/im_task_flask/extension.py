@@ -85,6 +85,13 @@ class ImTask:
     ``IM_TASK_WARMUP_MODULE``            module imported before the first task runs
     ``IM_TASK_DEFAULT_QUEUE``            queue of tasks that name none (``"default"``)
     ``IM_TASK_ENV``                      ``"development"`` or ``"production"``
+    ``IM_TASK_PROJECT``                  Google Cloud project of the Cloud Tasks queues
+    ``IM_TASK_LOCATION``                 Cloud Tasks location, e.g. ``"europe-west1"``
+    ``IM_TASK_BASE_URL``                 the app's absolute URL: tasks become HTTP-target tasks
+    ``IM_TASK_SERVICE_ACCOUNT_EMAIL``    service account of the tasks' OIDC tokens (sent and checked)
+    ``IM_TASK_AUDIENCE``                 audience of those tokens (``IM_TASK_BASE_URL`` by default)
+    ``IM_TASK_BACKGROUND_SERVICE``       App Engine service for tasks enqueued from the default service
+    ``IM_TASK_FRONT_AUTHENTICATED``      callers are authenticated in front of the app (see the security docs)
     ``IM_TASK_REGISTER_LOCAL_TARGET``    register the app as the local queue's in-process target
                                          (default ``True``)
     ===================================  =============================================================
