@@ -12,3 +12,8 @@ def noop_plain(a: int, b: str, c: float | None = None) -> None:
 @task
 def noop(a: int, b: str, c: float | None = None) -> None:
     """Does nothing, as a task."""
+
+
+@task
+def noop_one(value: object) -> None:
+    """Does nothing with one argument, as a task: what ``map`` and the async rows enqueue."""

@@ -31,10 +31,14 @@ from typing import Any
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
+# The project's test support (the emulator's venv and process) is importable by name, as in the tests.
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests" / "support"))
+
 import bench_tasks
 import im_task.config
 from im_task import configure
 from im_task.headers import make_task_headers
+from im_task.runtime import get_transport
 from im_task.transports import LocalTransport, RecordingTransport, TaskRequest
 from im_task_flask import ImTask
 
@@ -53,6 +57,11 @@ class Profile:
         tasks: Tasks through the local queue (row 3).
         queue_repeats: Runs of the local queue benchmark.
         imports: Interpreters started for each side of the import-cost rows.
+        cloud_calls: Calls per timed batch through the Cloud Tasks emulator (rows 5a-5b).
+        cloud_repeats: Timed batches (rows 5a-5b) and runs (rows 5c-5d) of each side, interleaved.
+        cloud_tasks: Tasks per run of the bulk and async rows (5c-5f).
+        latency_calls: Sequential calls per run of the baseline of rows 5e-5f (a round trip each).
+        latency_repeats: Runs of each side of rows 5e-5f.
     """
 
     number: int
@@ -60,10 +69,23 @@ class Profile:
     tasks: int
     queue_repeats: int
     imports: int
+    cloud_calls: int
+    cloud_repeats: int
+    cloud_tasks: int
+    latency_calls: int
+    latency_repeats: int
 
 
-FULL = Profile(number=2000, repeats=15, tasks=5000, queue_repeats=3, imports=15)
-QUICK = Profile(number=100, repeats=2, tasks=200, queue_repeats=1, imports=2)
+FULL = Profile(
+    number=2000, repeats=15, tasks=5000, queue_repeats=3, imports=15,
+    cloud_calls=500, cloud_repeats=5, cloud_tasks=1000, latency_calls=200, latency_repeats=2,
+)  # fmt: skip
+QUICK = Profile(
+    number=100, repeats=2, tasks=200, queue_repeats=1, imports=2,
+    cloud_calls=50, cloud_repeats=1, cloud_tasks=1000, latency_calls=20, latency_repeats=1,
+)  # fmt: skip
+#: The round trip rows 5e-5f add between the client and the emulator, in seconds.
+ROUND_TRIP = 0.010
 
 
 @dataclass(frozen=True)
@@ -362,6 +384,197 @@ def bench_local_queue(app: Flask, recorder: RecordingTransport, data_dir: Path, 
     ]  # fmt: skip
 
 
+# -- Cloud Tasks, through gcloud-tasks-emulator ----------------------------------------------------------
+
+
+CLOUD_ROWS = (
+    "5a. Cloud Tasks: enqueue a @task call",
+    "5b. Cloud Tasks: enqueue a @task call",
+    "5c. Cloud Tasks: f.map of {n:,} tasks",
+    "5d. Cloud Tasks: gather {n:,} f.enqueue_async",
+    "5e. 5c with a 10 ms round trip",
+    "5f. 5d with a 10 ms round trip",
+)
+#: The Cloud Tasks rows measured together (a subject with two baselines, or two subjects with one).
+CLOUD_PAIRS = (("5a", "5b"), ("5c", "5d"), ("5e", "5f"))
+#: Every row label ``--only`` takes, by the number that selects a whole group.
+ROW_LABELS = {
+    "1": ("1",),
+    "2": ("2",),
+    "3": ("3a", "3b", "3c"),
+    "4": ("4a", "4b"),
+    "5": ("5a", "5b", "5c", "5d", "5e", "5f"),
+}
+#: What the table's reader must know, printed below it (rows skipped and why).
+NOTES: list[str] = []
+#: The emulator's queue the rows enqueue on; it is paused, so the emulator spends nothing on deliveries.
+CLOUD_QUEUE = "default"
+
+
+def milli(seconds: float) -> str:
+    return f"{seconds * 1e3:,.2f} ms"
+
+
+def bench_cloud_tasks(recorder: RecordingTransport, profile: Profile, only: frozenset[str] | None = None) -> list[Row]:
+    """Rows 5a-5f: enqueueing on Cloud Tasks (the emulator), against the bare client and against ourselves.
+
+    Printed as skipped, with the reason, when the emulator cannot be installed or the Cloud Tasks
+    transport is missing.
+
+    Args:
+        recorder: The recording transport, to capture the request of a ``@task`` call.
+        profile: How much work to do.
+        only: The rows to measure (``"5a"``...; a pair measured together runs whole); None for all.
+    """
+    pairs = [pair for pair in CLOUD_PAIRS if only is None or not only.isdisjoint(pair)]
+    names = [name.format(n=profile.cloud_tasks) for name in CLOUD_ROWS if name.split(".")[0] in sum(pairs, ())]
+    try:
+        from im_task_testsupport.cloudtasks_emulator import EmulatorUnavailableError, run_emulator
+
+        from im_task.transports import CloudTasksTransport  # noqa: F401 - checks that it exists
+    except ImportError as exc:
+        NOTES.append(f"Rows 5a-5f skipped: they need im-task[gcp] ({exc}).")
+        return [Row(name, "skipped", "needs im-task[gcp] (see below)", "-") for name in names]
+    try:
+        # Nothing is delivered (the queue is paused): the target is never called.
+        with run_emulator("http://127.0.0.1:9", queues=[CLOUD_QUEUE], max_retries=0) as emulator:
+            emulator.pause_queue(CLOUD_QUEUE)
+            return _cloud_rows(emulator, recorder, profile, names, pairs)
+    except EmulatorUnavailableError as exc:
+        NOTES.append(f"Rows 5a-5f skipped: {exc}")
+        return [Row(name, "skipped", "no Cloud Tasks emulator (see below)", "-") for name in names]
+
+
+def _cloud_rows(
+    emulator: Any, recorder: RecordingTransport, profile: Profile, names: list[str], pairs: list[tuple[str, str]]
+) -> list[Row]:
+    from im_task.transports import CloudTasksTransport
+
+    rows: list[Row] = []
+    names = list(names)
+    transport = CloudTasksTransport(emulator.project, emulator.location, emulator_host=emulator.host)
+    configure(transport=transport)
+    try:
+        if ("5a", "5b") in pairs:
+            rows += _per_call_rows(emulator, recorder, profile, [names.pop(0), names.pop(0)])
+        if ("5c", "5d") in pairs:
+            rows += _bulk_rows(
+                emulator, profile, [names.pop(0), names.pop(0)], profile.cloud_tasks, profile.cloud_repeats
+            )
+    finally:
+        configure(transport=None)
+        transport.close()
+    if ("5e", "5f") not in pairs:
+        return rows
+    from latency_proxy import latency_proxy
+
+    with latency_proxy(emulator.host, ROUND_TRIP) as proxy_host:
+        transport = CloudTasksTransport(emulator.project, emulator.location, emulator_host=proxy_host)
+        configure(transport=transport)
+        try:
+            rows += _bulk_rows(emulator, profile, names, profile.latency_calls, profile.latency_repeats)
+        finally:
+            configure(transport=None)
+            transport.close()
+    return rows
+
+
+def _settle(emulator: Any, expected: int) -> None:
+    """Checks that the emulator holds the ``expected`` tasks the timed side enqueued, then empties the queue."""
+    held = emulator.task_count(CLOUD_QUEUE)
+    if held != expected:
+        raise RuntimeError(f"The emulator holds {held} tasks, not {expected}: the benchmark measured failures.")
+    emulator.purge_queue(CLOUD_QUEUE)
+
+
+def _per_call_rows(emulator: Any, recorder: RecordingTransport, profile: Profile, names: list[str]) -> list[Row]:
+    """Rows 5a and 5b: one @task call through our transport against the bare client's ``create_task``."""
+    import grpc
+    from google.cloud.tasks_v2 import AppEngineHttpRequest, CloudTasksClient, Task
+    from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
+
+    transport = get_transport()
+    configure(transport=recorder)
+    request, _ = task_request_for_noop(recorder)
+    configure(transport=transport)
+    parent = emulator.queue_path(CLOUD_QUEUE)
+    # The bare client sends what our transport sends for the same call (the same URL, headers and body), built once.
+    bare_task = Task(
+        app_engine_http_request=AppEngineHttpRequest(
+            relative_uri=request.url, headers=request.headers, body=request.body
+        )
+    )
+    reused = emulator.new_client()
+
+    def bare_reused() -> None:
+        reused.create_task(parent=parent, task=bare_task)
+
+    def bare_new_client() -> None:
+        client = CloudTasksClient(transport=CloudTasksGrpcTransport(channel=grpc.insecure_channel(emulator.host)))
+        try:
+            client.create_task(parent=parent, task=bare_task)
+        finally:
+            client.transport.close()  # type: ignore[no-untyped-call]
+
+    def ours() -> None:
+        bench_tasks.noop(*ARGS, **KWARGS)
+
+    try:
+        sides = {"reused": bare_reused, "ours": ours, "new": bare_new_client}
+        for call in sides.values():  # warm up: connections, first-call imports
+            call()
+        _settle(emulator, len(sides))
+        calls = profile.cloud_calls
+        best: dict[str, list[float]] = {side: [] for side in sides}
+        for _ in range(profile.cloud_repeats):
+            for side, call in sides.items():
+                best[side].append(timeit.Timer(call).timeit(calls) / calls)
+                _settle(emulator, calls)
+    finally:
+        reused.transport.close()
+    ours_s, reused_s, new_s = (min(best[side]) for side in ("ours", "reused", "new"))
+    return [
+        Row(names[0], milli(ours_s), f"bare create_task, one client: {milli(reused_s)}", times(ours_s / reused_s)),
+        Row(names[1], milli(ours_s), f"bare create_task, new client per call: {milli(new_s)}", times(ours_s / new_s)),
+    ]
+
+
+def _bulk_rows(emulator: Any, profile: Profile, names: list[str], sequential_count: int, repeats: int) -> list[Row]:
+    """Rows 5c-5f: ``f.map`` and gathered ``f.enqueue_async`` calls against sequential calls (per task)."""
+    import asyncio
+
+    count = profile.cloud_tasks
+
+    def sequential() -> None:
+        for i in range(sequential_count):
+            bench_tasks.noop_one(i)
+
+    def bulk() -> None:
+        bench_tasks.noop_one.map(range(count))
+
+    async def gather() -> None:
+        await asyncio.gather(*(bench_tasks.noop_one.enqueue_async(i) for i in range(count)))
+
+    def concurrent() -> None:
+        asyncio.run(asyncio.wait_for(gather(), timeout=600))
+
+    sides = {"sequential": sequential, "map": bulk, "async": concurrent}
+    sizes = {"sequential": sequential_count, "map": count, "async": count}
+    runs: dict[str, list[float]] = {side: [] for side in sides}
+    for _ in range(repeats):
+        for side, run in sides.items():
+            started = time.perf_counter()
+            run()
+            runs[side].append(time.perf_counter() - started)
+            _settle(emulator, sizes[side])
+    sequential_rate, map_rate, async_rate = (sizes[side] / min(runs[side]) for side in sides)
+    baseline = f"sequential calls x{sequential_count:,}: {per_second(sequential_rate)}"
+    return [
+        Row(names[0], per_second(map_rate), baseline, times(sequential_rate / map_rate)),
+        Row(names[1], per_second(async_rate), baseline, times(sequential_rate / async_rate)),
+    ]
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -377,25 +590,68 @@ def print_table(rows: list[Row]) -> None:
     for row in rows:
         print(line(row))
     print("\nratio: the subject's cost per call or per task over the baseline's (2.00x = twice as slow).")
+    for note in NOTES:
+        print(note)
+
+
+def parse_only(text: str) -> frozenset[str]:
+    """The rows ``--only`` names: labels (``5a``) or whole groups (``5``), separated by commas.
+
+    Raises:
+        argparse.ArgumentTypeError: A name is no row of the table.
+    """
+    selected: set[str] = set()
+    for item in text.replace(" ", "").lower().split(","):
+        if item in ROW_LABELS:
+            selected.update(ROW_LABELS[item])
+        elif any(item in labels for labels in ROW_LABELS.values()):
+            selected.add(item)
+        else:
+            known = ", ".join(label for labels in ROW_LABELS.values() for label in labels)
+            raise argparse.ArgumentTypeError(f"no row {item!r}: use row numbers (1-5) or labels ({known})")
+    return frozenset(selected)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="im-task benchmarks: ratios against same-process baselines.")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with few iterations")
+    parser.add_argument(
+        "--only",
+        type=parse_only,
+        metavar="ROWS",
+        help="run only these rows, e.g. '5a,5b' or '1,5' (rows measured together run together)",
+    )
     args = parser.parse_args(argv)
+    only: frozenset[str] | None = args.only
+
+    def wanted(*labels: str) -> bool:
+        return only is None or not only.isdisjoint(labels)
+
     profile = QUICK if args.quick else FULL
     print(
         f"im-task benchmarks{' (quick)' if args.quick else ''}: Python {platform.python_version()} on "
         f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; best of {profile.repeats} "
         f"interleaved batches of {profile.number:,} calls (rows 1-2), best of {profile.queue_repeats} "
-        f"run(s) of {profile.tasks:,} tasks (row 3), best of {profile.imports} interpreters (row 4).\n",
+        f"run(s) of {profile.tasks:,} tasks (row 3), best of {profile.imports} interpreters (row 4), best of "
+        f"{profile.cloud_repeats} interleaved batches of {profile.cloud_calls:,} calls (rows 5a-5b) and runs of "
+        f"{profile.cloud_tasks:,} tasks (rows 5c-5d; 5e-5f: {profile.latency_repeats} runs, {profile.latency_calls:,} "
+        "sequential calls) through gcloud-tasks-emulator.\n",
         flush=True,
     )
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="im-task-bench-") as tmp, configured(Path(tmp)) as recorder:
         app = make_app()
-        rows = [bench_enqueue(recorder, profile), bench_route(app, recorder, profile)]
-        rows += bench_local_queue(app, recorder, Path(tmp), profile)
-    rows += bench_import_cost(profile)
+        if wanted("1"):
+            rows.append(bench_enqueue(recorder, profile))
+        if wanted("2"):
+            rows.append(bench_route(app, recorder, profile))
+        if wanted(*ROW_LABELS["3"]):
+            rows += bench_local_queue(app, recorder, Path(tmp), profile)
+    if wanted(*ROW_LABELS["4"]):
+        rows += bench_import_cost(profile)
+    if wanted(*ROW_LABELS["5"]):
+        with tempfile.TemporaryDirectory(prefix="im-task-bench-") as tmp, configured(Path(tmp)) as recorder:
+            rows += bench_cloud_tasks(recorder, profile, only)
     print_table(rows)
     return 0
 

@@ -70,5 +70,7 @@ else:
     raise AssertionError("a secret under 16 bytes must be refused")
 
 configure(secret=NEW)
-check_configuration()  # with a secret, production is fine
+# Outside App Engine, production also needs a check of who calls the endpoint (see core_callers.py):
+configure(service_account_email="tasks@my-project.iam.gserviceaccount.com", audience="https://app.example.com")
+check_configuration()  # with a secret and a caller check, production starts
 print("Every check holds.")

@@ -18,6 +18,8 @@ settings.configure(
     IM_TASK={
         "SECRET": "a-long-random-secret-from-the-environment",
         "ENVIRONMENT": "production",
+        "SERVICE_ACCOUNT_EMAIL": "tasks@my-project.iam.gserviceaccount.com",  # the tasks' OIDC tokens
+        "AUDIENCE": "https://www.example.com",
         "DEFAULT_QUEUE": "background",
         "MAX_BODY_SIZE": 512 * 1024,
         "SWEEP_OLDER_THAN": 120,

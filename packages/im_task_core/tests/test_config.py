@@ -239,15 +239,17 @@ def test_production_without_secret_is_refused_saying_what_to_set(monkeypatch: py
     with pytest.raises(ConfigurationError, match=expected):
         check_configuration()
     assert not (get_settings().data_dir / "secret").exists()  # no local secret made in production
-    configure(secret="p" * 32)
+    configure(secret="p" * 32, front_authenticated=True)  # outside App Engine production also needs a caller check
     check_configuration()
     assert get_keyring().signing_key == b"p" * 32
 
 
-def test_app_engine_without_a_transport_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_app_engine_defaults_to_cloud_tasks_which_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GAE_ENV", "standard")
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.delenv("GAE_APPLICATION", raising=False)
     configure(environment=None)
-    with pytest.raises(ConfigurationError, match=r"configure\(transport=...\)"):
+    with pytest.raises(ConfigurationError, match="The Cloud Tasks transport needs a project: set IM_TASK_PROJECT"):
         check_configuration()
 
 
@@ -298,7 +300,7 @@ def test_transport_by_import_path(factory_module: types.ModuleType) -> None:
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("nonsense", r"'nonsense' is neither a built-in name nor of the form 'local', 'immediate', 'recording', or "),
+        ("nonsense", r"'nonsense' is neither a built-in name nor of the form 'local', 'immediate', 'recording', 'cl"),
         ("Immediate", r"is neither a built-in name"),
         ("no_such_module_anywhere:make", r"'no_such_module_anywhere:make' cannot be imported"),
         ("im_task_test_transports:missing", r"names 'missing', which im_task_test_transports does not define"),

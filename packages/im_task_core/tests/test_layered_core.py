@@ -305,3 +305,14 @@ def test_the_guard_refuses_the_default_data_dir_but_not_a_configured_one(tmp_pat
         assert isinstance(get_transport(), RecordingTransport)  # no local data needed for it
     finally:
         STATE.guard = saved_guard
+
+
+def test_the_transport_is_made_anew_only_when_a_setting_that_shapes_it_changes() -> None:
+    configure(transport="recording")
+    made = get_transport()
+    configure(default_queue="other", max_body_size=4096)  # not the transport's business
+    assert get_transport() is made
+    configure(base_url="https://app.example.com")  # a Cloud Tasks transport would be made differently
+    remade = get_transport()
+    assert remade is not made
+    assert made.closed  # type: ignore[attr-defined]

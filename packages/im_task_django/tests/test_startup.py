@@ -23,6 +23,11 @@ from im_task_django.apps import ImTaskConfig
 from im_task_django.conf import get_settings_error
 
 PRODUCTION_SECRET = "a-production-secret-of-enough-bytes"
+#: Who may call the endpoint, which production outside App Engine also needs (im_task.caller).
+PRODUCTION_CALLERS = {
+    "SERVICE_ACCOUNT_EMAIL": "tasks@my-project.iam.gserviceaccount.com",
+    "AUDIENCE": "https://www.example.com",
+}
 
 
 def run_child(directory: Path, script: str) -> subprocess.CompletedProcess[str]:
@@ -99,7 +104,7 @@ def test_production_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
 
 
 def test_production_with_a_secret_starts_without_making_the_transport(tmp_path: Path) -> None:
-    output = start_project(tmp_path, {"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET})
+    output = start_project(tmp_path, {"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET, **PRODUCTION_CALLERS})
     assert output.strip() == "started"
     assert list((tmp_path / "child").iterdir()) == []  # the default local queue is made on the first request
 
@@ -134,7 +139,7 @@ def test_ready_refuses_production_without_a_secret(tmp_path: Path) -> None:
         pytest.raises(ImproperlyConfigured, match=r"IM_TASK\['SECRET'\]"),
     ):
         ImTaskConfig.ready(app_config)
-    with override_settings(IM_TASK={"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET}):
+    with override_settings(IM_TASK={"ENVIRONMENT": "production", "SECRET": PRODUCTION_SECRET, **PRODUCTION_CALLERS}):
         ImTaskConfig.ready(app_config)
     assert list(data_dir.iterdir()) == []  # no local secret made
 

@@ -98,6 +98,8 @@ def test_config_keys_reach_the_core(tmp_path: Path) -> None:
         IM_TASK_WARMUP_MODULE="flask_warmup",
         IM_TASK_DEFAULT_QUEUE="background",
         IM_TASK_ENV="production",
+        IM_TASK_SERVICE_ACCOUNT_EMAIL="tasks@my-project.iam.gserviceaccount.com",
+        IM_TASK_AUDIENCE="https://app.example.com",
     )
     state = ImTask().init_app(app)
     settings = get_settings()
@@ -229,7 +231,9 @@ def test_production_without_a_secret_is_refused_at_init_app(recorder: RecordingT
 def test_production_with_a_secret_in_app_config_starts(recorder: RecordingTransport) -> None:
     configure(secret=None)
     app = Flask("safe")
-    app.config.update(IM_TASK_ENV="production", IM_TASK_SECRET="a-production-secret-0123")
+    app.config.update(
+        IM_TASK_ENV="production", IM_TASK_SECRET="a-production-secret-0123", IM_TASK_FRONT_AUTHENTICATED=True
+    )
     ImTask(app)
     assert "im_task" in app.extensions
 

@@ -157,6 +157,19 @@ class Settings:
         """Whether unsafe configuration must be refused."""
         return self.environment == "production"
 
+    def transport_shape(self) -> tuple[Any, ...]:
+        """The settings a transport made from them depends on; when they change, it is made anew."""
+        return (
+            self.transport,
+            self.data_dir,
+            self.project,
+            self.location,
+            self.base_url,
+            self.service_account_email,
+            self.audience,
+            self.background_service,
+        )
+
     def local_data_dir(self) -> Path:
         """``data_dir``, for files im-task writes there (the local queue, the local secret).
 
@@ -222,8 +235,9 @@ def _checked(values: Mapping[str, Any], *, source: str) -> dict[str, Any]:
 def _changing(*, drop_transport: bool = False) -> Iterator[None]:
     """Changes settings under the lock, then forgets what was resolved from the old ones.
 
-    The transport is kept unless the settings that shape it (``transport``,
-    ``data_dir``) changed. A transport made from a name (owned here) is
+    The transport is kept unless the settings that shape it
+    (:meth:`Settings.transport_shape`: ``transport``, ``data_dir`` and the
+    Google Cloud ones) changed. A transport made from a name (owned here) is
     closed after the lock is released: closing waits for deliveries in
     flight, and those may read the settings.
     """
@@ -243,7 +257,7 @@ def _invalidate(*, drop_transport: bool = False) -> Any:
     if not drop_transport:
         try:
             settings = get_settings()
-            if (settings.transport, settings.data_dir) == STATE.transport_made_with:
+            if settings.transport_shape() == STATE.transport_made_with:
                 return None
         except ConfigurationError:
             pass

@@ -7,19 +7,21 @@ import functools
 import importlib
 import inspect
 import random
+import reprlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from im_task.config import get_keyring, get_settings
 from im_task.envelope import CONTENT_TYPE, seal
-from im_task.errors import ConfigurationError, EnqueueError, Error
+from im_task.errors import BulkEnqueueError, ConfigurationError, EnqueueError, Error
+from im_task.keys import Keyring
 from im_task.options import TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.runtime import get_transport
 from im_task.serialization import TaskCall, TaskWrapper, dumps_call
-from im_task.transactions import enqueue_transactional
+from im_task.transactions import current_binder, enqueue_transactional
 from im_task.transports.base import TaskRequest, Transport
 
 __all__ = ["TaskFunction", "TaskHandle", "task"]
@@ -81,8 +83,179 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 ``TaskAlreadyExistsError``, ``TaskTooLargeError`` and
                 ``BadTransactionStateError`` as the specific cases).
         """
+        request = self._request(args, kwargs, _Moment.current())
+        transport = get_transport()
+        try:
+            enqueue = enqueue_transactional if self.options.transactional else _enqueue_now
+            name = enqueue(request, transport)
+        except Exception as exc:
+            error = self._failure(exc, request, transport)
+            if error is exc:
+                raise
+            raise error from exc
+        return self._handle(request, name)
+
+    async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
+        """Enqueues a call of the function without blocking the event loop.
+
+        The call is serialised at once, in the caller's thread (the arguments
+        as they are now); the transport's
+        :meth:`~im_task.transports.Transport.enqueue_async` sends it (Cloud
+        Tasks: its async client; others: ``enqueue`` in a worker thread). A
+        ``transactional=True`` task is written to the open transaction's
+        outbox in the caller's thread, as a plain call does: the transaction
+        belongs to that thread.
+
+        Returns:
+            Where and when the call will run.
+
+        Raises:
+            EnqueueError: As for a plain call.
+        """
+        request = self._request(args, kwargs, _Moment.current())
+        transport = get_transport()
+        name: str | None
+        try:
+            if self.options.transactional:
+                name = enqueue_transactional(request, transport)
+            else:
+                name = await transport.enqueue_async(request)
+        except Exception as exc:
+            error = self._failure(exc, request, transport)
+            if error is exc:
+                raise
+            raise error from exc
+        return self._handle(request, name)
+
+    def map(self, iterable: Iterable[Any]) -> list[TaskHandle]:
+        """Enqueues one call per item, with the item as the only argument, as a batch.
+
+        ``f.map(ids)`` is ``[f(i) for i in ids]`` in one batch: one SQLite
+        transaction on the local queue, ``BatchCreateTasks`` on Cloud Tasks.
+        The iterable (a generator is fine) is read to the end before any task
+        is sent. Each call picks its own queue when the task has several.
+
+        Args:
+            iterable: The arguments, one per call.
+
+        Returns:
+            The handles, in the order of the items; ``[]`` for no items.
+
+        Raises:
+            BulkEnqueueError: Some calls failed (an argument that cannot be
+                pickled, a name taken, a task too large, or, on a transport
+                that runs tasks inline, the task's own exception); the others
+                were enqueued. ``handles`` and ``errors`` tell which.
+            ConfigurationError: ``iterable`` is not an iterable of arguments; nothing was enqueued.
+            BadTransactionStateError: ``transactional=True`` outside a transaction; nothing was enqueued.
+        """
+        return self._enqueue_calls([((item,), {}) for item in self._items(iterable, "map")])
+
+    def starmap(self, iterable: Iterable[Iterable[Any]]) -> list[TaskHandle]:
+        """Enqueues one call per item, each item being the positional arguments of its call, as a batch.
+
+        ``f.starmap([(1, 2), (3, 4)])`` is ``[f(1, 2), f(3, 4)]`` in one
+        batch, as :meth:`map` does it.
+
+        Args:
+            iterable: Iterables of positional arguments (tuples, lists), one per call.
+
+        Returns:
+            The handles, in the order of the items; ``[]`` for no items.
+
+        Raises:
+            BulkEnqueueError: Some calls failed; see :meth:`map`.
+            ConfigurationError: ``iterable``, or one of its items, is not an
+                iterable of arguments (a string or a mapping is refused); nothing
+                was enqueued.
+            BadTransactionStateError: ``transactional=True`` outside a transaction; nothing was enqueued.
+        """
+        calls: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
+        for index, item in enumerate(self._items(iterable, "starmap")):
+            if isinstance(item, (str, bytes, bytearray, Mapping)):
+                raise ConfigurationError(
+                    f"{self!r}.starmap() takes iterables of positional arguments; item {index} ({type(item).__name__}) "
+                    f"would be spread into its {'keys' if isinstance(item, Mapping) else 'characters'}: wrap it in a "
+                    f"tuple, ({reprlib.repr(item)},), to pass it as one argument."
+                )
+            try:
+                arguments = iter(item)
+            except TypeError:
+                raise ConfigurationError(
+                    f"{self!r}.starmap() takes iterables of positional arguments, e.g. tuples; item {index} "
+                    f"({type(item).__name__}) is not iterable: use .map() for one argument per call."
+                ) from None
+            calls.append((tuple(arguments), {}))
+        return self._enqueue_calls(calls)
+
+    def _items(self, iterable: Any, method: str) -> list[Any]:
+        """The items of a bulk call's iterable, read to the end; refuses what is no iterable of arguments."""
+        if isinstance(iterable, (str, bytes, bytearray)):
+            raise ConfigurationError(
+                f"{self!r}.{method}() takes an iterable of arguments, not {type(iterable).__name__} (that would make "
+                f"one task per character); pass a list, e.g. [{reprlib.repr(iterable)}] for one task."
+            )
+        try:
+            items = iter(iterable)
+        except TypeError:
+            raise ConfigurationError(
+                f"{self!r}.{method}() takes an iterable of arguments (a list, a generator...), "
+                f"not {type(iterable).__name__}."
+            ) from None
+        return list(items)
+
+    def _enqueue_calls(self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]]) -> list[TaskHandle]:
+        """Serialises the calls, sends them as one batch and reports each call's fate (``map``, ``starmap``)."""
+        if not calls:
+            return []
+        moment = _Moment.current()
+        binder = current_binder() if self.options.transactional else None  # no transaction: raise before any send
+        requests: dict[int, TaskRequest] = {}
+        errors: dict[int, Exception] = {}
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                requests[index] = self._request(args, kwargs, moment)
+            except EnqueueError as exc:  # an argument that cannot be pickled fails its own call only
+                errors[index] = exc
+        transport = get_transport()
+        batch = list(requests.values())
+        results: list[str | Exception | None]
+        if binder is not None:  # no binder takes a batch: one outbox row after another, in the same transaction
+            results = []
+            for request in batch:
+                try:
+                    results.append(binder.enqueue_on_commit(request, transport))
+                except Exception as exc:
+                    results.append(exc)
+        elif batch:
+            try:
+                results = transport.enqueue_many(batch)
+            except Exception as exc:  # the whole batch failed: each of its calls failed with that error
+                results = [exc] * len(batch)
+        else:
+            results = []
+        if len(results) != len(batch):
+            raise EnqueueError(
+                f"{transport!r}.enqueue_many() broke its contract: it returned {len(results)} results for "
+                f"{len(batch)} tasks of {self.url}; which of them were enqueued is unknown."
+            )
+        handles: list[TaskHandle | None] = [None] * len(calls)
+        for (index, request), result in zip(requests.items(), results, strict=True):
+            if isinstance(result, Exception):
+                errors[index] = self._failure(result, request, transport)
+            else:
+                handles[index] = self._handle(request, result)
+        if errors:
+            raise BulkEnqueueError(_bulk_message(self.url, len(calls), errors), handles, dict(sorted(errors.items())))
+        return [handle for handle in handles if handle is not None]
+
+    def _request(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], moment: _Moment) -> TaskRequest:
+        """The task for one call: serialised, signed, with its queue, headers and schedule (every path uses it).
+
+        Raises:
+            EnqueueError: The call cannot be serialised.
+        """
         options = self.options
-        settings = get_settings()
         call = TaskCall(
             func=self,
             args=args,
@@ -91,31 +264,29 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             retry_limit=_endpoint_retry_limit(options),
             description=self.url,
         )
-        body = seal(dumps_call(call), get_keyring())
-        schedule_time = options.schedule_time(dt.datetime.now(dt.timezone.utc))
-        request = TaskRequest(
-            queue=options.pick_queue(settings.default_queue, random.choice),
+        return TaskRequest(
+            queue=options.pick_queue(moment.default_queue, random.choice),
             url=self.url,
-            body=body,
+            body=seal(dumps_call(call), moment.keyring),
             headers={"Content-Type": CONTENT_TYPE, **(options.headers or {})},
             name=options.name,
-            schedule_time=schedule_time,
+            schedule_time=options.schedule_time(moment.now),
             target=options.target,
             dispatch_deadline=options.dispatch_deadline,
             retry_options=options.retry_options,
         )
-        transport = get_transport()
-        try:
-            enqueue = enqueue_transactional if options.transactional else _enqueue_now
-            name = enqueue(request, transport)
-        except Error:
-            raise
-        except Exception as exc:
-            if transport.runs_inline:  # the task itself ran and raised: the caller sees its own exception
-                raise
-            # a transport broke its contract; keep the error tree whole
-            raise EnqueueError(f"Could not enqueue {self.url} on queue {request.queue!r}: {exc}") from exc
-        return TaskHandle(name=name, queue=request.queue, url=self.url, eta=schedule_time)
+
+    def _handle(self, request: TaskRequest, name: str | None) -> TaskHandle:
+        return TaskHandle(name=name, queue=request.queue, url=self.url, eta=request.schedule_time)
+
+    def _failure(self, exc: Exception, request: TaskRequest, transport: Transport) -> Exception:
+        """What the caller sees for a failed enqueue: the library's errors, and an inline task's own, as they are."""
+        if isinstance(exc, Error) or transport.runs_inline:  # an inline task ran and raised: its own exception
+            return exc
+        # a transport broke its contract; keep the error tree whole
+        error = EnqueueError(f"Could not enqueue {self.url} on queue {request.queue!r}: {exc}")
+        error.__cause__ = exc
+        return error
 
     def using(self, **options: Any) -> TaskFunction[P, R]:
         """A copy with some options changed, for one call site.
@@ -157,6 +328,40 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<TaskFunction {self.url}>"
+
+
+@dataclass(frozen=True)
+class _Moment:
+    """What the calls enqueued together share: the time their countdown starts, the keyring, the default queue."""
+
+    now: dt.datetime
+    keyring: Keyring
+    default_queue: str
+
+    @classmethod
+    def current(cls) -> _Moment:
+        """Now, with the settings in force.
+
+        Raises:
+            ConfigurationError: No secret to sign with (in production).
+        """
+        return cls(dt.datetime.now(dt.timezone.utc), get_keyring(), get_settings().default_queue)
+
+
+#: Failures named in a BulkEnqueueError's message; the others are counted.
+_FAILURES_SHOWN = 3
+
+
+def _bulk_message(url: str, total: int, errors: Mapping[int, Exception]) -> str:
+    shown = "; ".join(
+        f"call {index}: {type(error).__name__}: {error}" for index, error in sorted(errors.items())[:_FAILURES_SHOWN]
+    )
+    more = len(errors) - _FAILURES_SHOWN
+    return (
+        f"{len(errors)} of {total} calls of {url} failed ({total - len(errors)} enqueued): {shown}"
+        + (f"; and {more} more" if more > 0 else "")
+        + ". See .handles and .errors."
+    )
 
 
 def _endpoint_retry_limit(options: TaskOptions) -> int | None:

@@ -60,15 +60,22 @@ class TransientEnqueueError(EnqueueError):
 class BulkEnqueueError(EnqueueError):
     """Some calls of a bulk enqueue (``map``, ``starmap``) failed; the others were enqueued.
 
+    On a transport that runs tasks inline (``ImmediateTransport``), a task
+    that raised is a failed call too: ``errors`` holds its own exception.
+
     Attributes:
         handles: One entry per call, in order: its ``TaskHandle``, or None where it failed.
-        errors: The failures, by the index of their call.
+        errors: The failures, by the index of their call, in order.
     """
 
     def __init__(self, message: str, handles: list[Any], errors: dict[int, Exception]) -> None:
         super().__init__(message)
         self.handles = handles
         self.errors = errors
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled with all three arguments (the default passes the message only), e.g. across processes
+        return (type(self), (str(self), self.handles, self.errors))
 
 
 class BadTransactionStateError(EnqueueError):

@@ -13,7 +13,8 @@ task ran                                           200
 any other exception                                500
 ``task_retry_limit`` passed                        200
 no task headers, or bad or missing signature       403
-settings broken (production without a secret)      500
+caller refused (see :mod:`im_task.caller`)         403
+settings broken (no secret in production...)       500
 signature verified but the call cannot be decoded  200
 body over ``max_body_size``                        413
 method other than POST                             405
@@ -28,6 +29,7 @@ import threading
 from collections.abc import Mapping
 from typing import IO, Any
 
+from im_task.caller import CallerError, check_caller
 from im_task.config import get_keyring, get_settings
 from im_task.context import task_context
 from im_task.envelope import open_envelope
@@ -72,6 +74,10 @@ def handle_request(
         return answer(403, "Forbidden: not a task queue request.")
     try:
         settings, keyring = get_settings(), get_keyring()
+        check_caller(task.family, view, settings)  # before the body is read: a refused caller sends nothing we read
+    except CallerError as exc:
+        logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
+        return answer(403, "Forbidden: the caller is not the task queue.", exc)
     except ConfigurationError as exc:
         logger.error("Task %s (%s) not run; the queue will retry it. Misconfigured: %s", task.task_name, path, exc)
         return answer(500, "im-task is misconfigured; see the server log.", exc)

@@ -20,8 +20,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from im_task import config, endpoints
-from im_task.errors import ConfigurationError
+from im_task import caller, config, endpoints
 from im_task.routing import get_taskroute, set_taskroute
 from im_task.state import STATE
 from im_task.transports.base import Transport
@@ -46,34 +45,48 @@ def get_transport() -> Transport:
             settings = config.get_settings()
             choice = settings.transport
             if choice is None and os.environ.get("GAE_ENV") == "standard":
-                raise ConfigurationError(
-                    "On App Engine the default transport is Cloud Tasks, which this version of im-task does not "
-                    "include yet; configure(transport=...) with a Transport explicitly."
-                )
+                choice = "cloudtasks"  # App Engine's default: Cloud Tasks with App Engine targets
             local = choice is None or choice == "local"
             data_dir = settings.local_data_dir() if local else settings.data_dir
-            transport = make_transport(choice, data_dir=data_dir)
+            transport = make_transport(choice, data_dir=data_dir, cloud=_cloud_settings(settings))
             STATE.transport = transport
             STATE.owns_transport = not isinstance(choice, Transport)
-            STATE.transport_made_with = (choice, settings.data_dir)
+            STATE.transport_made_with = settings.transport_shape()
         if isinstance(transport, InProcessTransport):
             transport.bind(endpoints.handle_request)
         result: Transport = transport
         return result
 
 
+def _cloud_settings(settings: config.Settings) -> dict[str, Any]:
+    """The settings the Cloud Tasks transport is made with (``transport="cloudtasks"`` or App Engine's default)."""
+    return {
+        "project": settings.project,
+        "location": settings.location,
+        "base_url": settings.base_url,
+        "service_account_email": settings.service_account_email,
+        "audience": settings.audience,
+        "background_service": settings.background_service,
+    }
+
+
 def check_configuration() -> None:
     """Refuses unsafe or broken configuration; adapters call it at start-up.
 
     Unknown ``IM_TASK_*`` environment variables (typos, most likely) are
-    logged as warnings.
+    logged as warnings, and so is the ``front_authenticated`` opt-out of the
+    caller check in production (see :mod:`im_task.caller`).
 
     Raises:
-        ConfigurationError: Explaining what to set.
+        ConfigurationError: Explaining what to set: no secret in production,
+            production that would accept HTTP-target tasks without an OIDC
+            check, an incomplete OIDC configuration, a transport that cannot be made.
     """
     for line in config.unknown_environment_variables():
         logger.warning("%s", line)
     config.get_keyring()
+    for line in caller.check_configuration(config.get_settings()):
+        logger.warning("%s", line)
     get_transport()
 
 

@@ -3,10 +3,11 @@
 Everything im-task keeps for the life of a process lives in :data:`STATE`:
 the settings given by ``configure()`` and by an adapter, what was resolved
 from them (settings, keyring, transport), the task route, the transaction
-binders, the local queue's in-process target and the warm-up modules
-imported. The modules that own each concept (``config``, ``routing``,
-``transactions``, ``executor``, ``runtime``) read and write it under its
-lock; nothing else holds process state.
+binders, the local queue's in-process target, the warm-up modules
+imported and Google's certificates for the OIDC check. The modules that own
+each concept (``config``, ``routing``, ``transactions``, ``executor``,
+``runtime``, ``caller``) read and write it under its lock; nothing else holds
+process state.
 
 Example:
     >>> from im_task.state import STATE
@@ -62,13 +63,16 @@ class State:
         keyring: The keyring made from the settings, or None until asked for.
         transport: The transport in force, or None until it is made.
         owns_transport: Whether the transport was made here (from a name), so is closed here.
-        transport_made_with: The ``(transport, data_dir)`` settings the transport was made with.
+        transport_made_with: The settings the transport was made with (``Settings.transport_shape()``).
         taskroute: The route tasks are served under.
         binders: The transaction binders ``transactional=True`` joins.
         local_target: The WSGI application the local queue delivers to in process, if any.
         warmed_up: Warm-up modules imported by the endpoint.
         guard: When set, the reason the default data directory of the working
             directory may not be used (the pytest plugin sets it: tests use fixtures).
+        oidc_certs_url: Where Google's certificates are fetched from, when not Google's own
+            URL (tests serve theirs); set by :mod:`im_task.caller`.
+        oidc_certs: Google's certificates as last fetched, with their expiry, or None; kept by :mod:`im_task.caller`.
         resolver: Resolves the settings from every source; set by :mod:`im_task.config`.
     """
 
@@ -85,6 +89,8 @@ class State:
         "local_target",
         "warmed_up",
         "guard",
+        "oidc_certs_url",
+        "oidc_certs",
     )
 
     def __init__(self) -> None:
@@ -95,12 +101,14 @@ class State:
         self.keyring: Any = None
         self.transport: Any = None
         self.owns_transport = False
-        self.transport_made_with: tuple[Any, Any] | None = None
+        self.transport_made_with: tuple[Any, ...] | None = None
         self.taskroute = DEFAULT_TASKROUTE
         self.binders: list[Any] = []
         self.local_target: Callable[..., Any] | None = None
         self.warmed_up: set[str] = set()
         self.guard: str | None = None
+        self.oidc_certs_url: str | None = None
+        self.oidc_certs: Any = None
         self.resolver: Callable[[], Any] | None = None
 
     def snapshot(self) -> Snapshot:

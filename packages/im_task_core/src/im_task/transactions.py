@@ -14,7 +14,7 @@ from im_task.errors import BadTransactionStateError
 from im_task.state import STATE
 from im_task.transports.base import TaskRequest, Transport
 
-__all__ = ["TransactionBinder", "enqueue_transactional", "register_binder", "unregister_binder"]
+__all__ = ["TransactionBinder", "current_binder", "enqueue_transactional", "register_binder", "unregister_binder"]
 
 
 @runtime_checkable
@@ -60,11 +60,20 @@ def enqueue_transactional(request: TaskRequest, transport: Transport) -> str:
     Raises:
         BadTransactionStateError: No registered binder has an open transaction.
     """
+    return current_binder().enqueue_on_commit(request, transport)
+
+
+def current_binder() -> TransactionBinder:
+    """The binder of the transaction open here (bulk enqueue looks it up once for every task).
+
+    Raises:
+        BadTransactionStateError: No registered binder has an open transaction.
+    """
     with STATE.lock:
         binders: list[TransactionBinder] = list(STATE.binders)
     for binder in binders:
         if binder.in_transaction():
-            return binder.enqueue_on_commit(request, transport)
+            return binder
     known = ", ".join(b.description for b in binders) or "none is installed"
     raise BadTransactionStateError(
         "transactional=True needs an open transaction to join (supported: "

@@ -12,11 +12,14 @@ id                      problem
 ``im_task.E007``        ``IM_TASK["DATABASE"]`` is not in ``DATABASES``
 ``im_task.E008``        a top-level ``IM_TASK_*`` Django setting (``IM_TASK_SECRET = ...``), which
                         im-task does not read: its settings go in the ``IM_TASK`` dict
+``im_task.E009``        who calls the endpoint cannot be checked: production that would accept HTTP-target
+                        tasks without an OIDC check, or an incomplete OIDC configuration
 ``im_task.W001``        the local queue in use delivers to this project in process
                         (``Host: localhost``), which ``ALLOWED_HOSTS`` refuses
 ``im_task.W002``        ``SECURE_SSL_REDIRECT`` redirects requests to an endpoint, which queues do not follow
 ``im_task.W003``        (``check --deploy``) no secret configured: a local one is generated
 ``im_task.W004``        an ``IM_TASK_*`` environment variable that im-task does not read (a typo, most likely)
+``im_task.W005``        ``FRONT_AUTHENTICATED`` in production: HTTP-target tasks are accepted without an OIDC check
 ======================  ===================================================================
 """
 
@@ -32,7 +35,7 @@ from django.db import connections
 from django.http.request import validate_host
 from django.urls import Resolver404, resolve
 
-from im_task import config, routing
+from im_task import caller, config, routing
 from im_task.config import Settings
 from im_task.endpoints import endpoints
 from im_task.errors import ConfigurationError
@@ -41,9 +44,10 @@ from im_task.state import STATE
 from im_task.transports.base import Transport
 from im_task.transports.factory import load_transport_setting
 from im_task.transports.local import LocalTransport
-from im_task_django.conf import SETTING_NAMES, get_app_settings, get_settings_error, setting_key
+from im_task_django.conf import CALLER_HINT, SETTING_NAMES, get_app_settings, get_settings_error, setting_key
 
 __all__ = [
+    "check_caller",
     "check_database",
     "check_environment_variables",
     "check_local_delivery",
@@ -138,6 +142,19 @@ def check_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+@register(Tags.security)
+def check_caller(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E009, W005: who calls the endpoint can be checked (:func:`im_task.caller.check_configuration`)."""
+    current = _core_settings()
+    if current is None:
+        return []
+    try:
+        lines = caller.check_configuration(current)
+    except ConfigurationError as exc:
+        return [checks.Error(str(exc), hint=CALLER_HINT[0].upper() + CALLER_HINT[1:], id="im_task.E009")]
+    return [checks.Warning(line, id="im_task.W005") for line in lines]
 
 
 @register(Tags.security, deploy=True)

@@ -51,7 +51,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from im_task import config, routing
+from im_task import caller, config, routing
 from im_task.errors import ConfigurationError
 
 __all__ = [
@@ -72,6 +72,11 @@ logger = logging.getLogger("im_task.django")
 
 #: Where the settings are written, for messages.
 SOURCE = "settings.IM_TASK"
+#: What to set, in Django, when the caller check of the endpoint cannot be made (:mod:`im_task.caller`).
+CALLER_HINT = (
+    "set IM_TASK['SERVICE_ACCOUNT_EMAIL'] and IM_TASK['AUDIENCE'] (or IM_TASK['BASE_URL']), or, if a front end "
+    "authenticates every request, IM_TASK['FRONT_AUTHENTICATED'] = True (see the im-task security docs)."
+)
 
 
 def setting_key(name: str) -> str:
@@ -228,8 +233,9 @@ def apply_settings_at_startup() -> AppSettings:
 
     Raises:
         ImproperlyConfigured: ``IM_TASK`` is invalid, an ``IM_TASK_*``
-            environment variable is, or the environment is production and no
-            secret is configured.
+            environment variable is, the environment is production and no
+            secret is configured, or the caller check cannot be made (see
+            :func:`im_task.caller.check_configuration`).
     """
     applied = apply_settings()
     error = _state.error
@@ -251,6 +257,11 @@ def apply_settings_at_startup() -> AppSettings:
                 "os.environ['IM_TASK_SECRET']), or leave IM_TASK['ENVIRONMENT'] at 'development' on a "
                 "development machine."
             ) from exc
+    try:
+        for line in caller.check_configuration(current):  # who may call the endpoint (im_task.caller)
+            logger.warning("%s", line)
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"im-task refuses to start: {exc} In Django: {CALLER_HINT}") from exc
     return applied
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
@@ -72,6 +73,10 @@ class Transport:
     * It must be safe to call from several threads at once.
     * :meth:`close` releases resources; enqueueing after it is an error. It
       may be called more than once.
+    * :meth:`enqueue_many` (``f.map``, ``f.starmap``) and :meth:`enqueue_async`
+      (``await f.enqueue_async(...)``) have defaults built on :meth:`enqueue`;
+      a queue with a batch or an async API overrides them, keeping their
+      contracts.
 
     The queue later POSTs ``request.body`` to ``request.url`` with the task
     headers of Cloud Tasks (``X-AppEngine-QueueName``, ``-TaskName``,
@@ -100,6 +105,58 @@ class Transport:
             EnqueueError: The queue refused the task or could not be reached.
         """
         raise NotImplementedError
+
+    def enqueue_many(self, requests: Sequence[TaskRequest]) -> list[str | Exception | None]:
+        """Hands several tasks to the queue, reporting each one's outcome.
+
+        The default calls :meth:`enqueue` for one request after another. A
+        queue with a batch API (one SQLite transaction, ``BatchCreateTasks``)
+        overrides it.
+
+        Args:
+            requests: The tasks to send.
+
+        Returns:
+            One result per request, in order: the task's name (None when the
+            queue does not tell it), or the exception that request failed with
+            (what :meth:`enqueue` would have raised for it). A failure of some
+            requests never stops the others.
+
+        Raises:
+            EnqueueError: Only when no task of the batch was enqueued and no
+                per-request result can be given; the default never raises
+                (a closed transport fails each request).
+        """
+        results: list[str | Exception | None] = []
+        for request in requests:
+            try:
+                results.append(self.enqueue(request))
+            except Exception as exc:  # that request's failure, to report; the others go on
+                results.append(exc)
+        return results
+
+    async def enqueue_async(self, request: TaskRequest) -> str | None:
+        """Hands one task to the queue without blocking the event loop.
+
+        The default runs :meth:`enqueue` in a worker thread (with the
+        caller's context variables). A queue with an async client overrides it.
+
+        Args:
+            request: The task to send.
+
+        Returns:
+            The task's name, or None when the queue does not tell it.
+
+        Raises:
+            TaskAlreadyExistsError: The name is taken.
+            TaskTooLargeError: The task is over :attr:`max_task_size`.
+            EnqueueError: The queue refused the task or could not be reached.
+        """
+        # Imported here, when a coroutine first runs (an event loop, hence asyncio, is then loaded anyway):
+        # `import im_task` and `@task` must not pay for asyncio (tests/test_import_cost.py).
+        import asyncio
+
+        return await asyncio.to_thread(self.enqueue, request)
 
     def close(self) -> None:
         """Releases the transport's resources. The default does nothing."""

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ BUILTIN_TRANSPORTS = {
     "local": "im_task.transports.local:LocalTransport",
     "immediate": "im_task.transports.immediate:ImmediateTransport",
     "recording": "im_task.transports.recording:RecordingTransport",
+    "cloudtasks": "im_task.transports.cloudtasks:CloudTasksTransport",
 }
-_FORMS = "'local', 'immediate', 'recording', or 'package.module:factory'"
+_FORMS = "'local', 'immediate', 'recording', 'cloudtasks', or 'package.module:factory'"
 
 
 def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
@@ -66,13 +67,18 @@ def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
     return found
 
 
-def make_transport(setting: Transport | str | None, *, data_dir: Path) -> Transport:
+def make_transport(
+    setting: Transport | str | None, *, data_dir: Path, cloud: Mapping[str, Any] | None = None
+) -> Transport:
     """The transport a setting asks for.
 
     Args:
         setting: A ``Transport`` (returned as it is), a name, or None for the
             local queue.
         data_dir: The data directory, where ``"local"`` keeps its queue file.
+        cloud: The keyword arguments ``"cloudtasks"`` is made with (the Google
+            Cloud settings: ``project``, ``location``, ``base_url``...); None
+            values are left out.
 
     Returns:
         The transport.
@@ -88,7 +94,12 @@ def make_transport(setting: Transport | str | None, *, data_dir: Path) -> Transp
     if isinstance(found, Transport):
         return found
     try:
-        transport = found(data_dir / QUEUE_FILE) if name == "local" else found()
+        if name == "local":
+            transport = found(data_dir / QUEUE_FILE)
+        elif name == "cloudtasks":
+            transport = found(**{key: value for key, value in (cloud or {}).items() if value is not None})
+        else:
+            transport = found()
     except ConfigurationError:
         raise
     except Exception as exc:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
-from im_task.errors import EnqueueError
+from im_task.errors import EnqueueError, TaskAlreadyExistsError
 from im_task.retry import RetryOptions
 from im_task.transports.base import name_taken
 from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
@@ -63,6 +63,10 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE INDEX IF NOT EXISTS tasks_state_due ON tasks (state, due);
 """
 _ACTIVE = ("queued", "running")
+_INSERT = (
+    "INSERT INTO tasks (queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 #: Retry reason of an attempt whose dispatcher lost its lease (it died, or stalled, mid-delivery).
 LEASE_EXPIRED = "LEASE_EXPIRED"
 _REAP_BATCH = 100  # expired leases settled per claim; more wait for the next one
@@ -310,6 +314,52 @@ class TaskStore:
                 or finished less than ``name_retention`` seconds ago.
             EnqueueError: The database failed or is closed.
         """
+        [refused] = self.add_many([task], now=now, name_retention=name_retention)
+        if refused is not None:
+            raise refused
+
+    def add_many(
+        self, tasks: Sequence[NewTask], *, now: float, name_retention: float
+    ) -> list[TaskAlreadyExistsError | None]:
+        """Inserts tasks in one transaction; a name in use or remembered refuses its task only.
+
+        A refused task changes nothing (its ``INSERT`` fails alone, SQLite
+        undoing that statement only), so the others commit together. A
+        database failure rolls the whole batch back.
+
+        Args:
+            tasks: The tasks; a name given twice is refused the second time.
+            now: The time, seconds since the epoch.
+            name_retention: Seconds a finished task's name stays taken.
+
+        Returns:
+            For each task, in order: None when it was stored, or the error refusing its name.
+
+        Raises:
+            EnqueueError: The database failed or is closed: no task was stored.
+        """
+        refused: list[TaskAlreadyExistsError | None] = []
+        try:
+            with self._write() as conn:
+                for task in tasks:
+                    try:
+                        self._insert(conn, task, now=now, name_retention=name_retention)
+                    except TaskAlreadyExistsError as exc:
+                        refused.append(exc)
+                    else:
+                        refused.append(None)
+        except sqlite3.Error as exc:
+            what = "the task" if len(tasks) == 1 else f"the {len(tasks)} tasks"
+            raise EnqueueError(f"The local queue at {self.path} could not store {what}: {exc}") from exc
+        return refused
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, task: NewTask, *, now: float, name_retention: float) -> None:
+        """Inserts one task (inside a write transaction), replacing a finished one whose name may be reused.
+
+        Raises:
+            TaskAlreadyExistsError: The name is in use or remembered; nothing was changed.
+        """
         row = (
             task.queue,
             task.name,
@@ -323,33 +373,25 @@ class TaskStore:
             _dump_options(task.retry_options),
             now,
         )
-        insert = (
-            "INSERT INTO tasks (queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
         try:
-            with self._write() as conn:
-                try:
-                    conn.execute(insert, row)
-                except sqlite3.IntegrityError:
-                    old = conn.execute(
-                        "SELECT id, state, finished FROM tasks WHERE queue = ? AND name = ?", (task.queue, task.name)
-                    ).fetchone()
-                    if old is None:  # pragma: no cover - only the unique index raises IntegrityError
-                        raise
-                    old_id, state, finished = old
-                    if state in _ACTIVE:
-                        raise name_taken(task.queue, task.name, f"is {state}") from None
-                    if finished is not None and finished > now - name_retention:
-                        raise name_taken(
-                            task.queue,
-                            task.name,
-                            f"finished {now - finished:.0f} s ago (names stay taken {name_retention:g} s after)",
-                        ) from None
-                    conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
-                    conn.execute(insert, row)
-        except sqlite3.Error as exc:
-            raise EnqueueError(f"The local queue at {self.path} could not store the task: {exc}") from exc
+            conn.execute(_INSERT, row)
+        except sqlite3.IntegrityError:
+            old = conn.execute(
+                "SELECT id, state, finished FROM tasks WHERE queue = ? AND name = ?", (task.queue, task.name)
+            ).fetchone()
+            if old is None:  # pragma: no cover - only the unique index raises IntegrityError
+                raise
+            old_id, state, finished = old
+            if state in _ACTIVE:
+                raise name_taken(task.queue, task.name, f"is {state}") from None
+            if finished is not None and finished > now - name_retention:
+                raise name_taken(
+                    task.queue,
+                    task.name,
+                    f"finished {now - finished:.0f} s ago (names stay taken {name_retention:g} s after)",
+                ) from None
+            conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
+            conn.execute(_INSERT, row)
 
     # -- dispatch --------------------------------------------------------
 

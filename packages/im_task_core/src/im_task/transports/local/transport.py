@@ -175,31 +175,60 @@ class LocalTransport(Transport):
         check_open(self._closed, self)
         check_request(request, self)
         now = time.time()
-        schedule = request.schedule_time
-        if schedule is not None and schedule.tzinfo is None:
-            schedule = schedule.replace(tzinfo=dt.timezone.utc)
-        deadline = request.dispatch_deadline
-        name = request.name or uuid.uuid4().hex
-        self._store.add(
-            NewTask(
-                queue=request.queue,
-                name=name,
-                url=request.url,
-                headers=dict(request.headers),
-                body=request.body,
-                eta=now if schedule is None else schedule.timestamp(),
-                deadline=None if deadline is None else max(deadline.total_seconds(), 0.001),
-                retry_options=request.retry_options,
-            ),
-            now=now,
-            name_retention=self.name_retention,
-        )
+        task = _new_task(request, now)
+        self._store.add(task, now=now, name_retention=self.name_retention)
+        self._wake()
+        return task.name
+
+    def enqueue_many(self, requests: Sequence[TaskRequest]) -> list[str | Exception | None]:
+        """Stores tasks durably in one SQLite transaction, and wakes the dispatcher once.
+
+        Each task is checked as :meth:`enqueue` checks it; one that is
+        refused (malformed, over ``max_task_size``, a name in use or given
+        twice in the batch) fails alone, and the others commit together. A
+        database failure stores none of them: each one's result is that error.
+
+        Args:
+            requests: The tasks.
+
+        Returns:
+            One result per task, in order: its name (``request.name``, or a
+            generated unique one), or the exception it failed with.
+        """
+        results: list[str | Exception | None] = []
+        accepted: list[tuple[int, NewTask]] = []
+        now = time.time()
+        for request in requests:
+            try:
+                check_open(self._closed, self)
+                check_request(request, self)
+            except EnqueueError as exc:
+                results.append(exc)
+                continue
+            task = _new_task(request, now)
+            accepted.append((len(results), task))
+            results.append(task.name)
+        if not accepted:
+            return results
+        refused: Sequence[EnqueueError | None]
+        try:
+            refused = self._store.add_many([task for _, task in accepted], now=now, name_retention=self.name_retention)
+        except EnqueueError as exc:  # nothing was stored
+            refused = [exc] * len(accepted)
+        for (index, _), error in zip(accepted, refused, strict=True):
+            if error is not None:
+                results[index] = error
+        if any(error is None for error in refused):
+            self._wake()
+        return results
+
+    def _wake(self) -> None:
+        """Tells the dispatcher a task was stored, starting it on the first enqueue."""
         dispatcher = self._dispatcher
         if dispatcher is not None:
             dispatcher.kick()
         elif self.autostart and not self._ever_started:
             self.start()
-        return name
 
     def close(self) -> None:
         """Stops the dispatcher (letting deliveries in flight finish) and closes the database.
@@ -473,6 +502,24 @@ class LocalTransport(Transport):
             return read()
         except sqlite3.ProgrammingError as exc:
             raise Error(f"The local queue at {self.path} is closed.") from exc
+
+
+def _new_task(request: TaskRequest, now: float) -> NewTask:
+    """What the store keeps of a checked request, named (a generated unique name when it has none)."""
+    schedule = request.schedule_time
+    if schedule is not None and schedule.tzinfo is None:
+        schedule = schedule.replace(tzinfo=dt.timezone.utc)
+    deadline = request.dispatch_deadline
+    return NewTask(
+        queue=request.queue,
+        name=request.name or uuid.uuid4().hex,
+        url=request.url,
+        headers=dict(request.headers),
+        body=request.body,
+        eta=now if schedule is None else schedule.timestamp(),
+        deadline=None if deadline is None else max(deadline.total_seconds(), 0.001),
+        retry_options=request.retry_options,
+    )
 
 
 def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
