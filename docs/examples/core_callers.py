@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from im_task import ConfigurationError, configure, task
-from im_task.caller import set_certificates_url
 from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
+from im_task.oidc import set_certificates_url
 from im_task.runtime import check_configuration
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport

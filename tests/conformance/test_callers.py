@@ -25,9 +25,9 @@ from im_task_testsupport.oidc import (
 )
 
 from im_task import task
-from im_task.caller import set_certificates_url
 from im_task.errors import ConfigurationError
 from im_task.headers import APPENGINE, CLOUDTASKS
+from im_task.oidc import set_certificates_url
 from im_task.routing import DEFAULT_TASKROUTE
 from im_task.runtime import check_configuration
 from im_task.testing import serve_wsgi

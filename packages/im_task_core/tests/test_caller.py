@@ -28,25 +28,23 @@ from im_task_testsupport.oidc import (
 )
 
 import im_task.caller
+import im_task.oidc
 from im_task import configure
-from im_task.caller import (
+from im_task.caller import CallerError, CallerPolicy, OidcConfig, bearer_token
+from im_task.config import get_keyring, get_settings
+from im_task.envelope import seal
+from im_task.errors import ConfigurationError
+from im_task.executor import TaskResponse, handle_request
+from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
+from im_task.oidc import (
     CLOCK_SKEW,
     GOOGLE_CERTS_URL,
-    CallerError,
-    CallerPolicy,
-    OidcConfig,
-    bearer_token,
     certificates_url,
     freshness,
     get_certificates,
     set_certificates_url,
     verify_oidc_token,
 )
-from im_task.config import get_keyring, get_settings
-from im_task.envelope import seal
-from im_task.errors import ConfigurationError
-from im_task.executor import TaskResponse, handle_request
-from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
 from im_task.runtime import check_configuration
 from im_task.serialization import TaskCall, dumps_call
 from im_task.state import STATE
@@ -377,8 +375,8 @@ def test_age_counts_against_max_age(certs: CertificateServer, key: SigningKey) -
         ('MAX-AGE="30"', None, 30),
         ("no-store", None, 0),
         ("no-cache, max-age=60", None, 0),
-        (None, None, im_task.caller.DEFAULT_MAX_AGE),
-        ("max-age=soon", None, im_task.caller.DEFAULT_MAX_AGE),
+        (None, None, im_task.oidc.DEFAULT_MAX_AGE),
+        ("max-age=soon", None, im_task.oidc.DEFAULT_MAX_AGE),
         ("max-age=60", "later", 60),
     ],
 )
@@ -424,7 +422,7 @@ def test_an_unknown_key_id_refetches_at_most_once_a_while(
     with pytest.raises(CallerError, match="key id 'key-2'"):
         verify(other_key.token(claims()))
     assert certs.fetches == 1  # just fetched: made-up key ids do not make a fetch each
-    monkeypatch.setattr(im_task.caller, "UNKNOWN_KEY_REFETCH_INTERVAL", 0.2)
+    monkeypatch.setattr(im_task.oidc, "UNKNOWN_KEY_REFETCH_INTERVAL", 0.2)
     certs.keys.append(other_key)  # Google publishes a new key
     time.sleep(0.25)
     verify(other_key.token(claims()))

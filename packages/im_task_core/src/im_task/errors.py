@@ -7,6 +7,7 @@ from typing import Any
 __all__ = [
     "BadTransactionStateError",
     "BulkEnqueueError",
+    "CallerError",
     "ConfigurationError",
     "EnqueueError",
     "Error",
@@ -80,6 +81,13 @@ class BulkEnqueueError(EnqueueError):
 
 class BadTransactionStateError(EnqueueError):
     """``transactional=True`` was used where there is no transaction to join."""
+
+
+class CallerError(Error):
+    """The caller check refused a request: answered 403, nothing is unpickled.
+
+    The message says why, for the log; it never contains the token.
+    """
 
 
 class SignatureError(Error):
