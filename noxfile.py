@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -15,7 +17,7 @@ ROOT = Path(__file__).parent
 ADAPTERS = sorted(p.parent.name for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core")
 # The core with its Google Cloud extra, so that the Cloud Tasks transport and the OIDC check are tested too.
 PACKAGES = ["packages/im_task_core[gcp]", *(f"packages/{name}" for name in ADAPTERS)]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2", "import-linter>=2.1", "cryptography>=42"]
+TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2", "import-linter>=2.1", "cryptography>=42", "psycopg[binary]>=3.1"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
@@ -54,10 +56,21 @@ def expose_pyenv_interpreters() -> None:
 expose_pyenv_interpreters()
 
 
-@nox.session(python=PYTHONS)
-def matrix(session: nox.Session) -> None:
-    """Runs the tests on every supported Python."""
-    install_packages(session, *TEST_DEPS)
+#: What ``nox -s matrix`` runs: each supported Python with a Django and a Flask release. The packages'
+#: classifiers name exactly these (tests/test_distribution.py checks that they agree).
+MATRIX = [
+    ("3.10", "4.2", "2.3"),
+    ("3.11", "5.2", "3.0"),
+    ("3.12", "6.0", "3.1"),
+    ("3.13", "6.1", "3.1"),
+]
+
+
+@nox.session
+@nox.parametrize(("python", "django", "flask"), MATRIX, ids=[f"{py}-django{dj}-flask{fl}" for py, dj, fl in MATRIX])
+def matrix(session: nox.Session, django: str, flask: str) -> None:
+    """Runs the tests on every supported Python, each with a supported Django and Flask release."""
+    install_packages(session, *TEST_DEPS, f"Django~={django}.0", f"Flask~={flask}.0")
     session.run("pytest", *session.posargs)
 
 
@@ -98,3 +111,55 @@ def bench(session: nox.Session) -> None:
     """Prints benchmark ratios against baselines measured in the same process."""
     install_packages(session)
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Builds every package, checks the files, and runs the README's examples from the wheels in a fresh venv.
+
+    Each package's sdist is built, then its wheel from that sdist (so an sdist
+    that misses a file fails here); ``twine check --strict`` and
+    ``tests/dist/check_dists.py`` check them. The wheels alone (the core with
+    its ``gcp`` extra) are then installed from PyPI's dependencies into a new
+    virtual environment outside the repository, where
+    ``tests/dist/readme_examples.py`` runs the README's Flask, Django and
+    webapp2 examples against real servers on 127.0.0.1, ``im-task --help`` and
+    ``python -m im_task --version``. Arguments after ``--`` choose frameworks.
+    """
+    session.install("build>=1.2", "twine>=5", "trove-classifiers")
+    with tempfile.TemporaryDirectory(prefix="im-task-dist-") as tmp:
+        outside = Path(tmp)
+        built = outside / "dist"
+        for package in ["im_task_core", *ADAPTERS]:
+            session.run("python", "-m", "build", "--outdir", str(built), str(ROOT / "packages" / package), silent=True)
+        files = sorted(str(path) for path in built.iterdir())
+        session.run("twine", "check", "--strict", *files)
+        session.run("python", str(ROOT / "tests" / "dist" / "check_dists.py"), str(built))
+
+        venv = outside / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+        wheels = sorted(built.glob("*.whl"))
+        core = next(wheel for wheel in wheels if wheel.name.startswith("im_task-"))
+        others = [str(wheel) for wheel in wheels if wheel != core]
+        pip = [python, "-m", "pip", "--disable-pip-version-check"]
+        session.run(*pip, "install", "--quiet", f"im-task[gcp] @ {core.as_uri()}", *others, external=True)
+        session.run(*pip, "check", external=True)
+        # Copies, so that nothing of the repository is on the path of what runs there.
+        shutil.copy(ROOT / "tests" / "dist" / "readme_examples.py", outside)
+        shutil.copy(ROOT / "README.md", outside)
+        with session.chdir(outside):
+            session.run(python, "-I", "readme_examples.py", "README.md", *session.posargs, external=True)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """Fault injection of the transactional outbox at full size: kills, racing sweepers, SQLite and PostgreSQL.
+
+    ``nox -s faults -- --kills 400`` passes its options to ``tests/faults/outbox_faults.py``.
+    """
+    install_packages(session, "psycopg[binary]>=3.1")
+    script = "tests/faults/outbox_faults.py"
+    for database in ("sqlite", "postgresql"):
+        for names in ([], ["--refuse-names"]):
+            session.run("python", script, "--database", database, *names, *session.posargs)

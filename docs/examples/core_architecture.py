@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import tempfile
+from typing import Any
 
 from im_task import configure, set_taskroute, task
 from im_task.endpoints import TASK_ENDPOINT, endpoints, handle_request
+from im_task.response import TaskResponse
 from im_task.runtime import get_transport
 from im_task.state import STATE
 from im_task.transports import RecordingTransport
@@ -41,15 +43,26 @@ def add(a: int, b: int) -> None:
     results.append(a + b)
 
 
-standalone = RecordingTransport(handle_request)  # given this process's endpoints, as httpx's MockTransport
-configure(transport=standalone)
-add(2, 3)
-assert [r.status for r in standalone.run_all()] == [200]
-assert results == [5]
+def count_then_serve(method: str, path: str, *rest: Any) -> TaskResponse:
+    """A handler of our own, in front of this process's endpoints."""
+    served.append(path)
+    return handle_request(method, path, *rest)
 
-configure(transport=RecordingTransport())  # installed: the runtime gives it handle_request
+
+served: list[str] = []
+given = RecordingTransport(count_then_serve)  # given its handler, as httpx's MockTransport
+configure(transport=given)
+add(2, 3)
+assert [r.status for r in given.run_all()] == [200]
+assert results == [5]
+assert served == [add.url]
+
+configure(transport=RecordingTransport())  # none given: it serves this process's endpoints
+add(4, 5)
 installed = get_transport()
 assert isinstance(installed, RecordingTransport)
-assert installed.handler is handle_request
+assert installed.handler is None
+assert [r.status for r in installed.run_all()] == [200]
+assert results == [5, 9]
 # [/handler]
 print("ok")

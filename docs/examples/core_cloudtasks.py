@@ -108,6 +108,7 @@ try:
     assert http.oidc_token.audience == "https://tasks-abc123-ew.a.run.app"
 
     # [start size]
+    configure(payload_store="none")  # by default a task over the limit goes to the payload store (see payloads)
     try:
         send_reminder("x" * 2_000_000)  # over the 1 MB of HTTP targets (100 KB for App Engine targets)
     except TaskTooLargeError as exc:

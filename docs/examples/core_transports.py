@@ -59,6 +59,7 @@ assert [t.name for t in queue.tasks(state="done") if t.name == "welcome-mail-42"
 # [end named]
 
 # [start size]
+configure(payload_store="none")  # by default a task over the limit goes to the payload store (see payloads)
 try:
     remember("x" * 200_000)
 except TaskTooLargeError as exc:

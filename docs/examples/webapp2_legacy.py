@@ -22,7 +22,9 @@ setup(app)  # new: reads app.config["im_task"] and registers the app with the lo
 
 from webob import Request  # noqa: E402 - checks, not part of the example
 
-assert [getattr(route, "template", None) for route in routes] == [None, "/_ah/task/<path:.+>"]
+templates = [getattr(route, "template", None) for route in routes]
+assert templates[:2] == [None, "/_ah/task/<path:.+>"], templates
+assert "/_ah/queue/deferred" in templates, templates  # and the core's other endpoints, App Engine deferred's too
 assert Request.blank("/").get_response(app).text == "home"
 reply = Request.blank("/_ah/task/m/f", method="GET").get_response(app)
 assert (reply.status_int, reply.headers["Allow"]) == (405, "POST")

@@ -185,7 +185,7 @@ def test_an_unpicklable_argument_fails_its_own_call_only(recorder: RecordingTran
 
 def test_an_oversized_call_fails_alone(im_task_settings: Any) -> None:
     small = RecordingTransport(max_task_size=2000)
-    configure(transport=small)
+    configure(transport=small, payload_store="none")
     error = bulk_error(lambda: work.map(["x", "y" * 5000, "z"]))
     assert list(error.errors) == [1]
     assert isinstance(error.errors[1], TaskTooLargeError)
@@ -380,7 +380,7 @@ class MemoryOutbox:
             callback()
 
     # the OutboxStorage protocol
-    def add(self, request: TaskRequest) -> int:
+    def add(self, request: TaskRequest, owner: str) -> int:
         assert self.pending is not None
         key = len(self.rows) + len(self.pending) + 1
         self.pending[key] = request
@@ -389,11 +389,20 @@ class MemoryOutbox:
     def after_commit(self, callback: Callable[[], object]) -> None:
         self.callbacks.append(callback)
 
-    def mark_sent(self, key: int) -> None:
-        self.rows.pop(key, None)
+    def claim(self, key: int, owner: str, seconds: float, older_than: float | None) -> bool:
+        return key in self.rows  # one thread, one sender: every claim of a row still there succeeds
 
-    def unsent(self, older_than: float, after: int | None, limit: int) -> list[tuple[int, TaskRequest]]:
+    def release(self, key: int, owner: str) -> None:
+        pass
+
+    def mark_sent(self, key: int) -> None:
+        self.rows.pop(key, None)  # sent rows need no keeping here: nothing dies between send and mark
+
+    def due(self, older_than: float, after: int | None, limit: int) -> list[tuple[int, TaskRequest]]:
         return sorted((k, r) for k, r in self.rows.items() if after is None or k > after)[:limit]
+
+    def purge_sent(self) -> int:
+        return 0
 
     # the TransactionBinder protocol
     def in_transaction(self) -> bool:
@@ -451,6 +460,7 @@ def test_transactional_map_without_a_transaction_raises_before_anything(
 def test_transactional_map_refuses_an_oversized_call_alone(
     recorder: RecordingTransport, memory_outbox: MemoryOutbox
 ) -> None:
+    configure(payload_store="none")  # tasks over the inline limit are refused rather than stored
     with memory_outbox.transaction():
         error = bulk_error(lambda: txn_work.map(["a", "b" * 200_000, "c"]))
     assert list(error.errors) == [1]
@@ -494,6 +504,7 @@ def test_local_enqueue_async_delivers(im_task_local_queue: ServedQueue) -> None:
 def test_local_partial_failure_stores_the_others(im_task_local_queue: ServedQueue) -> None:
     queue = im_task_local_queue.transport
     queue.stop()  # keep the tasks queued, to look at them
+    configure(payload_store="none")  # tasks over the inline limit are refused rather than stored
     work.using(name="taken").map([0])
     error = bulk_error(lambda: work.starmap([(1,), (threading.Lock(),), ("y" * 200_000,), (3,)]))
     named = bulk_error(lambda: work.using(name="taken").map([4]))

@@ -21,7 +21,7 @@ from im_task.errors import (
 from im_task.retry import RetryOptions
 from im_task.transports import TaskRequest
 from im_task.transports.cloudtasks import AppEngineRouting, EnqueueRetry, app_engine_target
-from im_task.transports.cloudtasks.building import build_task, default_routing, parse_target, retry_config
+from im_task.transports.cloudtasks.building import HttpTarget, build_task, default_routing, parse_target, retry_config
 from im_task.transports.cloudtasks.errors import api_error_from_status, is_transient, library_error
 
 PARENT = "projects/p/locations/l/queues/q"
@@ -147,3 +147,49 @@ def test_enqueue_retry_delays_grow_with_jitter_and_are_bounded() -> None:
         assert all(bound / 2 <= d <= bound for d in delays)
     with pytest.raises(ConfigurationError, match="attempts"):
         EnqueueRetry(attempts=0)
+
+
+def test_the_request_is_what_proto_plus_would_build() -> None:
+    """``build_task`` fills protobuf messages itself; they equal what the client's proto-plus classes make."""
+    naive = dt.datetime(2030, 1, 2, 3, 4, 5, 678901)
+    request = TaskRequest(
+        queue="q",
+        url="/t",
+        body=b"abc",
+        headers={"Content-Type": "a/b", "X-AppEngine-TaskName": "forged"},
+        schedule_time=naive,
+        target="v2.worker",
+        dispatch_deadline=dt.timedelta(minutes=20, microseconds=5),
+        retry_options=RetryOptions(task_retry_limit=2, min_backoff_seconds=1.5),
+    )
+    created = build_task(request, parent=PARENT, name="n1", tasks_v2=tasks_v2)
+    expected = tasks_v2.CreateTaskRequest(
+        parent=PARENT,
+        task=tasks_v2.Task(
+            name=f"{PARENT}/tasks/n1",
+            app_engine_http_request=tasks_v2.AppEngineHttpRequest(
+                http_method=tasks_v2.HttpMethod.POST,
+                relative_uri="/t",
+                headers={"Content-Type": "a/b"},
+                body=b"abc",
+                app_engine_routing=tasks_v2.AppEngineRouting(service="worker", version="v2"),
+            ),
+            schedule_time=naive.replace(tzinfo=dt.timezone.utc),
+            dispatch_deadline=dt.timedelta(minutes=20, microseconds=5),
+            retry_config=tasks_v2.RetryConfig(max_attempts=3, min_backoff=dt.timedelta(seconds=1.5)),
+        ),
+    )
+    assert isinstance(created, tasks_v2.CreateTaskRequest)
+    assert tasks_v2.CreateTaskRequest.pb(created) == tasks_v2.CreateTaskRequest.pb(expected)
+    http = build_task(
+        request,
+        parent=PARENT,
+        name=None,
+        tasks_v2=tasks_v2,
+        http=HttpTarget("https://app.example.com", "sa@p.iam", None),
+    )
+    assert http.task.http_request.url == "https://app.example.com/t"
+    assert http.task.http_request.http_method == tasks_v2.HttpMethod.POST
+    assert http.task.http_request.oidc_token.audience == "https://app.example.com"
+    assert dict(http.task.http_request.headers) == {"Content-Type": "a/b"}
+    assert not tasks_v2.Task.pb(http.task).HasField("app_engine_http_request")

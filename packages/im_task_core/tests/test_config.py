@@ -92,6 +92,8 @@ def test_unknown_setting_is_refused_naming_it_and_the_source() -> None:
         "audience",
         "background_service",
         "front_authenticated",
+        "accept_legacy_payloads",
+        "payload_store",
     }
 
 

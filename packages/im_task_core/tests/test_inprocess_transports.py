@@ -86,7 +86,7 @@ def test_immediate_applies_the_retry_count_of_a_first_attempt() -> None:
 
 def test_immediate_refuses_reused_names_and_large_tasks_and_works_until_closed() -> None:
     immediate = ImmediateTransport(max_task_size=3000)
-    configure(transport=immediate)
+    configure(transport=immediate, payload_store="none")
     task(work, name="once")("a")
     with pytest.raises(TaskAlreadyExistsError, match="'once' is already taken on queue 'default'"):
         task(work, name="once")("b")
@@ -143,7 +143,7 @@ def test_recording_run_all_reports_failures() -> None:
 
 def test_recording_names_clear_and_close() -> None:
     recorder = RecordingTransport(max_task_size=2000)
-    configure(transport=recorder)
+    configure(transport=recorder, payload_store="none")
     task(work, name="n")("a")
     with pytest.raises(TaskAlreadyExistsError):
         task(work, name="n")("a")

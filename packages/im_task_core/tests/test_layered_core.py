@@ -100,7 +100,7 @@ def _probe(method: str, path: str, body: bytes | IO[bytes], headers: Mapping[str
 
 
 def test_the_table_lists_the_task_endpoint_under_the_task_route() -> None:
-    assert endpoints() == (TASK_ENDPOINT,)
+    assert endpoints()[0] is TASK_ENDPOINT  # first: a task route set to /_ah/queue would still serve tasks
     assert TASK_ENDPOINT.path() == "/_ah/task"
     assert TASK_ENDPOINT.path("/jobs/") == "/jobs"
     assert TASK_ENDPOINT.matches("/_ah/task/m/f")
@@ -126,12 +126,22 @@ def test_in_process_requests_go_to_the_endpoint_of_their_path(monkeypatch: pytes
 # -- the runtime and the transports' handler ------------------------------------------------------
 
 
-def test_an_installed_in_process_transport_is_given_the_endpoints() -> None:
+def test_an_in_process_transport_without_a_handler_delivers_to_this_processs_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert STATE.endpoint_handler is handle_request  # registered when im_task.endpoints was loaded
     recorder = RecordingTransport()
     assert recorder.handler is None
-    configure(transport=recorder)
-    assert get_transport() is recorder
-    assert recorder.handler is handle_request
+    recorder.enqueue(TaskRequest(queue="q", url="/elsewhere", body=b"x"))
+    seen: list[str] = []
+
+    def endpoints_of_this_process(method: str, path: str, *rest: Any) -> TaskResponse:
+        seen.append(path)
+        return answer(200, "ok")
+
+    monkeypatch.setattr(STATE, "endpoint_handler", endpoints_of_this_process)
+    assert [r.status for r in recorder.run_all()] == [200]
+    assert seen == ["/elsewhere"]
 
 
 def test_a_transport_keeps_the_handler_it_was_given() -> None:
@@ -152,10 +162,11 @@ def test_a_transport_keeps_the_handler_it_was_given() -> None:
     assert seen == ["given"]
 
 
-def test_without_a_handler_delivery_says_how_to_give_one() -> None:
+def test_without_a_handler_delivery_says_how_to_give_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(STATE, "endpoint_handler", None)  # as in a process that never loaded im_task.endpoints
     recorder = RecordingTransport()
     recorder.enqueue(TaskRequest(queue="q", url="/_ah/task/m/f", body=b"x"))
-    with pytest.raises(ConfigurationError, match=r"configure\(transport=\.\.\.\).*handler=im_task\.endpoints"):
+    with pytest.raises(ConfigurationError, match=r"pass handler=im_task\.endpoints\.handle_request"):
         recorder.run_all()
 
 

@@ -34,6 +34,8 @@ def test_every_documented_option_is_known() -> None:
         "transactional",
         "includeheaders",
         "logname",
+        "raise_if_exists",
+        "parent",
     }
 
 
@@ -161,7 +163,7 @@ def test_good_option_values_are_accepted(options: dict[str, Any]) -> None:
 
 
 def test_none_means_not_set_for_every_option() -> None:
-    flags = {"transactional", "includeheaders"}
+    flags = {"transactional", "includeheaders", "raise_if_exists"}
     assert TaskOptions.from_kwargs(dict.fromkeys(set(OPTION_NAMES) - flags)) == TaskOptions()
     for flag in flags:
         with pytest.raises(ConfigurationError, match=f"{flag} must be True or False, not None"):

@@ -197,7 +197,7 @@ def test_reused_name_raises_task_already_exists(recorder: RecordingTransport) ->
 
 
 def test_too_large_raises_task_too_large() -> None:
-    configure(transport=RecordingTransport(max_task_size=2000))
+    configure(transport=RecordingTransport(max_task_size=2000), payload_store="none")
     with pytest.raises(TaskTooLargeError):
         task(add)(b"x" * 5000, 1)
 
@@ -288,8 +288,8 @@ def test_the_endpoint_enforces_the_retry_limit_only_without_an_age_limit(recorde
     from im_task.envelope import open_envelope
     from im_task.serialization import loads_call
 
-    task(add, retry_options={"task_retry_limit": 2})(1)
-    task(add, retry_options={"task_retry_limit": 2, "task_age_limit": 60})(1)
+    task(add, retry_options={"task_retry_limit": 2})(1, 2)
+    task(add, retry_options={"task_retry_limit": 2, "task_age_limit": 60})(1, 2)
     limits = [loads_call(open_envelope(r.body, get_keyring())).retry_limit for r in recorder.requests]
     assert limits == [2, None]  # with an age limit, giving up is the queue's decision (both must be reached)
 
@@ -305,4 +305,4 @@ def test_an_unpicklable_argument_with_a_broken_repr_is_still_an_enqueue_error(re
             raise RuntimeError("repr is broken")
 
     with pytest.raises(EnqueueError, match=r"argument 0 .*cannot be pickled"):
-        task(add)(Broken())
+        task(add)(Broken(), 1)

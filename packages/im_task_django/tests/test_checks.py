@@ -172,4 +172,30 @@ def test_w002_ssl_redirect() -> None:
     with override_settings(SECURE_SSL_REDIRECT=True):
         assert "im_task.W002" in check_ids()
         with override_settings(SECURE_REDIRECT_EXEMPT=[r"^_ah/task/"]):
+            assert "im_task.W002" in check_ids()  # the other endpoints (/_ah/queue/deferred...) still redirect
+        with override_settings(SECURE_REDIRECT_EXEMPT=[r"^_ah/"]):
             assert "im_task.W002" not in check_ids()
+
+
+def test_w006_sweep_outside_the_queues_name_memory(tmp_path: Path) -> None:
+    assert "im_task.W006" not in check_ids()  # the default local queue: 30 + 60 s, well inside its hour
+    with override_settings(IM_TASK={"SWEEP_INTERVAL": 3600}):
+        [message] = [m for m in run_checks() if m.id == "im_task.W006"]
+        assert "CLAIM_SECONDS 30 + SWEEP_OLDER_THAN 60 + SWEEP_INTERVAL 3600" in message.msg
+        assert "3600 s" in message.msg
+    with LocalTransport(tmp_path / "queue.sqlite3", autostart=False, name_retention=100) as queue:
+        configure(transport=queue)
+        assert "im_task.W006" in check_ids()  # 90 s is over half of 100 s
+        with override_settings(IM_TASK={"SWEEP_OLDER_THAN": 10, "CLAIM_SECONDS": 5, "SWEEP_INTERVAL": 30}):
+            assert "im_task.W006" not in check_ids()
+    configure(transport=RecordingTransport())  # remembers nothing it could be compared with
+    with override_settings(IM_TASK={"SWEEP_INTERVAL": 86400}):
+        assert "im_task.W006" not in check_ids()
+
+
+@pytest.mark.parametrize("key", ["CLAIM_SECONDS", "SWEEP_INTERVAL"])
+@pytest.mark.parametrize("value", [0, -1, "60", True])
+def test_e003_outbox_seconds(key: str, value: object) -> None:
+    with override_settings(IM_TASK={key: value}):
+        [message] = [m for m in run_checks() if m.id == "im_task.E003"]
+        assert f"IM_TASK['{key}'] must be a number of seconds > 0" in message.msg

@@ -38,8 +38,11 @@ def test_sweep_command_sends_what_is_left(tmp_path: Path) -> None:
         call_command("im_task_sweep", "--older-than", "3600", stdout=out)
         assert "0 sent" in out.getvalue()
         call_command("im_task_sweep", "--older-than=0", stdout=out)
-        assert "1 sent, 0 already sent, 0 failed" in out.getvalue()
+        assert "1 sent, 0 already sent, 0 failed, 0 taken by another sender, 0 sent rows deleted" in out.getvalue()
         queue.join(timeout=30)
+        assert not OutboxTask.objects.filter(sent_at__isnull=True).exists()
+        call_command("im_task_sweep", "--older-than=0", "--lease=5", stdout=out)
+        assert "0 sent, 0 already sent, 0 failed, 0 taken by another sender, 1 sent rows deleted" in out.getvalue()
     assert tasks.RESULTS == ["left behind"]
     assert not OutboxTask.objects.exists()
 
@@ -105,3 +108,13 @@ def test_worker_command_strips_only_djangos_options() -> None:
         "--until-empty",
     ]
     assert WorkerCommand.help
+
+
+def test_worker_command_help_names_the_management_command() -> None:
+    """``manage.py im_task_worker --help`` gives the usage of the management command, not of ``im-task worker``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "django", "im_task_worker", "--settings", "django_testproject.settings", "--help"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: python -m django im_task_worker [-h] --target URL"), done.stdout[:300]
+    assert "im-task worker" not in done.stdout

@@ -47,10 +47,14 @@ def test_keys_are_upper_case_as_in_djangos_own_settings_dicts() -> None:
         "AUDIENCE",
         "BACKGROUND_SERVICE",
         "FRONT_AUTHENTICATED",
+        "ACCEPT_LEGACY_PAYLOADS",
+        "PAYLOAD_STORE",
         "ROUTE",
         "REGISTER_LOCAL_TARGET",
         "DATABASE",
         "SWEEP_OLDER_THAN",
+        "CLAIM_SECONDS",
+        "SWEEP_INTERVAL",
     )
     read = read_settings(
         {

@@ -37,10 +37,14 @@ def test_every_endpoint_of_the_table_is_a_rule_named_after_it(recorder: Recordin
     assert all(rule.methods is None for rule in app.url_map.iter_rules() if rule.endpoint.startswith("im_task."))
 
 
-def test_today_the_blueprint_mounts_the_task_endpoint(recorder: RecordingTransport) -> None:
+def test_today_the_blueprint_mounts_the_task_and_deferred_endpoints(recorder: RecordingTransport) -> None:
     app = Flask("today")
     ImTask(app)
-    assert rules(app) == {f"im_task.{TASK_ENDPOINT.name}": "/_ah/task/<path:subpath>"}
+    assert {
+        f"im_task.{TASK_ENDPOINT.name}": "/_ah/task/<path:subpath>",
+        "im_task.deferred": "/_ah/queue/deferred",
+        "im_task.deferred_queue": "/_ah/queue/<path:subpath>",
+    }.items() <= rules(app).items()
 
 
 def test_each_rule_reaches_its_own_endpoint_over_http(recorder: RecordingTransport, table: object) -> None:

@@ -61,6 +61,8 @@ def test_the_config_keys_are_the_cores_names_spelt_for_flask() -> None:
         "IM_TASK_AUDIENCE": "audience",
         "IM_TASK_BACKGROUND_SERVICE": "background_service",
         "IM_TASK_FRONT_AUTHENTICATED": "front_authenticated",
+        "IM_TASK_ACCEPT_LEGACY_PAYLOADS": "accept_legacy_payloads",
+        "IM_TASK_PAYLOAD_STORE": "payload_store",
         "IM_TASK_ROUTE": "route",
         "IM_TASK_REGISTER_LOCAL_TARGET": "register_local_target",
     }

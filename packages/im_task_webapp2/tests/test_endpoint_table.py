@@ -28,11 +28,12 @@ class Home(webapp2.RequestHandler):
         self.response.write("home")
 
 
-def test_today_routes_serve_the_task_endpoint() -> None:
-    [route] = routes()
+def test_today_routes_serve_the_task_endpoint_first_and_the_deferred_endpoints() -> None:
+    route, *others = routes()
     assert isinstance(route, TaskRoute)
     assert route.endpoint is TASK_ENDPOINT
     assert route.name == ROUTE_NAME
+    assert {"/_ah/queue/deferred", "/_ah/queue/<path:.+>"} <= {other.template for other in others}
 
 
 @pytest.mark.usefixtures("table")

@@ -29,11 +29,14 @@ TREE = Endpoint("tree", echo, lambda: "/_ah/tree", prefix=True)
 
 
 def add_endpoints(monkeypatch: pytest.MonkeyPatch, *added: Endpoint) -> list[Endpoint]:
-    """Adds endpoints (``PROBE`` and ``TREE`` by default) to the core's table for one test.
+    """Makes the core's table the task endpoint and these (``PROBE`` and ``TREE`` by default), for one test.
+
+    The core's other endpoints (deferred, sweep...) are left out, so that a
+    test of how an adapter mounts the table sees exactly what it added.
 
     Returns:
         The table in force.
     """
-    table = [*im_task.endpoints.ENDPOINTS, *(added or (PROBE, TREE))]
+    table = [im_task.endpoints.TASK_ENDPOINT, *(added or (PROBE, TREE))]
     monkeypatch.setattr(im_task.endpoints, "ENDPOINTS", table)
     return table

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     )
     from im_task.decorator import TaskFunction, TaskHandle, task
     from im_task.routing import get_taskroute, set_taskroute
+    from im_task.sweeping import sweep_outbox
 
 __version__ = "2.0.0"
 
@@ -77,6 +78,7 @@ __all__ = [
     "is_from_task_queue",
     "log_as_retried",
     "set_taskroute",
+    "sweep_outbox",
     "task",
 ]
 
@@ -91,6 +93,7 @@ _LAZY = {
     "log_as_retried": "im_task.context",
     "get_taskroute": "im_task.routing",
     "set_taskroute": "im_task.routing",
+    "sweep_outbox": "im_task.sweeping",
     "TaskFunction": "im_task.decorator",
     "TaskHandle": "im_task.decorator",
     "task": "im_task.decorator",

@@ -7,6 +7,7 @@ Examples::
     im-task queue list --state failed
     im-task queue stats
     im-task queue purge --queue emails --yes
+    im-task sweep --setup myapp.settings --older-than 60
 
 Exit codes: 0 success, 1 failure (e.g. no queue database), 2 bad usage.
 """
@@ -48,16 +49,23 @@ class CommandError(Exception):
         self.code = code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, worker_prog: str | None = None) -> int:
     """Runs the ``im-task`` command.
 
     Args:
         argv: The arguments, without the program name; ``sys.argv[1:]`` when None.
+        worker_prog: The name ``worker``'s usage and help give the command (``"im-task worker"`` when None),
+            for a command that runs the worker under another name, such as ``manage.py im_task_worker``.
 
     Returns:
         The exit code: 0 on success, 1 on failure, 2 for bad usage.
+
+    Raises:
+        ValueError: ``worker_prog`` is empty or not a string.
     """
-    parser = _parser()
+    if worker_prog is not None and (not isinstance(worker_prog, str) or not worker_prog.strip()):
+        raise ValueError(f"worker_prog must be a command name such as 'manage.py im_task_worker', not {worker_prog!r}")
+    parser = _parser(worker_prog)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help (0) and bad usage (2)
@@ -78,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- argument parsing ------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="im-task",
         description="Tools for im-task's embedded local queue (a SQLite file that delivers tasks like Cloud Tasks).",
@@ -88,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser(
         "worker",
+        prog=worker_prog,  # None: argparse's "im-task worker"
         help="deliver the local queue's tasks to a running app over HTTP",
         description=(
             "Deliver the tasks of the local queue database to a web app over HTTP, as Cloud Tasks would: "
@@ -183,6 +192,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("--yes", "-y", action="store_true", help="really delete them")
     purge.set_defaults(handler=_purge)
+
+    sweeper = commands.add_parser(
+        "sweep",
+        help="re-send transactional tasks committed but not sent (for cron)",
+        description=(
+            "Sweep the outbox of transactional tasks: send those whose send after commit did not happen (the "
+            "process died, the queue could not be reached) and delete the rows marked sent. Import your app's "
+            "set-up with --setup (it configures im-task and installs the outbox), or sweep an ndb outbox kind "
+            "with --ndb. Prints the counts as JSON."
+        ),
+    )
+    sweeper.add_argument(
+        "--setup", metavar="MODULE", help="module to import first, e.g. myapp.settings (configure(), install_outbox())"
+    )
+    sweeper.add_argument(
+        "--ndb",
+        nargs="?",
+        const="_ImTaskOutbox",
+        default=None,
+        metavar="KIND",
+        help="sweep the google-cloud-ndb outbox of this kind (default kind: _ImTaskOutbox)",
+    )
+    sweeper.add_argument(
+        "--older-than",
+        type=_non_negative_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="only rows whose send's claim ended at least this long ago (default: 60)",
+    )
+    sweeper.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="most rows per outbox")
+    sweeper.add_argument(
+        "--payloads",
+        type=_non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="also delete stored payloads older than this (orphans of tasks that never ran)",
+    )
+    sweeper.set_defaults(handler=_sweep)
     return parser
 
 
@@ -219,6 +266,48 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
     return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
+    return value
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import importlib
+
+    from im_task.stores.base import get_payload_store
+    from im_task.sweeping import sweep_outbox
+
+    if args.setup:
+        try:
+            importlib.import_module(args.setup)
+        except ImportError as exc:
+            raise CommandError(f"cannot import --setup {args.setup}: {exc}") from exc
+    storage = None
+    if args.ndb is not None:
+        try:
+            from im_task.ndb import NdbOutboxStorage
+        except ImportError as exc:
+            raise CommandError(f"--ndb needs google-cloud-ndb (pip install 'im-task[gcp]'): {exc}") from exc
+        try:
+            storage = NdbOutboxStorage(kind=args.ndb)
+        except ConfigurationError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from exc
+    try:
+        result = sweep_outbox(args.older_than, limit=args.limit, storage=storage)
+        counts: dict[str, int] = {k: int(v) for k, v in vars(result).items()}
+        if args.payloads is not None:
+            counts["payloads_deleted"] = get_payload_store().sweep(args.payloads)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from exc
+    print(json.dumps(counts, sort_keys=True))
+    return EXIT_FAILURE if counts.get("failed") else EXIT_OK
 
 
 def _db_path(args: argparse.Namespace, *, must_exist: bool) -> Path:

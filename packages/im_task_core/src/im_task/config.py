@@ -13,6 +13,7 @@ setting             environment variable        default
 ``warmup_module``   ``IM_TASK_WARMUP_MODULE``   none
 ``default_queue``   ``IM_TASK_DEFAULT_QUEUE``   ``"default"``
 ``environment``     ``IM_TASK_ENV``             ``"production"`` on App Engine or Cloud Run, else ``"development"``
+``payload_store``   ``IM_TASK_PAYLOAD_STORE``   ``"ndb"`` on App Engine or Cloud Run, else ``"local"``
 ==================  ==========================  =======================================
 
 Google Cloud (Cloud Tasks, and who may call the endpoint):
@@ -33,10 +34,20 @@ setting                    environment variable               meaning
                                                               tasks are accepted without an OIDC check
 =========================  =================================  ==============================================
 
+``accept_legacy_payloads`` (``IM_TASK_ACCEPT_LEGACY_PAYLOADS``, default
+false) lets the deferred endpoints run the unsigned pickles App Engine's
+``deferred`` wrote, for a migration window; it is refused at start-up
+except in production on App Engine (see :mod:`im_task.deferred`).
+
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
 takes several separated by commas. ``transport`` may be a ``Transport``, or a
 name: ``"local"``, ``"immediate"``, ``"recording"``, or ``"package.module:factory"``;
 :mod:`im_task.runtime` makes it (this module imports no transport).
+``payload_store`` (where tasks over the transport's inline limit keep their
+payload) may be a :class:`~im_task.stores.PayloadStore`, or a name:
+``"local"``, ``"ndb"``, ``"package.module:factory"``, or ``"none"`` (tasks over
+the limit are refused with ``TaskTooLargeError``, as before 2.0's payload
+stores); :mod:`im_task.stores` makes it (this module imports no store).
 
 Adapters read their framework's settings with :func:`read_adapter_settings`,
 which knows the core settings and the adapter-level keys (``route``,
@@ -100,6 +111,8 @@ SETTING_NAMES = (
     "audience",
     "background_service",
     "front_authenticated",
+    "accept_legacy_payloads",
+    "payload_store",
 )
 #: The keys every adapter reads from its framework's settings besides the core settings.
 ADAPTER_SETTING_NAMES = ("route", "register_local_target")
@@ -134,6 +147,9 @@ class Settings:
         audience: The audience of those tokens, or None (then ``base_url``).
         background_service: App Engine service for tasks enqueued from the default service, or None.
         front_authenticated: Whether callers are authenticated in front of the application.
+        accept_legacy_payloads: Whether the deferred endpoints run unsigned legacy ``deferred`` pickles
+            (production on App Engine only; see :mod:`im_task.deferred`).
+        payload_store: The payload store given, a name of one, or None for the default.
     """
 
     transport: Any
@@ -151,6 +167,8 @@ class Settings:
     audience: str | None = None
     background_service: str | None = None
     front_authenticated: bool = False
+    accept_legacy_payloads: bool = False
+    payload_store: Any = None
 
     @property
     def production(self) -> bool:
@@ -190,7 +208,8 @@ def configure(**settings: Any) -> None:
     Args:
         **settings: Any of ``transport``, ``secret``, ``data_dir``,
             ``max_body_size``, ``warmup_module``, ``default_queue``,
-            ``environment``. ``None`` returns a setting to its next source.
+            ``environment``, ``payload_store``, and the others of the module docstring.
+            ``None`` returns a setting to its next source.
 
     Raises:
         ConfigurationError: For an unknown setting or a bad value; nothing is
@@ -313,6 +332,8 @@ def _resolve() -> Settings:
         audience=pick("audience"),
         background_service=pick("background_service"),
         front_authenticated=bool(pick("front_authenticated")),
+        accept_legacy_payloads=bool(pick("accept_legacy_payloads")),
+        payload_store=pick("payload_store"),
     )
 
 
@@ -406,8 +427,10 @@ def validate_setting(name: str, value: Any, source: str) -> Any:
             f"{source}: service_account_email must be an email such as "
             f"'tasks@my-project.iam.gserviceaccount.com', not {value!r}."
         )
-    if name == "front_authenticated":
+    if name in ("front_authenticated", "accept_legacy_payloads"):
         return _boolean(value, source, name)
+    if name == "payload_store":
+        return _payload_store(value, source)
     raise AssertionError(name)  # pragma: no cover - SETTING_NAMES and this function agree
 
 
@@ -415,6 +438,21 @@ _GCP_ID = re.compile(r"(?:[a-z0-9.-]+:)?(?:[a-z][a-z0-9-]{0,61}[a-z0-9]|[a-z])")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
+
+
+_STORE_NAME = re.compile(r"local|ndb|none|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _payload_store(value: Any, source: str) -> Any:
+    """A payload store, or the name of one (kept as a name: this module imports no store)."""
+    if isinstance(value, str) and _STORE_NAME.fullmatch(value):
+        return value
+    if not isinstance(value, (str, type)) and all(callable(getattr(value, m, None)) for m in ("put", "get", "delete")):
+        return value
+    raise ConfigurationError(
+        f"{source}: payload_store must be a PayloadStore instance (with put, get and delete) or one of 'local', "
+        f"'ndb', 'none' (refuse tasks over the inline limit), 'package.module:factory'; got {value!r}."
+    )
 
 
 def _absolute_url(value: Any, source: str, name: str) -> str:

@@ -6,28 +6,35 @@ import datetime as dt
 import functools
 import importlib
 import inspect
+import logging
 import random
 import reprlib
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from im_task import endpoints  # noqa: F401 - loads this process's endpoints, which in-process transports serve
 from im_task.config import get_keyring, get_settings
-from im_task.envelope import CONTENT_TYPE, seal
-from im_task.errors import BulkEnqueueError, ConfigurationError, EnqueueError, Error
+from im_task.envelope import CONTENT_TYPE, seal, seal_reference
+from im_task.errors import BulkEnqueueError, ConfigurationError, EnqueueError, Error, TaskAlreadyExistsError
 from im_task.keys import Keyring
-from im_task.options import TaskOptions
+from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.runtime import get_transport
 from im_task.serialization import TaskCall, TaskWrapper, dumps_call
+from im_task.stores.base import NO_STORE, store_payload
 from im_task.transactions import current_binder, enqueue_transactional
-from im_task.transports.base import TaskRequest, Transport
+from im_task.transports.base import TaskRequest, Transport, task_size
 
 __all__ = ["TaskFunction", "TaskHandle", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+logger = logging.getLogger("im_task")
+#: A signature not looked up yet (None means: it cannot be, so calls are not checked).
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         self.func = func
         self.options = options
         self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
+        self._signature: inspect.Signature | None = _UNKNOWN  # looked up at the first call, then kept
+        self._bound_signature: inspect.Signature | None = _UNKNOWN  # the same less its first parameter
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function with these arguments.
@@ -90,6 +99,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             name = enqueue(request, transport)
         except Exception as exc:
             error = self._failure(exc, request, transport)
+            if self._tolerated(error, request):
+                return self._handle(request, request.name)
             if error is exc:
                 raise
             raise error from exc
@@ -122,6 +133,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 name = await transport.enqueue_async(request)
         except Exception as exc:
             error = self._failure(exc, request, transport)
+            if self._tolerated(error, request):
+                return self._handle(request, request.name)
             if error is exc:
                 raise
             raise error from exc
@@ -242,7 +255,11 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         handles: list[TaskHandle | None] = [None] * len(calls)
         for (index, request), result in zip(requests.items(), results, strict=True):
             if isinstance(result, Exception):
-                errors[index] = self._failure(result, request, transport)
+                error = self._failure(result, request, transport)
+                if self._tolerated(error, request):
+                    handles[index] = self._handle(request, request.name)
+                else:
+                    errors[index] = error
             else:
                 handles[index] = self._handle(request, result)
         if errors:
@@ -253,9 +270,10 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         """The task for one call: serialised, signed, with its queue, headers and schedule (every path uses it).
 
         Raises:
-            EnqueueError: The call cannot be serialised.
+            EnqueueError: The arguments do not fit the function's signature, or the call cannot be serialised.
         """
         options = self.options
+        self._check_arguments(args, kwargs)
         call = TaskCall(
             func=self,
             args=args,
@@ -264,10 +282,11 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             retry_limit=_endpoint_retry_limit(options),
             description=self.url,
         )
-        return TaskRequest(
+        payload = dumps_call(call)
+        request = TaskRequest(
             queue=options.pick_queue(moment.default_queue, random.choice),
             url=self.url,
-            body=seal(dumps_call(call), moment.keyring),
+            body=seal(payload, moment.keyring),
             headers={"Content-Type": CONTENT_TYPE, **(options.headers or {})},
             name=options.name,
             schedule_time=options.schedule_time(moment.now),
@@ -275,6 +294,35 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             dispatch_deadline=options.dispatch_deadline,
             retry_options=options.retry_options,
         )
+        return _offload_if_large(request, payload, moment.keyring)
+
+    def _check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """Refuses, at the call, arguments that would make the task fail with a ``TypeError`` when it runs.
+
+        Raises:
+            EnqueueError: Saying which argument does not fit, and what to use for a ``deferred`` habit.
+        """
+        signature = self._signature
+        if signature is _UNKNOWN:
+            signature = self._signature = _signature_of(self.func)
+        if signature is None:
+            return
+        given = {**kwargs, "headers": None} if self.options.includeheaders else kwargs
+        try:
+            signature.bind(*args, **given)
+        except TypeError as exc:
+            raise EnqueueError(_misfit_message(self, signature, kwargs, exc)) from None
+
+    def _tolerated(self, error: Exception, request: TaskRequest) -> bool:
+        """Whether a failure is a taken name that ``raise_if_exists=False`` lets pass (logged at info)."""
+        if self.options.raise_if_exists or not isinstance(error, TaskAlreadyExistsError) or request.name is None:
+            return False
+        logger.info(
+            "Task %s already exists on queue %s; not enqueued again (raise_if_exists=False).",
+            request.name,
+            request.queue,
+        )
+        return True
 
     def _handle(self, request: TaskRequest, name: str | None) -> TaskHandle:
         return TaskHandle(name=name, queue=request.queue, url=self.url, eta=request.schedule_time)
@@ -296,7 +344,9 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         Raises:
             ConfigurationError: For an unknown option or a bad value.
         """
-        return TaskFunction(self.func, TaskOptions.from_kwargs(options, base=self.options))
+        copy = TaskFunction(self.func, TaskOptions.from_kwargs(options, base=self.options))
+        copy._signature = self._signature
+        return copy
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Runs the function here and now, without a queue."""
@@ -307,6 +357,9 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             return self
         bound = TaskFunction(self.func.__get__(instance, owner), self.options)
         bound.url = self.url  # the route was fixed when the method was decorated
+        if self._bound_signature is _UNKNOWN:  # one lookup per method, not one per attribute access
+            self._bound_signature = _without_first_parameter(_signature_of(self.func))
+        bound._signature = self._bound_signature
         return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -348,6 +401,47 @@ class _Moment:
         return cls(dt.datetime.now(dt.timezone.utc), get_keyring(), get_settings().default_queue)
 
 
+def _signature_of(func: Any) -> inspect.Signature | None:
+    """The signature calls are checked against, or None when it cannot be known (some builtins).
+
+    A wrapper's own signature, not its ``__wrapped__`` one: decorators that supply an argument
+    (``functools.wraps`` around ``f(db, x)`` called as ``f(x)``) must not be refused.
+    """
+    try:
+        return inspect.signature(func, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return None
+
+
+def _without_first_parameter(signature: inspect.Signature | None) -> inspect.Signature | None:
+    """A function's signature as its bound method has it; None when unknown or when there is no first parameter."""
+    if signature is None:
+        return None
+    parameters = list(signature.parameters.values())
+    if not parameters or parameters[0].kind not in (parameters[0].POSITIONAL_ONLY, parameters[0].POSITIONAL_OR_KEYWORD):
+        return None  # (*args) or nothing: let the call through unchecked
+    return signature.replace(parameters=parameters[1:])
+
+
+def _misfit_message(
+    function: TaskFunction[Any, Any], signature: inspect.Signature, kwargs: Mapping[str, Any], exc: TypeError
+) -> str:
+    """Why a call's arguments do not fit, and what a ``deferred`` habit (``_countdown=60``) should become."""
+    name = getattr(function.func, "__qualname__", None) or repr(function.func)
+    message = f"Cannot enqueue {function.url}: the arguments do not fit {name}{signature}: {exc}."
+    habits = {key: value for key, value in kwargs.items() if key.startswith("_") and key[1:] in OPTION_NAMES}
+    if habits:
+        as_options = ", ".join(f"{key[1:]}={value!r}" for key, value in habits.items())
+        as_deferred = ", ".join(f"{key}={value!r}" for key, value in habits.items())
+        message += (
+            f" {', '.join(habits)} is how App Engine's deferred.defer() takes task options; a task takes them as "
+            f"options: {name}.using({as_options})(...), or im_task.deferred.defer({name}, ..., {as_deferred})."
+        )
+    if function.options.includeheaders and "headers" not in signature.parameters:
+        message += " With includeheaders=True the function must accept headers=."
+    return message
+
+
 #: Failures named in a BulkEnqueueError's message; the others are counted.
 _FAILURES_SHOWN = 3
 
@@ -370,6 +464,30 @@ def _endpoint_retry_limit(options: TaskOptions) -> int | None:
     if retry is None or retry.task_age_limit:
         return None
     return retry.task_retry_limit
+
+
+def _offload_if_large(request: TaskRequest, payload: bytes, keyring: Keyring) -> TaskRequest:
+    """The task as sent: over the transport's inline limit, its payload goes to the payload store.
+
+    The task then carries a signed reference (store, key, SHA-256, size)
+    instead; its name, schedule, queue, target and headers stay. Inside an
+    open ndb transaction :class:`~im_task.stores.NdbPayloadStore` writes the
+    payload in it, so a rollback leaves nothing.
+
+    Raises:
+        EnqueueError: The payload store failed (``ConfigurationError`` when it cannot be made).
+    """
+    if task_size(request) <= get_transport().max_task_size or get_settings().payload_store == NO_STORE:
+        return request  # fits, or payload stores are off: the transport refuses it with TaskTooLargeError
+    try:
+        reference = store_payload(payload)
+    except Error:
+        raise
+    except Exception as exc:
+        raise EnqueueError(
+            f"Could not store the {len(payload)}-byte payload of {request.url} in the payload store: {exc}"
+        ) from exc
+    return replace(request, body=seal_reference(reference, keyring))
 
 
 def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
@@ -433,13 +551,17 @@ def task(f: Callable[P, R] | None = None, /, **options: Any) -> Any:
         **options: Task options: ``queue``, ``countdown``, ``eta``, ``name``,
             ``target``, ``retry_options``, ``headers``, ``url``,
             ``dispatch_deadline``, ``transactional``, ``includeheaders``,
-            ``logname``.
+            ``logname``, ``raise_if_exists``, ``parent``.
 
     Returns:
         A :class:`TaskFunction`, or a decorator making one.
 
     Raises:
         ConfigurationError: For an unknown option or a bad value, at once.
+
+    Calling the result checks the arguments against the callable's signature
+    (looked up once): arguments that do not fit are an ``EnqueueError`` at the
+    call, not a ``TypeError`` in the task later.
 
     Example:
         >>> from im_task import task

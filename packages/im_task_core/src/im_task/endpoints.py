@@ -1,6 +1,9 @@
 """The endpoint table: every HTTP endpoint the core serves, for adapters to mount in one loop.
 
-Today the table holds the task endpoint, under the task route. An adapter
+The table holds the task endpoint, under the task route, and App Engine
+``deferred``'s endpoints: ``/_ah/queue/deferred`` and every
+``/_ah/queue/<queue>`` (what ``defer(..., _url=None)`` posts to), and the
+outbox sweep for cron, ``/_ah/im-task/sweep``. An adapter
 mounts each :class:`Endpoint` of :func:`endpoints` (a path, or every path
 under a prefix, to a handler taking ``(method, path, body, headers,
 remote_addr)``), so an endpoint added here reaches every framework without
@@ -8,8 +11,9 @@ touching an adapter.
 
 Example:
     >>> from im_task.endpoints import endpoints
-    >>> [(e.name, e.path(), e.prefix) for e in endpoints()]
-    [('task', '/_ah/task', True)]
+    >>> [(e.name, e.path()) for e in endpoints()]  # doctest: +NORMALIZE_WHITESPACE
+    [('task', '/_ah/task'), ('deferred', '/_ah/queue/deferred'), ('deferred_queue', '/_ah/queue'),
+     ('sweep', '/_ah/im-task/sweep')]
 """
 
 from __future__ import annotations
@@ -21,8 +25,28 @@ from typing import IO
 from im_task import executor
 from im_task.response import Handler, TaskResponse
 from im_task.routing import get_taskroute, normalize_taskroute
+from im_task.state import STATE
+from im_task.sweeping import handle_sweep_request
 
-__all__ = ["ENDPOINTS", "TASK_ENDPOINT", "Endpoint", "endpoints", "find_endpoint", "handle_request"]
+__all__ = [
+    "DEFERRED_ENDPOINT",
+    "DEFERRED_QUEUE_ENDPOINT",
+    "DEFERRED_QUEUE_ROUTE",
+    "DEFERRED_URL",
+    "ENDPOINTS",
+    "SWEEP_ENDPOINT",
+    "SWEEP_PATH",
+    "TASK_ENDPOINT",
+    "Endpoint",
+    "endpoints",
+    "find_endpoint",
+    "handle_request",
+]
+
+#: App Engine ``deferred``'s default URL (``defer(..., _url=...)``).
+DEFERRED_URL = "/_ah/queue/deferred"
+#: The route of App Engine's per-queue URLs, ``/_ah/queue/<queue>`` (``defer(..., _url=None)``).
+DEFERRED_QUEUE_ROUTE = "/_ah/queue"
 
 
 @dataclass(frozen=True)
@@ -65,8 +89,34 @@ class Endpoint:
 
 #: The task endpoint: every path under the task route.
 TASK_ENDPOINT = Endpoint("task", executor.handle_request, get_taskroute, prefix=True, follows_taskroute=True)
+
+
+def _deferred_url() -> str:
+    return DEFERRED_URL
+
+
+def _deferred_queue_route() -> str:
+    return DEFERRED_QUEUE_ROUTE
+
+
+#: App Engine ``deferred``'s endpoint, ``/_ah/queue/deferred`` (see :mod:`im_task.deferred`).
+DEFERRED_ENDPOINT = Endpoint("deferred", executor.handle_deferred_request, _deferred_url, prefix=False)
+#: App Engine's per-queue URLs, ``/_ah/queue/<queue>``, served as the deferred endpoint.
+DEFERRED_QUEUE_ENDPOINT = Endpoint(
+    "deferred_queue", executor.handle_deferred_request, _deferred_queue_route, prefix=True
+)
+#: The path of the outbox sweep, for cron (see :mod:`im_task.sweeping`).
+SWEEP_PATH = "/_ah/im-task/sweep"
+
+
+def _sweep_path() -> str:
+    return SWEEP_PATH
+
+
+#: The outbox sweep, for cron: ``GET /_ah/im-task/sweep`` (App Engine's ``X-Appengine-Cron`` in production).
+SWEEP_ENDPOINT = Endpoint("sweep", handle_sweep_request, _sweep_path, prefix=False)
 #: Every endpoint of the core, in the order adapters mount them (the first match wins).
-ENDPOINTS: list[Endpoint] = [TASK_ENDPOINT]
+ENDPOINTS: list[Endpoint] = [TASK_ENDPOINT, DEFERRED_ENDPOINT, DEFERRED_QUEUE_ENDPOINT, SWEEP_ENDPOINT]
 
 
 def endpoints() -> tuple[Endpoint, ...]:
@@ -104,3 +154,7 @@ def handle_request(
     """
     endpoint = find_endpoint(path) or TASK_ENDPOINT
     return endpoint.handler(method, path, body, headers, remote_addr)
+
+
+# In-process transports made without a handler deliver to this process's endpoints.
+STATE.endpoint_handler = handle_request

@@ -19,30 +19,109 @@ signature verified but the call cannot be decoded  200
 body over ``max_body_size``                        413
 method other than POST                             405
 =================================================  ======
+
+Every endpoint that runs calls shares the one pipeline, :func:`serve`; only
+the way a verified body is opened differs. The task endpoint accepts signed
+envelopes only (:func:`open_signed`); App Engine ``deferred``'s endpoints
+(:func:`handle_deferred_request`) also accept, when
+``accept_legacy_payloads`` is set and only in production on App Engine, the
+unsigned pickles the original library wrote (:func:`open_deferred`).
 """
 
 from __future__ import annotations
 
 import importlib
+import io
 import logging
+import pickle
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
-from im_task.caller import CallerError, check_caller
-from im_task.config import get_keyring, get_settings
+from im_task.caller import CallerError, check_caller, on_app_engine
+from im_task.config import Settings, get_keyring, get_settings
 from im_task.context import task_context
-from im_task.envelope import open_envelope
+from im_task.envelope import PayloadReference, open_sealed
 from im_task.errors import ConfigurationError, PermanentTaskFailure, SignatureError, SingularTaskFailure
-from im_task.headers import Headers, TaskHeaders
+from im_task.headers import APPENGINE, Headers, TaskHeaders
+from im_task.keys import Keyring
 from im_task.response import TaskResponse, answer
-from im_task.serialization import TaskWrapper, loads_call
+from im_task.serialization import TaskCall, TaskWrapper, loads_call
 from im_task.state import STATE
+from im_task.stores.base import PayloadStore, PayloadUnavailableError, get_payload_store, load_payload
 
-__all__ = ["TaskResponse", "handle_request"]
+__all__ = [
+    "APP_ENGINE_TASK_ADDRESS",
+    "Arrival",
+    "Opener",
+    "Payload",
+    "TaskResponse",
+    "check_legacy_payloads",
+    "handle_deferred_request",
+    "handle_request",
+    "legacy_payloads_accepted",
+    "loads_legacy_call",
+    "open_deferred",
+    "open_signed",
+    "serve",
+]
 
 logger = logging.getLogger("im_task")
 _warmup_lock = threading.Lock()
+
+
+#: The source address of App Engine task queue requests, which App Engine's front end sets.
+APP_ENGINE_TASK_ADDRESS = "0.1.0.2"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """What is known of a request when its body is opened: the caller has been accepted.
+
+    Attributes:
+        task: The queue's task headers.
+        headers: Every request header (case-insensitive).
+        remote_addr: The caller's address, if known.
+        settings: The settings in force.
+    """
+
+    task: TaskHeaders
+    headers: Headers
+    remote_addr: str | None
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A verified body's payload and how to decode it into the call to make.
+
+    Attributes:
+        data: The payload bytes.
+        decode: Turns them into the call; raising means "undecodable" (200, dropped).
+        reference: For a task too large to travel inline, the verified reference to its stored
+            payload (``data`` is then empty until :func:`_run_stored` loads it).
+    """
+
+    data: bytes
+    decode: Callable[[bytes], TaskCall] = loads_call
+    reference: PayloadReference | None = None
+
+
+#: Opens a body: ``opener(data, keyring, arrival)`` returns its payload, or raises ``SignatureError`` (403).
+Opener = Callable[[bytes, Keyring, Arrival], Payload]
+
+
+def open_signed(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
+    """Opens a signed envelope: the task endpoint's only way in.
+
+    Raises:
+        SignatureError: The body is not an envelope signed with a configured secret.
+    """
+    opened = open_sealed(data, keyring)
+    if isinstance(opened, PayloadReference):
+        return Payload(b"", reference=opened)
+    return Payload(opened)
 
 
 def handle_request(
@@ -65,6 +144,57 @@ def handle_request(
     Returns:
         The response to send.
     """
+    return serve(method, path, body, headers, remote_addr)
+
+
+def handle_deferred_request(
+    method: str,
+    path: str,
+    body: bytes | IO[bytes],
+    headers: Mapping[str, str],
+    remote_addr: str | None = None,
+) -> TaskResponse:
+    """Handles one request to App Engine ``deferred``'s endpoints (``/_ah/queue/deferred``, ``/_ah/queue/<queue>``).
+
+    The same contract as the task endpoint; besides signed envelopes it runs
+    the unsigned pickles of the original library when
+    :func:`legacy_payloads_accepted` says so.
+
+    Args:
+        method: The HTTP method.
+        path: The request path.
+        body: The body, as bytes or as a stream.
+        headers: The request headers, in any case.
+        remote_addr: The caller's address, if known.
+
+    Returns:
+        The response to send.
+    """
+    return serve(method, path, body, headers, remote_addr, opener=open_deferred)
+
+
+def serve(
+    method: str,
+    path: str,
+    body: bytes | IO[bytes],
+    headers: Mapping[str, str],
+    remote_addr: str | None = None,
+    *,
+    opener: Opener = open_signed,
+) -> TaskResponse:
+    """The pipeline of every endpoint that runs calls: method, task headers, caller, size, open, decode, run.
+
+    Args:
+        method: The HTTP method.
+        path: The request path, for logs.
+        body: The body, as bytes or as a stream to read (at most ``max_body_size + 1`` bytes are read).
+        headers: The request headers, in any case.
+        remote_addr: The caller's address, if known.
+        opener: How a body is opened once the caller is accepted (:func:`open_signed` by default).
+
+    Returns:
+        The response to send; its status follows the table of this module.
+    """
     if method.upper() != "POST":
         return answer(405, "Method Not Allowed: tasks are POSTed.", Allow="POST")
     view = headers if isinstance(headers, Headers) else Headers(headers)
@@ -86,11 +216,48 @@ def handle_request(
         logger.error("Refused task %s (%s): body over the configured max_body_size.", task.task_name, path)
         return answer(413, "Content Too Large.")
     try:
-        payload = open_envelope(data, keyring)
+        payload = opener(data, keyring, Arrival(task, view, remote_addr, settings))
     except SignatureError as exc:
         logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
         return answer(403, "Forbidden: the task signature does not verify.", exc)
+    if payload.reference is not None:
+        return _run_stored(task, view, path, payload, payload.reference)
     return _run(task, view, path, payload)
+
+
+def _run_stored(
+    task: TaskHeaders, headers: Headers, path: str, payload: Payload, reference: PayloadReference
+) -> TaskResponse:
+    """Runs a task whose payload is in the payload store: load, check the hash, run; delete once it is done.
+
+    A missing or altered payload is a permanent failure (200, logged) and is
+    never unpickled. The payload is deleted after a 200 (success, permanent
+    failure, retry limit, undecodable) and kept while the queue retries.
+    """
+    try:
+        store = get_payload_store()
+        data = load_payload(reference, store)
+    except PayloadUnavailableError as exc:
+        logger.error("Dropped task %s (%s): %s. It will not be retried.", task.task_name, path, exc)
+        if store.name == reference.store:  # an altered payload is deleted like any finished task's
+            _delete_payload(store, reference, task)
+        return answer(200, "Dropped: the task's stored payload is unavailable.", exc)
+    except Exception as exc:  # the store cannot be reached or made: the queue retries
+        logger.exception("Could not load the stored payload of task %s (%s); it will be retried.", task.task_name, path)
+        return answer(500, "The task's stored payload could not be loaded; it will be retried.", exc)
+    response = _run(task, headers, path, replace(payload, data=data, reference=None))
+    if response.status == 200:
+        _delete_payload(store, reference, task)
+    return response
+
+
+def _delete_payload(store: PayloadStore, reference: PayloadReference, task: TaskHeaders) -> None:
+    try:
+        store.delete(reference.key)
+    except Exception:
+        logger.warning(
+            "Could not delete the stored payload %s of task %s.", reference.key, task.task_name, exc_info=True
+        )
 
 
 def _read_body(body: bytes | IO[bytes], headers: Headers, cap: int) -> bytes | None:
@@ -109,7 +276,7 @@ def _read_body(body: bytes | IO[bytes], headers: Headers, cap: int) -> bytes | N
     return data if len(data) <= cap else None
 
 
-def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> TaskResponse:
+def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> TaskResponse:
     warmup = get_settings().warmup_module
     if warmup and warmup not in STATE.warmed_up:
         try:
@@ -118,7 +285,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             logger.exception("Could not import the warm-up module %r; task %s will be retried.", warmup, path)
             return answer(500, "The warm-up module failed to import.", exc)
     try:
-        call = loads_call(payload)
+        call = payload.decode(payload.data)
     except Exception as exc:
         logger.error(
             "Dropped task %s (%s): its call cannot be decoded, %s It will not be retried.",
@@ -139,9 +306,10 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: bytes) -> Task
             call.retry_limit,
         )
         return answer(200, "Gave up: retry limit reached.")
-    if logger.isEnabledFor(logging.DEBUG):  # the queue's headers only: others may carry tokens or cookies
+    level = STATE.header_log_level  # DEBUG unless im_task.deferred.set_level() changed it
+    if logger.isEnabledFor(level):  # the queue's headers only: others may carry tokens or cookies
         queue_headers = {k: v for k, v in headers.items() if k.lower().startswith(("x-appengine-", "x-cloudtasks-"))}
-        logger.debug("Running task %s (%s) with headers %s", task.task_name, description, queue_headers)
+        logger.log(level, "Running task %s (%s) with headers %s", task.task_name, description, queue_headers)
     kwargs: dict[str, Any] = dict(call.kwargs)
     if call.includeheaders:
         kwargs["headers"] = headers
@@ -186,3 +354,103 @@ def _warm_up(module: str) -> None:
         with STATE.lock:
             STATE.warmed_up.add(module)
         logger.info("Imported warm-up module %s before the first task.", module)
+
+
+# App Engine deferred's legacy payloads: unsigned pickles of (callable, args, kwargs), for a migration window.
+
+
+def legacy_payloads_accepted(settings: Settings) -> bool:
+    """Whether unsigned legacy payloads may run at all: ``accept_legacy_payloads`` in production on App Engine."""
+    return settings.accept_legacy_payloads and settings.production and on_app_engine()
+
+
+def check_legacy_payloads(settings: Settings) -> list[str]:
+    """Refuses ``accept_legacy_payloads`` without the App Engine caller check; adapters reach it at start-up.
+
+    Args:
+        settings: The settings in force.
+
+    Returns:
+        The warning to log while the opt-in is on (empty when it is off).
+
+    Raises:
+        ConfigurationError: ``accept_legacy_payloads`` is set outside production on App Engine.
+    """
+    if not settings.accept_legacy_payloads:
+        return []
+    if not legacy_payloads_accepted(settings):
+        where = "in development" if not settings.production else "outside App Engine (GAE_ENV is not set)"
+        raise ConfigurationError(
+            f"accept_legacy_payloads is set {where}. Unsigned payloads are pickles that anyone who can reach "
+            "the endpoint could forge to run code; they are accepted only in production on App Engine, where "
+            "App Engine's front end strips X-AppEngine-* headers from outside requests and task requests come "
+            f"from {APP_ENGINE_TASK_ADDRESS}. Unset IM_TASK_ACCEPT_LEGACY_PAYLOADS (or accept_legacy_payloads in "
+            "configure() or your framework's im-task settings) here."
+        )
+    return [
+        "im-task: accept_legacy_payloads is on: the deferred endpoints run unsigned pickles of App Engine's "
+        "deferred library when they come from the App Engine task queue. Turn it off as soon as the tasks "
+        "enqueued by the old code have run (see the migration guide)."
+    ]
+
+
+def open_deferred(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
+    """Opens a body sent to a deferred endpoint: a signed envelope, or (opted in) a legacy unsigned pickle.
+
+    A legacy payload is accepted only when :func:`legacy_payloads_accepted`,
+    the request carries App Engine's task headers (which App Engine strips
+    from outside requests) and it comes from :data:`APP_ENGINE_TASK_ADDRESS`.
+
+    Raises:
+        SignatureError: Neither a signed envelope nor an accepted legacy payload.
+    """
+    try:
+        return open_signed(data, keyring, arrival)
+    except SignatureError as exc:
+        if not _looks_like_pickle(data):
+            raise
+        if not legacy_payloads_accepted(arrival.settings):
+            raise SignatureError(
+                f"{exc} The body looks like an unsigned payload of App Engine's deferred library; see "
+                "accept_legacy_payloads in the migration guide to run such payloads during a migration."
+            ) from None
+        if arrival.task.family != APPENGINE or arrival.remote_addr != APP_ENGINE_TASK_ADDRESS:
+            raise SignatureError(
+                f"an unsigned legacy payload from {arrival.remote_addr or 'an unknown address'} with "
+                f"{arrival.task.family}* headers: legacy payloads run only from the App Engine task queue "
+                f"({APP_ENGINE_TASK_ADDRESS}, X-AppEngine-* headers)."
+            ) from None
+        logger.info("Task %s carries an unsigned legacy deferred payload; running it.", arrival.task.task_name)
+        return Payload(data, loads_legacy_call)
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    """Pickle protocol 2 and later start with PROTO (0x80); protocols 0 and 1 with a mark or a global."""
+    return data[:1] in (b"\x80", b"(", b"c", b"]", b"}")
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    """Reads App Engine deferred's pickles: its ``invoke_member`` is im-task's."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in _LEGACY_MODULES and name == "invoke_member":
+            return super().find_class("im_task.deferred", name)
+        return super().find_class(module, name)
+
+
+_LEGACY_MODULES = frozenset({"google.appengine.ext.deferred.deferred", "google.appengine.ext.deferred"})
+
+
+def loads_legacy_call(data: bytes) -> TaskCall:
+    """Decodes App Engine deferred's payload, a pickle of ``(callable, args, kwargs)``.
+
+    Call it only on a payload whose caller is trusted (see :func:`open_deferred`).
+
+    Raises:
+        Exception: The payload cannot be unpickled, or is not such a tuple.
+    """
+    value = _LegacyUnpickler(io.BytesIO(data)).load()
+    if not (isinstance(value, tuple) and len(value) == 3 and callable(value[0])):
+        raise ValueError("a legacy deferred payload is a pickled (callable, args, kwargs) tuple.")
+    func, args, kwargs = value
+    return TaskCall(func, tuple(args), dict(kwargs), description=getattr(func, "__qualname__", "") or repr(func))

@@ -41,6 +41,10 @@ class TaskOptions:
         transactional: Enqueue only when the surrounding transaction commits.
         includeheaders: Pass the request headers to the function as ``headers=``.
         logname: Readable name used in the task URL instead of ``<module>/<function>``.
+        raise_if_exists: False to treat "a task of this name exists" as done, not as an error
+            (FreshPlanet's choice): the call returns the handle and logs it at info.
+        parent: im_task's (Python 2) ``parent``, a datastore key its large payloads were stored under;
+            accepted so old code runs, and given to nothing (see the migration guide).
     """
 
     queue: str | tuple[str, ...] | None = None
@@ -55,6 +59,8 @@ class TaskOptions:
     transactional: bool = False
     includeheaders: bool = False
     logname: str | None = None
+    raise_if_exists: bool = True
+    parent: Any = None
 
     @classmethod
     def from_kwargs(cls, options: Mapping[str, Any], *, base: TaskOptions | None = None) -> TaskOptions:
@@ -223,6 +229,16 @@ def _flag(option: str) -> Any:
     return check
 
 
+def _parent(value: Any) -> Any:
+    """A datastore key (anything with ``kind()`` and ``id()``, as ``ndb.Key`` has) or None."""
+    if value is None or (callable(getattr(value, "kind", None)) and callable(getattr(value, "id", None))):
+        return value
+    raise ConfigurationError(
+        f"parent must be a datastore key (e.g. an ndb.Key) or None, not {type(value).__name__}; im-task gives it "
+        "to nothing, so you may also drop it."
+    )
+
+
 _CHECKS: dict[str, Any] = {
     "queue": _queue,
     "countdown": _countdown,
@@ -236,6 +252,8 @@ _CHECKS: dict[str, Any] = {
     "transactional": _flag("transactional"),
     "includeheaders": _flag("includeheaders"),
     "logname": _text("logname"),
+    "raise_if_exists": _flag("raise_if_exists"),
+    "parent": _parent,
 }
 OPTION_NAMES = tuple(f.name for f in fields(TaskOptions))
 assert set(OPTION_NAMES) == set(_CHECKS)

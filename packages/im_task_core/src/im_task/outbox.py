@@ -3,55 +3,88 @@
 The algorithm lives here, behind a small storage protocol,
 :class:`OutboxStorage`; a framework gives only its storage (Django's ORM
 table in ``im_task_django.outbox``, a Datastore kind with google-cloud-ndb).
+Its promise: a committed task is sent (never lost), a rolled-back one never,
+and no row is sent twice by this outbox, however its senders and sweepers
+race or die, except in the one window no outbox can close (see below).
 
 * :func:`enqueue_on_commit` refuses a task over the transport's size limit
   (now, rather than after the commit), names it, writes it with
   :meth:`OutboxStorage.add` in the open transaction (so a rollback leaves
-  nothing) and asks :meth:`OutboxStorage.after_commit` to call
-  :func:`send_after_commit`.
-* :func:`send_after_commit` sends the task and marks it sent. A reused name
-  (``TaskAlreadyExistsError``) means a sweep sent it first: it counts as
-  sent. Any other error keeps the row for the sweep (an ``EnqueueError`` is
-  logged as a warning, a transport breaking its contract as an error), except
-  with a transport that runs tasks inline (``Transport.runs_inline``, e.g.
-  ``ImmediateTransport``): the task ran, so its row is marked sent and its
-  own error reaches the committer.
-* :func:`sweep` sends the rows left behind (the process died between the
-  commit and the send, or the queue could not be reached), a batch at a
-  time, and returns a :class:`SweepResult`. Every row carries its task name
-  from the start, so a task sent twice is refused by the queue rather than
-  run twice.
+  nothing), held by a fresh owner, and asks :meth:`OutboxStorage.after_commit`
+  to call :func:`send_after_commit`.
+* :func:`send_after_commit` **claims** the row (for ``lease`` seconds from
+  the commit), sends it, and **marks it sent** (durably, before any
+  deletion). A reused name (``TaskAlreadyExistsError``) means the queue has
+  it: it counts as sent. Any other send error releases the claim and keeps
+  the row for the sweep (an ``EnqueueError`` is logged as a warning, a
+  transport breaking its contract as an error). Nothing after a successful
+  send raises: a storage failure there is logged and left to the sweep. The
+  one exception is a transport that runs tasks inline
+  (``Transport.runs_inline``, e.g. ``ImmediateTransport``): the task ran, so
+  its row is marked sent and its own error reaches the committer.
+* :func:`sweep` deletes rows marked sent, then sends the rows whose claim
+  ended (or that were never claimed) at least ``older_than`` seconds ago,
+  a batch at a time, each under its own claim, and returns a
+  :class:`SweepResult`. Ages count from the commit, or from the end of the
+  last claim: never from the task call, so a long transaction's row is not
+  taken while its own send is under way.
+
+The window no outbox can close: a process that dies after the queue took a
+task but before the sent mark is written leaves a row that looks unsent, and
+the sweep sends it again. Every row carries its task name from the start, so
+a queue that remembers names (Cloud Tasks for about an hour, the local queue
+for its ``name_retention``) refuses that second copy: sweep well within the
+queue's name memory (``lease + older_than`` plus the sweep interval).
 
 Example:
     A storage keeping rows in a dict, in a "transaction" that commits at once::
 
+        >>> import time
         >>> from im_task.outbox import enqueue_on_commit, sweep
         >>> from im_task.transports import RecordingTransport, TaskRequest
         >>> class DictStorage:
         ...     def __init__(self):
-        ...         self.rows = {}
-        ...     def add(self, request):
-        ...         key = len(self.rows) + 1
-        ...         self.rows[key] = request
-        ...         return key
+        ...         self.rows = {}  # key -> [request, owner, claimed_until, sent]
+        ...     def add(self, request, owner):
+        ...         self.rows[len(self.rows) + 1] = [request, owner, None, False]
+        ...         return len(self.rows)
         ...     def after_commit(self, callback):
         ...         callback()  # this storage's transactions commit at once
+        ...     def claim(self, key, owner, seconds, older_than):
+        ...         request, holder, until, sent = self.rows[key]
+        ...         ended = until is not None and older_than is not None and until <= time.time() - older_than
+        ...         if sent or (holder != owner and not ended):
+        ...             return False
+        ...         self.rows[key][1:3] = [owner, time.time() + seconds]
+        ...         return True
+        ...     def release(self, key, owner):
+        ...         if self.rows[key][1] == owner:
+        ...             self.rows[key][2] = time.time()
         ...     def mark_sent(self, key):
-        ...         self.rows.pop(key, None)
-        ...     def unsent(self, older_than, after, limit):
-        ...         return sorted((k, r) for k, r in self.rows.items() if after is None or k > after)[:limit]
+        ...         self.rows[key][3] = True
+        ...     def due(self, older_than, after, limit):
+        ...         for row in self.rows.values():
+        ...             row[2] = time.time() if row[2] is None else row[2]  # first seen committed: the clock starts
+        ...         return [(k, r[0]) for k, r in sorted(self.rows.items())
+        ...                 if not r[3] and r[2] <= time.time() - older_than and (after is None or k > after)][:limit]
+        ...     def purge_sent(self):
+        ...         done = [k for k, r in self.rows.items() if r[3]]
+        ...         for key in done:
+        ...             del self.rows[key]
+        ...         return len(done)
         >>> storage, queue = DictStorage(), RecordingTransport()
         >>> enqueue_on_commit(storage, TaskRequest("default", "/_ah/task/m/f", b"..."), queue).startswith("outbox-")
         True
-        >>> (len(queue.requests), storage.rows)
-        (1, {})
-        >>> sweep(storage, queue, older_than=60)
-        SweepResult(sent=0, already_sent=0, failed=0)
+        >>> (len(queue.requests), storage.rows[1][3])  # sent once, and marked sent
+        (1, True)
+        >>> sweep(storage, queue, older_than=60)  # deletes the sent row; nothing to send
+        SweepResult(sent=0, already_sent=0, failed=0, taken=0, purged=1)
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -61,12 +94,14 @@ from im_task.errors import ConfigurationError, EnqueueError, TaskAlreadyExistsEr
 from im_task.transports.base import TaskRequest, Transport, check_size
 
 __all__ = [
+    "CLAIM_SECONDS",
     "NAME_PREFIX",
     "SWEEP_BATCH",
     "OutboxStorage",
     "SweepResult",
     "check_sweep_arguments",
     "enqueue_on_commit",
+    "new_owner",
     "outbox_task_name",
     "send_after_commit",
     "sweep",
@@ -78,6 +113,8 @@ logger = logging.getLogger("im_task")
 NAME_PREFIX = "outbox-"
 #: Rows a sweep reads at a time.
 SWEEP_BATCH = 100
+#: Seconds a claim lasts by default: a send must finish within it (Cloud Tasks' ``create_task`` times out at 20 s).
+CLAIM_SECONDS = 30.0
 
 KeyT = TypeVar("KeyT")
 
@@ -85,16 +122,38 @@ KeyT = TypeVar("KeyT")
 class OutboxStorage(Protocol[KeyT]):
     """Where outbox rows live: a table in the application's database, next to its own data.
 
-    ``KeyT`` is the type of a row's key (Django: the primary key). Rows
-    are listed in a stable order of their keys, so that a sweep can go on
-    after the last key of a batch while rows are deleted.
+    ``KeyT`` is the type of a row's key (Django: the primary key). What a
+    storage must guarantee, on which the algorithm's promise rests:
+
+    * **Transactional writes.** :meth:`add` writes in the caller's open
+      transaction: a rollback leaves no row, a commit makes it visible.
+    * **Claims with an owner and an expiry.** A row holds one owner (a
+      string) and the time its claim ends, ``claimed_until``, which is
+      *unset* when the row is written: its clock has not started.
+      :meth:`claim` is an atomic compare-and-set (one conditional ``UPDATE``,
+      ``select_for_update(skip_locked=True)``, or a Datastore transaction):
+      of two parties claiming the same row at once, at most one gets it.
+    * **Ages from the commit.** :meth:`due` starts the clock of a committed
+      row never claimed (``claimed_until`` unset) when it first sees it, so
+      that an age never counts from the task call: a row is due
+      ``older_than`` seconds after its last claim ended, or after a sweep
+      first saw it committed.
+    * **Durable sent marks.** :meth:`mark_sent` is written (committed) when
+      it returns; a row marked sent is never returned by :meth:`due` nor
+      claimed again, and stays until :meth:`purge_sent` deletes it.
+    * **A stable order of keys**, so that a sweep can go on after the last
+      key of a batch while rows change.
+
+    Times are those of the storage's own clock (one clock, or clocks kept in
+    sync well within the claim lease).
     """
 
-    def add(self, request: TaskRequest) -> KeyT:
-        """Writes a task in the transaction open now; a rollback must leave no row.
+    def add(self, request: TaskRequest, owner: str) -> KeyT:
+        """Writes a task in the transaction open now, held by ``owner``, its clock not started.
 
         Args:
             request: The task, already named.
+            owner: Who will send it after commit (:func:`new_owner`).
 
         Returns:
             The row's key.
@@ -107,32 +166,71 @@ class OutboxStorage(Protocol[KeyT]):
         """Has ``callback`` called once the open transaction commits, and never if it rolls back.
 
         An exception of the callback should reach the code that committed
-        (an inline transport's task error does).
+        (only an inline transport's task error is let out).
 
         Args:
             callback: What to call, without arguments.
         """
 
-    def mark_sent(self, key: KeyT) -> None:
-        """Records that a row's task is with the queue, or ran inline: it is never sent again.
+    def claim(self, key: KeyT, owner: str, seconds: float, older_than: float | None) -> bool:
+        """Atomically takes a row for ``seconds`` from now, when no one else may be sending it.
 
-        Storages delete the row. A key already gone is not an error (a
-        sweep and the send after commit may both get there).
+        The claim succeeds when the row exists, is not marked sent, and
+        either ``owner`` holds it already, or (``older_than`` not None) its
+        last claim ended at least ``older_than`` seconds ago (an unset clock
+        never qualifies). It then sets the owner to ``owner`` and
+        ``claimed_until`` to now + ``seconds``.
 
         Args:
             key: What :meth:`add` returned.
+            owner: Who claims.
+            seconds: How long the claim lasts.
+            older_than: Seconds since another owner's claim ended; None: only ``owner``'s own row.
+
+        Returns:
+            Whether ``owner`` holds the row now.
         """
 
-    def unsent(self, older_than: float, after: KeyT | None, limit: int) -> Sequence[tuple[KeyT, TaskRequest]]:
-        """Rows not marked sent, written at least ``older_than`` seconds ago, in the order of their keys.
+    def release(self, key: KeyT, owner: str) -> None:
+        """Ends ``owner``'s claim now (a failed send): the row is due ``older_than`` seconds later.
+
+        Does nothing when another owner holds the row, or it is marked sent.
 
         Args:
-            older_than: Seconds since the row was written (its transaction's time is fine).
+            key: The row.
+            owner: Who claimed it.
+        """
+
+    def mark_sent(self, key: KeyT) -> None:
+        """Durably records that a row's task is with the queue, or ran inline: it is never sent again.
+
+        A key already gone is not an error.
+
+        Args:
+            key: The row.
+        """
+
+    def due(self, older_than: float, after: KeyT | None, limit: int) -> Sequence[tuple[KeyT, TaskRequest]]:
+        """Rows not marked sent whose claim ended at least ``older_than`` seconds ago, in the order of their keys.
+
+        First starts the clock of every committed row never claimed (its
+        ``claimed_until`` becomes now), so a row the sender never reached is
+        due ``older_than`` seconds after a sweep first saw it.
+
+        Args:
+            older_than: Seconds since the row's claim ended.
             after: Only rows after this key (the last key of the previous batch), or None from the start.
             limit: Most rows to return.
 
         Returns:
             ``(key, request)`` pairs, at most ``limit``.
+        """
+
+    def purge_sent(self) -> int:
+        """Deletes the rows marked sent.
+
+        Returns:
+            How many were deleted.
         """
 
 
@@ -143,12 +241,16 @@ class SweepResult:
     Attributes:
         sent: Tasks sent now.
         already_sent: Tasks the queue already had (refused by name), now marked sent.
-        failed: Tasks that could not be sent; they stay for the next sweep.
+        failed: Tasks that could not be sent (or whose claim could not be written); they stay for the next sweep.
+        taken: Due rows another sender or sweeper claimed first; left to it.
+        purged: Rows marked sent (by any sender) that this sweep deleted.
     """
 
     sent: int = 0
     already_sent: int = 0
     failed: int = 0
+    taken: int = 0
+    purged: int = 0
 
 
 def outbox_task_name() -> str:
@@ -156,13 +258,37 @@ def outbox_task_name() -> str:
     return f"{NAME_PREFIX}{uuid.uuid4().hex}"
 
 
-def enqueue_on_commit(storage: OutboxStorage[KeyT], request: TaskRequest, transport: Transport) -> str:
+def new_owner(kind: str = "sender") -> str:
+    """A fresh owner for claims: ``"<kind>-<random hex>"``, at most 40 characters.
+
+    Args:
+        kind: What claims, for people reading the table (``"sender"``, ``"sweep"``).
+
+    Raises:
+        ConfigurationError: ``kind`` is not a short word.
+    """
+    if not isinstance(kind, str) or not kind.isidentifier() or len(kind) > 10:
+        raise ConfigurationError(f"kind must be a short word such as 'sender' or 'sweep', not {kind!r}.")
+    return f"{kind}-{uuid.uuid4().hex[:24]}"
+
+
+def _check_lease(lease: object) -> float:
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not 0 < lease < math.inf:
+        raise ConfigurationError(f"lease must be a number of seconds > 0 (the longest a send may take), not {lease!r}.")
+    return float(lease)
+
+
+def enqueue_on_commit(
+    storage: OutboxStorage[KeyT], request: TaskRequest, transport: Transport, *, lease: float = CLAIM_SECONDS
+) -> str:
     """Writes a task to the outbox in the open transaction and has it sent after commit.
 
     Args:
         storage: The outbox.
         request: The task; it gets a fresh name unless it has one.
         transport: Where to send it after commit.
+        lease: Seconds the send after commit holds its claim from the commit;
+            a sweep leaves the row alone until then (and ``older_than`` more).
 
     Returns:
         The task's name.
@@ -171,73 +297,147 @@ def enqueue_on_commit(storage: OutboxStorage[KeyT], request: TaskRequest, transp
         TaskTooLargeError: The task is over the transport's size limit (known
             now, inside the transaction, rather than after the commit); nothing is written.
         BadTransactionStateError: From the storage: no transaction is open.
+        ConfigurationError: ``lease`` is not a number of seconds > 0.
     """
+    seconds = _check_lease(lease)
     check_size(request, transport)
     named = request if request.name else replace(request, name=outbox_task_name())
-    key = storage.add(named)
-    storage.after_commit(lambda: send_after_commit(storage, key, named, transport))
+    owner = new_owner("sender")
+    key = storage.add(named, owner)
+    storage.after_commit(lambda: send_after_commit(storage, key, named, transport, owner=owner, lease=seconds))
     return str(named.name)
 
 
-def send_after_commit(storage: OutboxStorage[KeyT], key: KeyT, request: TaskRequest, transport: Transport) -> bool:
-    """Sends a committed outbox row's task and marks it sent; keeps the row when the send fails.
+def send_after_commit(
+    storage: OutboxStorage[KeyT],
+    key: KeyT,
+    request: TaskRequest,
+    transport: Transport,
+    *,
+    owner: str,
+    lease: float = CLAIM_SECONDS,
+) -> bool:
+    """Claims a committed outbox row, sends its task and marks it sent; never raises but an inline task's error.
 
     Args:
         storage: The outbox.
         key: The row's key.
         request: The row's task.
         transport: Where to send it.
+        owner: The owner the row was written with (:meth:`OutboxStorage.add`).
+        lease: Seconds the claim lasts: the longest the send may take.
 
     Returns:
-        Whether the row was marked sent (False: it stays for :func:`sweep`).
+        Whether this call sent the task (or found the queue had it). False:
+        a sweep claimed the row first, or the send or the claim failed and
+        the row stays for :func:`sweep`.
 
     Raises:
         Exception: With an inline transport, the task's own error, after the
             row is marked sent (the task ran).
     """
     try:
-        transport.enqueue(request)
-    except TaskAlreadyExistsError:
-        pass  # a sweep sent it first
-    except EnqueueError:
-        logger.warning(
-            "Could not send transactional task %s (%s) after commit; it stays in the outbox for the sweeper.",
+        claimed = storage.claim(key, owner, lease, None)
+    except Exception:
+        logger.error(
+            "Could not claim transactional task %s (%s) after commit; it is not sent now and stays in the outbox "
+            "for the sweeper.",
             request.name,
             request.url,
             exc_info=True,
         )
         return False
+    if not claimed:
+        logger.info("Transactional task %s was claimed by a sweep before its send after commit.", request.name)
+        return False
+    return _send_claimed(storage, key, request, transport, owner=owner, when="after commit") != _Outcome.FAILED
+
+
+class _Outcome:
+    SENT = "sent"
+    ALREADY_SENT = "already_sent"
+    FAILED = "failed"
+
+
+def _send_claimed(
+    storage: OutboxStorage[KeyT], key: KeyT, request: TaskRequest, transport: Transport, *, owner: str, when: str
+) -> str:
+    """Sends a row this owner holds; marks it sent, or releases it. Raises only an inline task's error."""
+    try:
+        transport.enqueue(request)
+    except TaskAlreadyExistsError:
+        outcome = _Outcome.ALREADY_SENT
+    except EnqueueError:
+        logger.warning(
+            "Could not send transactional task %s (%s) %s; it stays in the outbox for the sweeper.",
+            request.name,
+            request.url,
+            when,
+            exc_info=True,
+        )
+        _release(storage, key, owner, request)
+        return _Outcome.FAILED
     except Exception:
-        if transport.runs_inline:  # the task ran (ImmediateTransport) and this is its own error
-            storage.mark_sent(key)
+        if transport.runs_inline and when == "after commit":  # the task ran (ImmediateTransport): its own error
+            _mark_sent(storage, key, request)
             raise
-        # A transport that breaks its contract (e.g. a raw ConnectionResetError): the task may not be queued.
+        # A transport breaking its contract (e.g. a raw ConnectionResetError), or an inline task's error in a sweep.
         logger.error(
-            "Could not send transactional task %s (%s) after commit; the transport raised an unexpected error. "
+            "Could not send transactional task %s (%s) %s; the transport raised an unexpected error. "
             "It stays in the outbox for the sweeper.",
             request.name,
             request.url,
+            when,
             exc_info=True,
         )
-        return False
-    storage.mark_sent(key)
-    return True
+        _release(storage, key, owner, request)
+        return _Outcome.FAILED
+    else:
+        outcome = _Outcome.SENT
+    _mark_sent(storage, key, request)
+    return outcome
 
 
-def check_sweep_arguments(older_than: object, limit: object) -> None:
+def _mark_sent(storage: OutboxStorage[KeyT], key: KeyT, request: TaskRequest) -> None:
+    try:
+        storage.mark_sent(key)
+    except Exception:
+        logger.error(
+            "Transactional task %s (%s) was sent, but could not be marked sent; a sweep will send it again once "
+            "its claim ends, and the queue refuses that copy by name while it remembers the name.",
+            request.name,
+            request.url,
+            exc_info=True,
+        )
+
+
+def _release(storage: OutboxStorage[KeyT], key: KeyT, owner: str, request: TaskRequest) -> None:
+    try:
+        storage.release(key, owner)
+    except Exception:
+        logger.error(
+            "Could not release the claim on transactional task %s; a sweep takes it when the claim ends.",
+            request.name,
+            exc_info=True,
+        )
+
+
+def check_sweep_arguments(older_than: object, limit: object, lease: object = CLAIM_SECONDS) -> None:
     """Refuses sweep arguments :func:`sweep` cannot use (adapters check them before resolving their defaults).
 
     Args:
         older_than: Seconds, a number >= 0.
         limit: A whole number >= 1, or None.
+        lease: Seconds, a number > 0.
 
     Raises:
         ConfigurationError: Saying what the argument takes.
     """
-    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
+    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not 0 <= older_than < math.inf:
         raise ConfigurationError(f"older_than must be a number of seconds >= 0, not {older_than!r}.")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigurationError(f"limit must be a whole number >= 1 or None, not {limit!r}.")
+    _check_lease(lease)
 
 
 def sweep(
@@ -246,63 +446,72 @@ def sweep(
     *,
     older_than: float,
     limit: int | None = None,
+    lease: float = CLAIM_SECONDS,
 ) -> SweepResult:
-    """Sends the outbox rows whose send after commit did not happen.
+    """Deletes the rows marked sent, and sends the rows whose send after commit did not happen.
 
-    Rows are read :data:`SWEEP_BATCH` at a time. A row whose send raises
+    Rows are read :data:`SWEEP_BATCH` at a time, and each is claimed before
+    it is sent: a row that another sweep or the send after commit claimed
+    first counts as taken and is left to it. A row whose send raises
     anything (an ``EnqueueError``, another error of the transport, or with
-    an inline transport the task's own error) counts as failed and stays for
-    the next sweep; the sweep goes on with the rest. A row the queue refuses
-    by name was sent before: it counts as already sent and is marked sent.
+    an inline transport the task's own error) counts as failed, is released
+    and stays for the next sweep; the sweep goes on with the rest. A row the
+    queue refuses by name was sent before: it counts as already sent and is
+    marked sent. Several sweeps may run at once.
 
     Args:
         storage: The outbox.
         transport: Where to send.
-        older_than: Only rows written at least this many seconds ago, so that
-            sends after commit under way are left alone.
+        older_than: Only rows whose last claim ended (or that a sweep first
+            saw committed) at least this many seconds ago.
         limit: Most rows to handle in this call; all when None.
+        lease: Seconds each claim of this sweep lasts: the longest a send may take.
 
     Returns:
-        Counts of what was sent, found already sent, and failed.
+        Counts of what was sent, found already sent, failed, taken by another party, and purged.
 
     Raises:
-        ConfigurationError: For a negative ``older_than`` or a ``limit`` below 1.
+        ConfigurationError: For a negative ``older_than``, a ``limit`` below 1 or a ``lease`` not > 0.
     """
-    check_sweep_arguments(older_than, limit)
-    sent = already_sent = failed = 0
+    check_sweep_arguments(older_than, limit, lease)
+    purged = storage.purge_sent()
+    owner = new_owner("sweep")
+    counts = dict.fromkeys((_Outcome.SENT, _Outcome.ALREADY_SENT, _Outcome.FAILED, "taken"), 0)
     after: KeyT | None = None
     remaining = limit
     while remaining is None or remaining > 0:
         size = SWEEP_BATCH if remaining is None else min(SWEEP_BATCH, remaining)
-        batch = list(storage.unsent(older_than, after, size))
+        batch = list(storage.due(older_than, after, size))
         for key, request in batch:
             try:
-                transport.enqueue(request)
-            except TaskAlreadyExistsError:
-                already_sent += 1
-            except EnqueueError:
-                logger.warning(
-                    "Could not send outbox task %s (%s); it stays.", request.name, request.url, exc_info=True
-                )
-                failed += 1
+                claimed = storage.claim(key, owner, lease, older_than)
+            except Exception:
+                logger.error("Could not claim outbox task %s; it stays.", request.name, exc_info=True)
+                counts[_Outcome.FAILED] += 1
                 continue
-            except Exception:  # a transport breaking its contract, or the task's own error from an inline one
-                logger.error(
-                    "Could not send outbox task %s (%s): unexpected error; it stays.",
-                    request.name,
-                    request.url,
-                    exc_info=True,
-                )
-                failed += 1
+            if not claimed:
+                counts["taken"] += 1
                 continue
-            else:
-                sent += 1
-            storage.mark_sent(key)
+            counts[_send_claimed(storage, key, request, transport, owner=owner, when="in a sweep")] += 1
         if len(batch) < size:
             break
         after = batch[-1][0]
         if remaining is not None:
             remaining -= len(batch)
-    if sent or already_sent or failed:
-        logger.info("Outbox sweep: %d sent, %d already sent, %d failed.", sent, already_sent, failed)
-    return SweepResult(sent=sent, already_sent=already_sent, failed=failed)
+    result = SweepResult(
+        sent=counts[_Outcome.SENT],
+        already_sent=counts[_Outcome.ALREADY_SENT],
+        failed=counts[_Outcome.FAILED],
+        taken=counts["taken"],
+        purged=purged,
+    )
+    if result != SweepResult():
+        logger.info(
+            "Outbox sweep: %d sent, %d already sent, %d failed, %d taken by another sender, %d sent rows purged.",
+            result.sent,
+            result.already_sent,
+            result.failed,
+            result.taken,
+            result.purged,
+        )
+    return result

@@ -1,11 +1,10 @@
-"""The transport in force, and setting an application up: where settings, transports and endpoints meet.
+"""The transport in force, and setting an application up: where settings and transports meet.
 
 :mod:`im_task.config` resolves settings and imports no transport; the
 transports import neither the settings nor the endpoint. This module joins
 them: it makes the transport a setting names (with
-:func:`~im_task.transports.factory.make_transport`), gives an in-process
-transport this process's endpoints, and owns what it made, so that a
-settings change closes it.
+:func:`~im_task.transports.factory.make_transport`) and owns what it made, so
+that a settings change closes it.
 
 Example:
     >>> from im_task.runtime import get_transport
@@ -20,12 +19,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from im_task import caller, config, endpoints
+from im_task import caller, config, executor
 from im_task.routing import get_taskroute, set_taskroute
 from im_task.state import STATE
 from im_task.transports.base import Transport
 from im_task.transports.factory import make_transport
-from im_task.transports.inprocess import InProcessTransport
 
 __all__ = ["check_configuration", "get_transport", "set_up_framework"]
 
@@ -52,8 +50,6 @@ def get_transport() -> Transport:
             STATE.transport = transport
             STATE.owns_transport = not isinstance(choice, Transport)
             STATE.transport_made_with = settings.transport_shape()
-        if isinstance(transport, InProcessTransport):
-            transport.bind(endpoints.handle_request)
         result: Transport = transport
         return result
 
@@ -80,12 +76,15 @@ def check_configuration() -> None:
     Raises:
         ConfigurationError: Explaining what to set: no secret in production,
             production that would accept HTTP-target tasks without an OIDC
-            check, an incomplete OIDC configuration, a transport that cannot be made.
+            check, an incomplete OIDC configuration, ``accept_legacy_payloads`` outside App Engine
+            production, a transport that cannot be made.
     """
     for line in config.unknown_environment_variables():
         logger.warning("%s", line)
     config.get_keyring()
     for line in caller.check_configuration(config.get_settings()):
+        logger.warning("%s", line)
+    for line in executor.check_legacy_payloads(config.get_settings()):
         logger.warning("%s", line)
     get_transport()
 

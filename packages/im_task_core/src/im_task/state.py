@@ -73,7 +73,11 @@ class State:
         oidc_certs_url: Where Google's certificates are fetched from, when not Google's own
             URL (tests serve theirs); set by :mod:`im_task.caller`.
         oidc_certs: Google's certificates as last fetched, with their expiry, or None; kept by :mod:`im_task.caller`.
+        header_log_level: The level at which the endpoint logs a task's queue headers
+            (``im_task.deferred.set_level``); DEBUG by default.
         resolver: Resolves the settings from every source; set by :mod:`im_task.config`.
+        endpoint_handler: The handler of this process's endpoints, which in-process
+            transports made without a handler deliver to; set by :mod:`im_task.endpoints`.
     """
 
     _FIELDS = (
@@ -91,6 +95,7 @@ class State:
         "guard",
         "oidc_certs_url",
         "oidc_certs",
+        "header_log_level",
     )
 
     def __init__(self) -> None:
@@ -109,7 +114,9 @@ class State:
         self.guard: str | None = None
         self.oidc_certs_url: str | None = None
         self.oidc_certs: Any = None
+        self.header_log_level = logging.DEBUG
         self.resolver: Callable[[], Any] | None = None
+        self.endpoint_handler: Callable[..., Any] | None = None
 
     def snapshot(self) -> Snapshot:
         """A copy of every field, to give to :meth:`restore` later."""

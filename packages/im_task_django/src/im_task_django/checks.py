@@ -20,11 +20,15 @@ id                      problem
 ``im_task.W003``        (``check --deploy``) no secret configured: a local one is generated
 ``im_task.W004``        an ``IM_TASK_*`` environment variable that im-task does not read (a typo, most likely)
 ``im_task.W005``        ``FRONT_AUTHENTICATED`` in production: HTTP-target tasks are accepted without an OIDC check
+``im_task.W006``        the outbox sweep may come later than the queue remembers task names
+                        (``CLAIM_SECONDS`` + ``SWEEP_OLDER_THAN`` + ``SWEEP_INTERVAL`` over half the
+                        transport's ``name_retention``), so a task sent just before a crash may run twice
 ======================  ===================================================================
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -51,6 +55,7 @@ __all__ = [
     "check_database",
     "check_environment_variables",
     "check_local_delivery",
+    "check_outbox_timing",
     "check_route_mounted",
     "check_secret",
     "check_secret_deploy",
@@ -275,6 +280,54 @@ def check_ssl_redirect(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             id="im_task.W002",
         )
     ]
+
+
+@register()
+def check_outbox_timing(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W006: the outbox sweep re-sends a row well within the time the queue remembers task names.
+
+    A process that dies after the queue took a task but before the outbox
+    marked it sent leaves a row the sweep sends again; the queue refuses that
+    copy by name only while it remembers the name. The longest wait is the
+    claim, then ``SWEEP_OLDER_THAN``, then up to one ``SWEEP_INTERVAL``; it
+    must stay under half the transport's ``name_retention`` (known for the
+    local queue and any transport with a ``name_retention`` attribute).
+    """
+    retention = _name_retention()
+    if retention is None:
+        return []
+    app_settings = get_app_settings()
+    parts = {"CLAIM_SECONDS": app_settings.claim_seconds, "SWEEP_OLDER_THAN": app_settings.sweep_older_than}
+    if app_settings.sweep_interval is not None:
+        parts["SWEEP_INTERVAL"] = app_settings.sweep_interval
+    wait = sum(parts.values())
+    if wait <= retention / 2:
+        return []
+    written = " + ".join(f"{key} {value:g}" for key, value in parts.items())
+    return [
+        checks.Warning(
+            f"The outbox sweep may re-send a task {wait:g} s after its claim started ({written}), but the transport "
+            f"remembers task names for {retention:g} s: a task sent just before a crash could then run twice.",
+            hint="Sweep more often and with a smaller IM_TASK['SWEEP_OLDER_THAN'] (keep the sum under half the "
+            "name retention), or give the queue a longer name_retention.",
+            id="im_task.W006",
+        )
+    ]
+
+
+def _name_retention() -> float | None:
+    """Seconds the transport in use (or, before one is made, the one the settings ask for) remembers names."""
+    transport: object = STATE.transport
+    if transport is None:
+        current = _core_settings()
+        choice = current.transport if current else None
+        if choice is None or choice == "local":
+            return float(inspect.signature(LocalTransport).parameters["name_retention"].default)
+        transport = choice
+    retention = getattr(transport, "name_retention", None)
+    if isinstance(retention, bool) or not isinstance(retention, (int, float)):
+        return None
+    return float(retention)
 
 
 def _core_settings() -> Settings | None:

@@ -20,7 +20,12 @@ key                        default                     meaning
 ``ROUTE``                  ``get_taskroute()``         the task route, e.g. ``"/tasks"``
 ``REGISTER_LOCAL_TARGET``  ``True``                    deliver local-queue tasks to this project in process
 ``DATABASE``               ``"default"``               database alias of the outbox and its transactions
-``SWEEP_OLDER_THAN``       ``60``                      seconds before ``im_task_sweep`` re-sends a task
+``SWEEP_OLDER_THAN``       ``60``                      seconds after a row's commit (or the end of its last
+                                                       claim) before ``im_task_sweep`` sends it
+``CLAIM_SECONDS``          ``30``                      seconds a sender's or a sweep's claim on a row lasts:
+                                                       the longest a send may take
+``SWEEP_INTERVAL``         none                        seconds between ``im_task_sweep`` runs, as scheduled;
+                                                       checked against the queue's name memory (W006)
 =========================  ==========================  ================================================
 
 The dict is read by :func:`im_task.config.read_adapter_settings`, the parser
@@ -96,8 +101,19 @@ def _check_seconds(value: Any, source: str) -> float:
     return float(value)
 
 
+def _check_positive_seconds(value: Any, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ConfigurationError(f"{source} must be a number of seconds > 0, not {value!r}.")
+    return float(value)
+
+
 #: The adapter's own keys (besides the core settings and ``ROUTE``, ``REGISTER_LOCAL_TARGET``), with their checks.
-_EXTRA = {"database": _check_database, "sweep_older_than": _check_seconds}
+_EXTRA = {
+    "database": _check_database,
+    "sweep_older_than": _check_seconds,
+    "claim_seconds": _check_positive_seconds,
+    "sweep_interval": _check_positive_seconds,
+}
 #: Every key ``IM_TASK`` may hold.
 SETTING_NAMES = tuple(setting_key(name) for name in (*config.SETTING_NAMES, *config.ADAPTER_SETTING_NAMES, *_EXTRA))
 
@@ -126,7 +142,10 @@ class AppSettings:
         register_local_target: Whether the local queue delivers to this project in process.
         database: Alias of the database holding the outbox; ``transactional=True``
             tasks join this database's ``transaction.atomic()``.
-        sweep_older_than: Seconds an outbox row waits before ``im_task_sweep`` re-sends it.
+        sweep_older_than: Seconds after an outbox row's commit, or the end of its last claim, before
+            ``im_task_sweep`` sends it.
+        claim_seconds: Seconds a claim on an outbox row lasts (the longest a send may take).
+        sweep_interval: Seconds between ``im_task_sweep`` runs as scheduled, or None when not said.
     """
 
     core: Mapping[str, Any] = field(default_factory=dict)
@@ -134,6 +153,8 @@ class AppSettings:
     register_local_target: bool = True
     database: str = "default"
     sweep_older_than: float = 60.0
+    claim_seconds: float = 30.0
+    sweep_interval: float | None = None
 
 
 def read_settings(raw: Any = None) -> AppSettings:
@@ -168,6 +189,8 @@ def read_settings(raw: Any = None) -> AppSettings:
         register_local_target=read.register_local_target,
         database=read.extra.get("database", "default"),
         sweep_older_than=read.extra.get("sweep_older_than", 60.0),
+        claim_seconds=read.extra.get("claim_seconds", 30.0),
+        sweep_interval=read.extra.get("sweep_interval"),
     )
 
 

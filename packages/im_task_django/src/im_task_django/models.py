@@ -14,11 +14,14 @@ __all__ = ["OutboxTask"]
 class OutboxTask(models.Model):
     """A task written in the caller's transaction, to send once it commits.
 
-    The row is deleted once the task is sent. A row that stays (the process
-    died between the commit and the send, or the queue could not be reached)
-    is sent by :func:`im_task_django.outbox.sweep_outbox`. The task name is
-    fixed when the row is written, so a second send is refused by the queue
-    instead of running the task twice.
+    The row is written held by its sender (``claimed_by``) with its clock not
+    started (``claimed_until`` empty). After the commit the sender claims it
+    (``claimed_until`` = now + the lease), sends it and sets ``sent_at``; a
+    sweep deletes rows with ``sent_at`` later. A row left unsent (the process
+    died, the queue could not be reached) is claimed and sent by
+    :func:`im_task_django.outbox.sweep_outbox` once its claim ended
+    ``SWEEP_OLDER_THAN`` seconds ago. The task name is fixed when the row is
+    written, so a queue that remembers names refuses a second send.
     """
 
     name: models.CharField[str, str] = models.CharField(
@@ -37,12 +40,22 @@ class OutboxTask(models.Model):
     )
     retry_options: models.JSONField[Any, Any] = models.JSONField(null=True, blank=True)
     created: models.DateTimeField[dt.datetime, dt.datetime] = models.DateTimeField(default=timezone.now, db_index=True)
+    claimed_by: models.CharField[str, str] = models.CharField(
+        max_length=40, default="", blank=True, help_text="Who holds the row: its sender, or a sweep."
+    )
+    claimed_until: models.DateTimeField[dt.datetime | None, dt.datetime | None] = models.DateTimeField(
+        null=True, blank=True, help_text="When the claim ends; empty until the commit is seen (the age starts then)."
+    )
+    sent_at: models.DateTimeField[dt.datetime | None, dt.datetime | None] = models.DateTimeField(
+        null=True, blank=True, help_text="When the task was sent; such rows are never sent again, and swept away."
+    )
 
     class Meta:
         """Table name and ordering."""
 
         db_table = "im_task_outbox"
         ordering = ("created", "id")
+        indexes = (models.Index(fields=("sent_at", "claimed_until"), name="im_task_outbox_due"),)
         verbose_name = "outbox task"
 
     def __str__(self) -> str:

@@ -92,6 +92,10 @@ class ImTask:
     ``IM_TASK_AUDIENCE``                 audience of those tokens (``IM_TASK_BASE_URL`` by default)
     ``IM_TASK_BACKGROUND_SERVICE``       App Engine service for tasks enqueued from the default service
     ``IM_TASK_FRONT_AUTHENTICATED``      callers are authenticated in front of the app (see the security docs)
+    ``IM_TASK_ACCEPT_LEGACY_PAYLOADS``   run App Engine ``deferred``'s unsigned pickles (App Engine production
+                                         only, for a migration window; see the migration docs)
+    ``IM_TASK_PAYLOAD_STORE``            where tasks over the inline limit keep their payload: a store,
+                                         ``"local"``, ``"ndb"``, ``"none"`` or ``"module:factory"``
     ``IM_TASK_REGISTER_LOCAL_TARGET``    register the app as the local queue's in-process target
                                          (default ``True``)
     ===================================  =============================================================

@@ -7,6 +7,7 @@ from dataclasses import replace
 from im_task.errors import ConfigurationError
 from im_task.headers import APPENGINE, delivery_headers
 from im_task.response import Handler, TaskResponse
+from im_task.state import STATE
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskNames, TaskRequest, Transport
 
 __all__ = ["InProcessTransport"]
@@ -15,15 +16,15 @@ __all__ = ["InProcessTransport"]
 class InProcessTransport(Transport):
     """Base of the transports that POST tasks to a handler in this process, as a queue would.
 
-    Like httpx's ``MockTransport``, it is given the handler it calls:
+    Like httpx's ``MockTransport``, it can be given the handler it calls:
     ``handler(method, path, body, headers, remote_addr)`` returning a
-    :class:`~im_task.response.TaskResponse`. Without one, the handler is set
-    when the transport is installed (``configure(transport=...)`` or a
-    setting): :func:`im_task.endpoints.handle_request`, the endpoints of this
-    process. Reused task names are refused, as by a queue.
+    :class:`~im_task.response.TaskResponse`. Without one, it delivers to this
+    process's endpoints (:func:`im_task.endpoints.handle_request`, which
+    registers itself in the process state when loaded: ``@task`` loads it).
+    It never imports the endpoint itself. Reused task names are refused, as by a queue.
 
     Args:
-        handler: The handler to call, or None to be given this process's endpoints when installed.
+        handler: The handler to call, or None for this process's endpoints.
         max_task_size: Largest task accepted, in bytes.
     """
 
@@ -36,15 +37,6 @@ class InProcessTransport(Transport):
         self.max_task_size = max_task_size
         self.names = TaskNames()
         self.closed = False
-
-    def bind(self, handler: Handler) -> None:
-        """Gives the transport a handler, unless it was made with one (the runtime calls this when installing it).
-
-        Args:
-            handler: The handler of this process's endpoints.
-        """
-        if self.handler is None:
-            self.handler = handler
 
     def deliver(self, request: TaskRequest, *, retry_count: int = 0, family: str = APPENGINE) -> TaskResponse:
         """POSTs a task to the handler with the headers a queue sends.
@@ -61,14 +53,13 @@ class InProcessTransport(Transport):
             The handler's response.
 
         Raises:
-            ConfigurationError: The transport has no handler.
+            ConfigurationError: The transport has no handler and this process's endpoints are not loaded.
         """
-        handler = self.handler
+        handler = self.handler or STATE.endpoint_handler
         if handler is None:
             raise ConfigurationError(
-                f"{type(self).__name__} has no handler to deliver to: install it with "
-                "im_task.configure(transport=...), which gives it this process's endpoints, or pass "
-                "handler=im_task.endpoints.handle_request."
+                f"{type(self).__name__} has no handler to deliver to: pass handler=im_task.endpoints.handle_request "
+                "(or import im_task.endpoints, whose endpoints serve in-process transports made without one)."
             )
         named = request if request.name else replace(request, name="unnamed")
         headers = delivery_headers(

@@ -13,7 +13,7 @@ import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from im_task.errors import ConfigurationError, EnqueueError, TaskTooLargeError, TransientEnqueueError
@@ -89,9 +89,8 @@ class EnqueueRetry:
 NO_RETRY = EnqueueRetry(attempts=1)
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A task ready to send: its queue path, its name (None: the queue names it) and its ``CreateTaskRequest``."""
+class _Prepared(NamedTuple):
+    """A task ready to send: its queue and the queue's path, its name (None: the queue names it), its request."""
 
     queue: str
     parent: str
@@ -217,6 +216,8 @@ class CloudTasksTransport(Transport):
         self._clients: PerProcess[Any] = PerProcess(self._make_client, _close_client)
         self._async_clients: PerProcess[weakref.WeakKeyDictionary[Any, Any]] = PerProcess(weakref.WeakKeyDictionary)
         self._lock = threading.Lock()
+        self._tasks_v2: Any = None
+        self._queue_paths: dict[str, str] = {}
         self._batch_unimplemented = False
         self._closed = False
         if self.http and not self.http.service_account_email and not self.emulator_host:
@@ -259,7 +260,7 @@ class CloudTasksTransport(Transport):
         given = self._given_client
         if given is not None:
             return given() if callable(given) and not hasattr(given, "create_task") else given
-        tasks_v2 = require_library()
+        tasks_v2 = self._library()
         if self.emulator_host:
             if self.transport_kind == "rest":
                 return tasks_v2.CloudTasksClient(
@@ -296,7 +297,7 @@ class CloudTasksTransport(Transport):
             return found
 
     def _make_async_client(self) -> Any:
-        tasks_v2 = require_library()
+        tasks_v2 = self._library()
         if self.emulator_host:
             import grpc
             from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcAsyncIOTransport
@@ -425,20 +426,32 @@ class CloudTasksTransport(Transport):
     def _prepare(self, request: TaskRequest, *, always_named: bool = False) -> _Prepared:
         check_open(self._closed, self)
         check_request(request, self)
-        tasks_v2 = require_library()
-        parent = self.queue_path(request.queue)
+        tasks_v2 = self._library()
+        parent = self._queue_paths.get(request.queue) or self._remember_queue_path(request.queue)
         name = request.name
         if name is None and (always_named or self.retry.attempts > 1):
-            name = uuid.uuid4().hex  # random, so as fast as a hashed name; fixed before the first try
+            name = os.urandom(16).hex()  # random, so as fast as a hashed name; fixed before the first try
         create = build_task(request, parent=parent, name=name, tasks_v2=tasks_v2, http=self.http, routing=self.routing)
-        size = tasks_v2.Task.pb(create.task).ByteSize()
+        size = tasks_v2.CreateTaskRequest.pb(create).task.ByteSize()
         if size > self.max_task_size:
             kind = "HTTP" if self.http else "App Engine"
             raise TaskTooLargeError(
                 f"The task {request.url} is {size} bytes serialised, over the limit of {self.max_task_size} bytes "
                 f"of Cloud Tasks {kind} targets; send less data with the task (e.g. a key to load it with)."
             )
-        return _Prepared(queue=request.queue, parent=parent, name=name, create=create)
+        return _Prepared(request.queue, parent, name, create)
+
+    def _library(self) -> Any:
+        """The ``google.cloud.tasks_v2`` module, imported and checked on first use (then kept)."""
+        tasks_v2 = self._tasks_v2
+        if tasks_v2 is None:
+            tasks_v2 = self._tasks_v2 = require_library()
+        return tasks_v2
+
+    def _remember_queue_path(self, queue: str) -> str:
+        """:meth:`queue_path`, kept for the next task of the queue (the location is fixed once known)."""
+        path = self._queue_paths[queue] = self.queue_path(queue)
+        return path
 
     def _attempts(self, prepared: _Prepared) -> Iterator[int]:
         attempts = self.retry.attempts if prepared.name is not None else 1
@@ -508,7 +521,7 @@ class CloudTasksTransport(Transport):
         from google.api_core import retry as api_retry
         from google.api_core.future import polling
 
-        tasks_v2 = require_library()
+        tasks_v2 = self._library()
         parent = chunk[0].parent
         batch = tasks_v2.BatchCreateTasksRequest(
             parent=parent, requests=[p.create for p in chunk], request_id=str(uuid.uuid4())
@@ -582,8 +595,11 @@ class CloudTasksTransport(Transport):
 
 
 def _short_name(prepared: _Prepared, task: Any) -> str | None:
+    """The short name of a created task: the one it was sent with, else the one Cloud Tasks gave it."""
+    if prepared.name is not None:
+        return prepared.name  # Cloud Tasks keeps the name it is sent
     name = str(getattr(task, "name", "") or "")
-    return name.rsplit("/", 1)[-1] if name else prepared.name
+    return name.rsplit("/", 1)[-1] if name else None
 
 
 def _is_api_failure(exc: BaseException) -> bool:

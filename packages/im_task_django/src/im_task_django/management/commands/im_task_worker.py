@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -11,6 +12,8 @@ from django.db import connections
 
 #: Django's own options, already applied by ``manage.py`` before the command runs.
 _DJANGO_OPTIONS = ("--settings", "--pythonpath")
+#: The name the worker's usage and errors give the command when it is run from code (``call_command``).
+DEFAULT_PROG = "manage.py im_task_worker"
 
 
 class Command(BaseCommand):
@@ -31,22 +34,26 @@ class Command(BaseCommand):
 
     def run_from_argv(self, argv: list[str]) -> None:
         """Hands the command line to ``im-task worker`` as it is (Django's parser would refuse its options)."""
-        code = self._run(_without_django_options(argv[2:]))
+        program = os.path.basename(argv[0])
+        if program == "__main__.py":  # as Django names it in its own commands' usage
+            program = "python -m django"
+        prog = f"{program} {argv[1]}"  # "manage.py im_task_worker", not im-task's own "im-task worker"
+        code = self._run(_without_django_options(argv[2:]), prog)
         if code:
             sys.exit(code)
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Runs the worker with ``worker_args``; for ``call_command("im_task_worker", worker_args=[...])``."""
-        code = self._run(list(options["worker_args"] or []))
+        code = self._run(list(options["worker_args"] or []), DEFAULT_PROG)
         if code:
             raise CommandError(f"im-task worker exited with status {code}.", returncode=code)
 
     @staticmethod
-    def _run(arguments: list[str]) -> int:
+    def _run(arguments: list[str], prog: str) -> int:
         from im_task import cli
 
         try:
-            return cli.main(["worker", *arguments])
+            return cli.main(["worker", *arguments], worker_prog=prog)
         finally:
             connections.close_all()
 

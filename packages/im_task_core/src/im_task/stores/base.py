@@ -1,0 +1,212 @@
+"""The payload store protocol, and the store in force: made from the ``payload_store`` setting.
+
+:mod:`im_task.config` keeps the setting as given (a store, or a name) and
+imports no store; :func:`get_payload_store` makes the store a name stands for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from im_task import config
+from im_task.envelope import PayloadReference
+from im_task.errors import ConfigurationError, Error
+
+__all__ = [
+    "BUILTIN_STORES",
+    "NO_STORE",
+    "DEFAULT_ORPHAN_TTL",
+    "PAYLOAD_FILE",
+    "PayloadStore",
+    "PayloadUnavailableError",
+    "get_payload_store",
+    "load_payload",
+    "make_payload_store",
+    "store_payload",
+]
+
+logger = logging.getLogger("im_task")
+
+#: The built-in store names and the class each stands for.
+BUILTIN_STORES = {
+    "local": "im_task.stores.local:LocalPayloadStore",
+    "ndb": "im_task.stores.ndb:NdbPayloadStore",
+}
+#: The file of the local payload store, in ``data_dir`` next to the local queue.
+PAYLOAD_FILE = "payloads.sqlite3"
+#: Age after which :meth:`PayloadStore.sweep` may delete a payload no task has claimed (31 days: Cloud Tasks
+#: schedules at most 30 days ahead).
+DEFAULT_ORPHAN_TTL = 31 * 24 * 3600.0
+_FORMS = "a PayloadStore, 'local', 'ndb', 'none', or 'package.module:factory'"
+#: The setting that turns payload stores off: tasks over the inline limit are refused (``TaskTooLargeError``).
+NO_STORE = "none"
+
+
+class PayloadUnavailableError(Error):
+    """A stored payload is missing or is not the one its signed reference names (altered): never unpickled."""
+
+
+@runtime_checkable
+class PayloadStore(Protocol):
+    """Where payloads too large to travel inline are kept until their task is done.
+
+    Implementations must be safe to use from several threads.
+
+    Attributes:
+        name: The store's kind, written in every reference (``"local"``, ``"ndb"``); the endpoint
+            refuses a reference to another kind of store than the one in force.
+    """
+
+    name: str
+
+    def put(self, payload: bytes) -> str:
+        """Stores a payload, inside the caller's transaction when the store has one open.
+
+        A rollback of that transaction must leave nothing stored.
+
+        Args:
+            payload: The serialised call.
+
+        Returns:
+            The new key (a fresh, unguessable string).
+        """
+
+    def get(self, key: str) -> bytes | None:
+        """The payload stored under ``key``, or None when there is none."""
+
+    def delete(self, key: str) -> None:
+        """Deletes a payload; a key already gone is not an error."""
+
+    def sweep(self, older_than: float = DEFAULT_ORPHAN_TTL) -> int:
+        """Deletes payloads stored at least ``older_than`` seconds ago (orphans of tasks that never ran).
+
+        Args:
+            older_than: Seconds; longer than a task can wait and be retried.
+
+        Returns:
+            How many payloads were deleted.
+        """
+
+
+_lock = threading.Lock()
+_made: dict[tuple[Any, ...], PayloadStore] = {}
+
+
+def _is_store(value: object) -> bool:
+    return not isinstance(value, type) and all(callable(getattr(value, m, None)) for m in ("put", "get", "delete"))
+
+
+def make_payload_store(setting: object = None, *, data_dir: Path | None = None) -> PayloadStore:
+    """The store a ``payload_store`` setting stands for.
+
+    Args:
+        setting: A store (returned as it is); ``"local"``, ``"ndb"`` or ``"package.module:factory"``;
+            or None for the default: ``"ndb"`` on App Engine and Cloud Run, ``"local"`` elsewhere.
+        data_dir: Where ``"local"`` keeps its file (:data:`PAYLOAD_FILE`); the settings' ``data_dir`` when None.
+
+    Returns:
+        The store.
+
+    Raises:
+        ConfigurationError: The setting has none of those forms, cannot be imported, or its factory failed.
+    """
+    if setting is not None and not isinstance(setting, str):
+        if _is_store(setting):
+            store: PayloadStore = setting  # type: ignore[assignment]
+            return store
+        raise ConfigurationError(f"payload_store must be {_FORMS}; got {type(setting).__name__}.")
+    name = setting or ("ndb" if config.on_google_cloud() else "local")
+    if name == NO_STORE:
+        raise ConfigurationError(
+            "payload_store is 'none': no payload store is in force, so a task that refers to a stored payload "
+            "cannot run here; configure the payload_store of the process that enqueued it."
+        )
+    module_name, _, attr = BUILTIN_STORES.get(name, name).partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"The payload store {name!r} is neither a built-in name nor of the form {_FORMS}.")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        hint = " (install im-task[gcp] for 'ndb')" if name == "ndb" else ""
+        raise ConfigurationError(f"The payload store {name!r} cannot be loaded{hint}: {exc}") from exc
+    try:
+        if name == "local":
+            made = factory(Path(data_dir or config.get_settings().local_data_dir()) / PAYLOAD_FILE)
+        else:
+            made = factory()
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise ConfigurationError(f"The payload store factory {name!r} failed: {exc}") from exc
+    if not _is_store(made):
+        raise ConfigurationError(f"The payload store {name!r} gave {type(made).__name__}, not a PayloadStore.")
+    result: PayloadStore = made
+    return result
+
+
+def get_payload_store() -> PayloadStore:
+    """The payload store in force, from the ``payload_store`` setting (made once per setting and data directory).
+
+    Raises:
+        ConfigurationError: The setting cannot be made into a store.
+    """
+    settings = config.get_settings()
+    setting = settings.payload_store
+    if setting is not None and not isinstance(setting, str):
+        return make_payload_store(setting)
+    key = (setting, settings.data_dir, config.on_google_cloud())
+    with _lock:
+        store = _made.get(key)
+        if store is None:
+            store = _made[key] = make_payload_store(setting, data_dir=settings.data_dir)
+        return store
+
+
+def store_payload(payload: bytes, store: PayloadStore | None = None) -> PayloadReference:
+    """Stores a payload and returns the reference a task carries to it.
+
+    Args:
+        payload: The serialised call.
+        store: Where; the store in force when None.
+
+    Returns:
+        The reference: the store's name, the key, the payload's SHA-256 and size.
+    """
+    target = store or get_payload_store()
+    key = target.put(payload)
+    return PayloadReference.of(target.name, key, payload)
+
+
+def load_payload(reference: PayloadReference, store: PayloadStore | None = None) -> bytes:
+    """Loads the payload a verified reference names, and checks it is that payload.
+
+    Args:
+        reference: From a verified envelope.
+        store: Where; the store in force when None.
+
+    Returns:
+        The payload, whose size and SHA-256 match the reference.
+
+    Raises:
+        PayloadUnavailableError: The store in force is of another kind, the payload is gone, or it was altered.
+        ConfigurationError: The store cannot be made.
+    """
+    source = store or get_payload_store()
+    if source.name != reference.store:
+        raise PayloadUnavailableError(
+            f"the payload is in a {reference.store!r} payload store but this process uses {source.name!r}; "
+            "configure the same payload_store in every process that enqueues or runs tasks"
+        )
+    payload = source.get(reference.key)
+    if payload is None:
+        raise PayloadUnavailableError(f"the stored payload {reference.key} is missing")
+    if not reference.matches(payload):
+        raise PayloadUnavailableError(
+            f"the stored payload {reference.key} does not match its signed SHA-256 and size (altered); "
+            "it was not unpickled"
+        )
+    return payload

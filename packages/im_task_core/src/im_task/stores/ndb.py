@@ -1,0 +1,254 @@
+"""``NdbPayloadStore``: payloads in Datastore through google-cloud-ndb, split across entities of at most 1 MB.
+
+Datastore limits an entity to 1 MiB, so a payload is written as one head
+entity (kind ``kind``, id the payload's key: size, number of chunks, time
+written, first chunk) and, past 1,000,000 bytes, child entities of kind
+``<kind>Chunk`` with the rest. Inside an ndb transaction every entity is
+written in that transaction, so a rollback leaves nothing; a commit carries
+them all, which bounds a transactional payload by Datastore's commit size
+(10 MiB on the service, about 4 MB on the emulator) and entity count
+(500 mutations). Outside a transaction the chunks are written a few at a
+time, then the head, so a payload of any size works.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from google.cloud import ndb  # type: ignore[attr-defined]
+
+from im_task.errors import ConfigurationError
+from im_task.stores.base import DEFAULT_ORPHAN_TTL
+
+__all__ = ["CHUNK_SIZE", "NdbPayloadStore", "ndb_context"]
+
+#: Bytes of payload per entity: under Datastore's 1 MiB entity limit with room for the key and properties.
+CHUNK_SIZE = 1_000_000
+#: Chunks written or read per call outside a transaction (the emulator takes messages of about 4 MB).
+CHUNKS_PER_BATCH = 3
+#: Datastore's kind names: no leading "__", at most 1,500 bytes.
+_MAX_KIND = 1500
+
+T = TypeVar("T")
+_clients_lock = threading.Lock()
+_clients: dict[tuple[str | None, str | None], ndb.Client] = {}
+_models_lock = threading.Lock()
+_models: dict[str, tuple[type[ndb.Model], type[ndb.Model]]] = {}
+
+
+def default_client() -> ndb.Client:
+    """The ``ndb.Client()`` of the stores and outboxes given no client, made once per emulator host and project.
+
+    The project comes from the environment (``GOOGLE_CLOUD_PROJECT``, ``DATASTORE_PROJECT_ID``...), the emulator
+    from ``DATASTORE_EMULATOR_HOST``.
+    """
+    where = (os.environ.get("DATASTORE_EMULATOR_HOST"), os.environ.get("DATASTORE_PROJECT_ID"))
+    with _clients_lock:
+        client = _clients.get(where)
+        if client is None:
+            client = _clients[where] = ndb.Client()
+        return client
+
+
+def ndb_context(client: ndb.Client | None, func: Callable[[], T]) -> T:
+    """Calls ``func`` in the ndb context open here, or in a new one of ``client`` (the default client when None).
+
+    Args:
+        client: The client of a new context, when none is open.
+        func: What to call, without arguments.
+
+    Returns:
+        What ``func`` returned.
+    """
+    if ndb.get_context(raise_context_error=False) is not None:
+        return func()
+    with (client or default_client()).context(cache_policy=False, global_cache_policy=False):
+        return func()
+
+
+def check_kind(kind: object, argument: str = "kind") -> str:
+    """Refuses a Datastore kind name Datastore would refuse.
+
+    Raises:
+        ConfigurationError: Saying what a kind looks like.
+    """
+    if not isinstance(kind, str) or not kind or kind.startswith("__") or len(kind.encode()) > _MAX_KIND:
+        raise ConfigurationError(
+            f"{argument} must be a Datastore kind name (non-empty, not starting with '__'), not {kind!r}."
+        )
+    return kind
+
+
+def _payload_models(kind: str) -> tuple[type[ndb.Model], type[ndb.Model]]:
+    """The head and chunk model classes of a kind (made once per kind)."""
+    with _models_lock:
+        found = _models.get(kind)
+        if found is None:
+            head = type(
+                f"PayloadHead_{len(_models)}",
+                (ndb.Model,),
+                {
+                    "_get_kind": classmethod(lambda cls: kind),
+                    "_use_cache": False,
+                    "_use_global_cache": False,
+                    "size": ndb.IntegerProperty(indexed=False),
+                    "chunks": ndb.IntegerProperty(indexed=False),
+                    "created": ndb.DateTimeProperty(),
+                    "data": ndb.BlobProperty(),
+                },
+            )
+            chunk = type(
+                f"PayloadChunk_{len(_models)}",
+                (ndb.Model,),
+                {
+                    "_get_kind": classmethod(lambda cls: kind + "Chunk"),
+                    "_use_cache": False,
+                    "_use_global_cache": False,
+                    "data": ndb.BlobProperty(),
+                },
+            )
+            found = _models[kind] = (head, chunk)
+        return found
+
+
+class NdbPayloadStore:
+    """A payload store in Datastore, through google-cloud-ndb (``pip install 'im-task[gcp]'``).
+
+    Uses the ndb context open in the calling thread (your request's
+    ``client.context()``), or opens one of ``client`` when there is none (the
+    task endpoint of an app without ndb middleware). Inside
+    ``ndb.transaction()`` a payload is written in the transaction.
+
+    Args:
+        client: The ``ndb.Client`` of the contexts the store opens; one made from the environment when None.
+        kind: The kind of the head entities; chunks are ``<kind>Chunk``, children of their head.
+
+    Raises:
+        ConfigurationError: For a bad kind or client.
+
+    Example:
+        >>> from im_task import configure
+        >>> configure(payload_store=NdbPayloadStore(kind="_ImTaskPayload"))  # doctest: +SKIP
+    """
+
+    name = "ndb"
+
+    def __init__(self, client: ndb.Client | None = None, *, kind: str = "_ImTaskPayload") -> None:
+        if client is not None and not isinstance(client, ndb.Client):
+            raise ConfigurationError(f"client must be a google.cloud.ndb.Client or None, not {type(client).__name__}.")
+        self.client = client
+        self.kind = check_kind(kind)
+        self._head, self._chunk = _payload_models(self.kind)
+
+    def _keys(self, key: str, chunks: int) -> list[ndb.Key]:
+        head = ndb.Key(self.kind, key)
+        return [head] + [ndb.Key(self.kind + "Chunk", index, parent=head) for index in range(1, chunks)]
+
+    def put(self, payload: bytes) -> str:
+        """Stores a payload (in the open ndb transaction, if any) and returns its new key.
+
+        Raises:
+            TypeError: ``payload`` is not bytes.
+        """
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"put() takes bytes, not {type(payload).__name__}.")
+        data = bytes(payload)
+        key = uuid.uuid4().hex
+        pieces = [data[i : i + CHUNK_SIZE] for i in range(0, len(data), CHUNK_SIZE)] or [b""]
+
+        def write() -> None:
+            keys = self._keys(key, len(pieces))  # keys need the context (its project)
+            head = self._head(key=keys[0], size=len(data), chunks=len(pieces), created=_now(), data=pieces[0])
+            chunks = [self._chunk(key=k, data=piece) for k, piece in zip(keys[1:], pieces[1:], strict=True)]
+            if ndb.in_transaction():  # one commit: a rollback leaves nothing
+                ndb.put_multi([*chunks, head], use_cache=False)
+                return
+            for batch in _batches(chunks, CHUNKS_PER_BATCH):
+                ndb.put_multi(batch, use_cache=False)
+            head.put(use_cache=False)  # last: a head means every chunk is there
+
+        ndb_context(self.client, write)
+        return key
+
+    def get(self, key: str) -> bytes | None:
+        """The payload stored under ``key``, or None when it, or one of its chunks, is missing."""
+
+        def read() -> bytes | None:
+            head: Any = ndb.Key(self.kind, key).get(use_cache=False)
+            if head is None:
+                return None
+            parts: list[bytes] = [head.data or b""]
+            for batch in _batches(self._keys(key, head.chunks or 1)[1:], CHUNKS_PER_BATCH):
+                for chunk in ndb.get_multi(batch, use_cache=False):
+                    if chunk is None:
+                        return None
+                    parts.append(chunk.data or b"")
+            return b"".join(parts)
+
+        return ndb_context(self.client, read)
+
+    def delete(self, key: str) -> None:
+        """Deletes a payload and its chunks; a key already gone is fine."""
+
+        def remove() -> None:
+            head = ndb.Key(self.kind, key)
+            chunks = ndb.Query(kind=self.kind + "Chunk", ancestor=head).fetch(keys_only=True)
+            for batch in _batches([*chunks, head], 500):
+                ndb.delete_multi(batch, use_cache=False)
+
+        ndb_context(self.client, _non_transactional(remove))
+
+    def sweep(self, older_than: float = DEFAULT_ORPHAN_TTL) -> int:
+        """Deletes payloads written at least ``older_than`` seconds ago; returns how many.
+
+        Raises:
+            ConfigurationError: ``older_than`` is not a number >= 0.
+        """
+        if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
+            raise ConfigurationError(f"older_than must be a number of seconds >= 0, not {older_than!r}.")
+        cutoff = _now() - dt.timedelta(seconds=older_than)
+
+        def old() -> list[ndb.Key]:
+            query: Any = self._head.query(self._head.created <= cutoff)
+            return list(query.fetch(keys_only=True))
+
+        keys = ndb_context(self.client, _non_transactional(old))
+        for found in keys:
+            self.delete(str(found.id()))
+        return len(keys)
+
+    def keys(self) -> list[str]:
+        """The keys of the payloads stored now (for tests and inspection)."""
+
+        def listing() -> list[str]:
+            return [str(k.id()) for k in ndb.Query(kind=self.kind).fetch(keys_only=True)]
+
+        return ndb_context(self.client, _non_transactional(listing))
+
+    def __repr__(self) -> str:
+        return f"NdbPayloadStore(kind={self.kind!r})"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # ndb stores naive UTC
+
+
+def _batches(items: Sequence[T], size: int) -> list[list[T]]:
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+def _non_transactional(func: Callable[[], T]) -> Callable[[], T]:
+    """``func`` run outside any transaction open here (deleting and sweeping never join one)."""
+
+    def call() -> T:
+        if not ndb.in_transaction():
+            return func()
+        with ndb.get_context().new(transaction=None).use():
+            return func()
+
+    return call
