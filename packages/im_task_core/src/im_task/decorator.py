@@ -98,12 +98,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             enqueue = enqueue_transactional if self.options.transactional else _enqueue_now
             name = enqueue(request, transport)
         except Exception as exc:
-            error = self._failure(exc, request, transport)
-            if self._tolerated(error, request):
-                return self._handle(request, request.name)
-            if error is exc:
-                raise
-            raise error from exc
+            return self._recover(exc, request, transport)
         return self._handle(request, name)
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -132,12 +127,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             else:
                 name = await transport.enqueue_async(request)
         except Exception as exc:
-            error = self._failure(exc, request, transport)
-            if self._tolerated(error, request):
-                return self._handle(request, request.name)
-            if error is exc:
-                raise
-            raise error from exc
+            return self._recover(exc, request, transport)
         return self._handle(request, name)
 
     def map(self, iterable: Iterable[Any]) -> list[TaskHandle]:
@@ -326,6 +316,19 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
 
     def _handle(self, request: TaskRequest, name: str | None) -> TaskHandle:
         return TaskHandle(name=name, queue=request.queue, url=self.url, eta=request.schedule_time)
+
+    def _recover(self, exc: Exception, request: TaskRequest, transport: Transport) -> TaskHandle:
+        """The handle of a call whose send failed in a tolerated way (``raise_if_exists=False``), or the error raised.
+
+        Raises:
+            Exception: The failure, as :meth:`_failure` maps it.
+        """
+        error = self._failure(exc, request, transport)
+        if self._tolerated(error, request):
+            return self._handle(request, request.name)
+        if error is exc:
+            raise exc
+        raise error from exc
 
     def _failure(self, exc: Exception, request: TaskRequest, transport: Transport) -> Exception:
         """What the caller sees for a failed enqueue: the library's errors, and an inline task's own, as they are."""
