@@ -4,6 +4,8 @@ Run it from an empty directory: it keeps its queue and its development secret
 in ``./.im_task/``. It exits with status 0 only if the task ran.
 """
 
+from pathlib import Path
+
 # [start quickstart]
 from im_task import configure, task
 from im_task.transports import LocalTransport
@@ -32,3 +34,7 @@ queue.close()
 assert handle.queue == "default"
 assert handle.url == "/_ah/task/__main__/add"
 assert totals == [3], totals
+
+# Nothing was configured but the transport: the queue and the development secret live in ./.im_task/
+assert Path(".im_task/queue.sqlite3").is_file()
+assert Path(".im_task/secret").is_file()

@@ -62,6 +62,19 @@ def test_a_large_argument_arrives_intact_and_its_payload_is_deleted(datastore: D
     assert payload_keys(datastore) == []
 
 
+def test_a_payload_is_split_into_entities_of_1_000_000_bytes(datastore: Datastore) -> None:
+    """docs/payloads.md: a head entity and _ImTaskPayloadChunk children; a 10 MB argument is eleven entities."""
+    exactly_ten = datastore.store.put(b"x" * 10_000_000)
+    assert len(payload_keys(datastore)) == 10
+    datastore.store.delete(exactly_ten)
+    assert payload_keys(datastore) == []
+    pickled_call = b"x" * 10_000_100  # a 10 MB argument and the call around it
+    key = datastore.store.put(pickled_call)
+    assert len(payload_keys(datastore)) == 11
+    assert datastore.store.get(key) == pickled_call
+    datastore.store.delete(key)
+
+
 def test_a_retried_task_still_finds_its_payload(datastore: Datastore) -> None:
     data = blob(300_000, 7)
     ndb_tasks.digest_after_a_failure(data)

@@ -273,6 +273,11 @@ def test_a_small_clock_skew_is_allowed(certs: CertificateServer, key: SigningKey
     verify(key.token(claims(exp=int(time.time()) - CLOCK_SKEW // 2)))
 
 
+def test_the_documented_skew_and_refetch_interval() -> None:
+    """docs/security.md: 10 seconds of clock difference; an early fetch at most once a minute."""
+    assert (CLOCK_SKEW, im_task.oidc.UNKNOWN_KEY_REFETCH_INTERVAL) == (10, 60.0)
+
+
 def test_a_bad_signature_is_refused(certs: CertificateServer, key: SigningKey, other_key: SigningKey) -> None:
     forged = other_key.token(claims(), kid=key.kid)  # the right key id, the wrong key
     with pytest.raises(CallerError, match="signature"):

@@ -206,3 +206,66 @@ def test_help_and_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bogus"]) == 2
     assert main(["queue", "list", "--state", "bogus"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_sweep_without_an_outbox_fails_saying_how_to_install_one(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sweep"]) == 1
+    assert "No outbox to sweep" in capsys.readouterr().err
+
+
+SWEEP_SETUP = """
+from im_task import configure
+from im_task.transactions import register_binder
+
+
+class Outbox:
+    def purge_sent(self):
+        return 2
+
+    def due(self, older_than, after, limit):
+        return []
+
+
+class Binder:
+    description = "a test outbox"
+    outbox_storage = Outbox()
+
+    def in_transaction(self):
+        return False
+
+
+configure(transport="recording")
+BINDER = Binder()
+register_binder(BINDER)
+"""
+
+
+def test_sweep_imports_the_setup_and_prints_the_counts_as_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from im_task.transactions import unregister_binder
+
+    (tmp_path / "cli_sweep_setup.py").write_text(SWEEP_SETUP, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["sweep", "--setup", "cli_sweep_setup", "--older-than", "0"]) == 0
+        counts = json.loads(capsys.readouterr().out)
+        assert counts == {"already_sent": 0, "failed": 0, "purged": 2, "sent": 0, "taken": 0}
+    finally:
+        unregister_binder(sys.modules.pop("cli_sweep_setup").BINDER)
+    assert main(["sweep", "--setup", "no_such_setup_module"]) == 1
+    assert "cannot import --setup no_such_setup_module" in capsys.readouterr().err
+
+
+def test_the_documented_defaults() -> None:
+    """docs/cli.md: --concurrency 8, --dispatch-deadline 600, list --limit 50, purge --state queued, sweep 60 s."""
+    from im_task.cli import _parser
+
+    parser = _parser()
+    worker = parser.parse_args(["worker", "--target", "http://127.0.0.1:8000"])
+    assert (worker.concurrency, worker.dispatch_deadline, worker.interval) == (8, 600.0, None)
+    assert parser.parse_args(["queue", "list"]).limit == 50
+    assert parser.parse_args(["queue", "purge"]).state == "queued"
+    sweep = parser.parse_args(["sweep"])
+    assert (sweep.older_than, sweep.limit, sweep.payloads, sweep.ndb) == (60.0, None, None, None)
+    assert parser.parse_args(["sweep", "--ndb"]).ndb == "_ImTaskOutbox"

@@ -567,3 +567,19 @@ def test_importing_and_making_the_transport_loads_no_google_library() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_documented_defaults() -> None:
+    """docs/transports.md: 100 KB (App Engine targets) or 1 MB (HTTP targets), 5 tries in 60 s, 8 at a time."""
+    app_engine = CloudTasksTransport(project="my-project", location="europe-west1", environ={})
+    http = CloudTasksTransport(
+        project="my-project",
+        location="europe-west1",
+        base_url="https://app.example.com",
+        service_account_email="tasks@my-project.iam.gserviceaccount.com",
+        environ={},
+    )
+    assert (app_engine.max_task_size, http.max_task_size) == (100 * 1024, 1024 * 1024)
+    assert (app_engine.retry.attempts, app_engine.retry.deadline) == (5, 60.0)
+    assert (app_engine.retry.initial_backoff, app_engine.retry.max_backoff) == (0.25, 8.0)  # docs/deployment.md
+    assert app_engine.concurrency == 8

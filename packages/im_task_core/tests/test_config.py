@@ -136,7 +136,7 @@ def test_google_cloud_settings_are_read_from_the_environment(monkeypatch: pytest
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("transport", 42, r"transport must be a Transport instance or one of 'local'"),
+        ("transport", 42, r"one of 'local', 'immediate', 'recording', 'cloudtasks'"),
         ("transport", RecordingTransport, r"transport must be a Transport instance"),
         ("secret", 123, r"secret must be a str, bytes, or a non-empty list"),
         ("secret", "too-short", r"at least 16 bytes"),

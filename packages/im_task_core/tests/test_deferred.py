@@ -507,6 +507,25 @@ def test_legacy_opt_in_is_refused_at_start_up_outside_app_engine(monkeypatch: py
     configure(environment="production", front_authenticated=True)
     with pytest.raises(ConfigurationError, match="outside App Engine"):
         check_configuration()
+    monkeypatch.setenv("GAE_ENV", "localdev")  # dev_appserver is not App Engine
+    with pytest.raises(ConfigurationError, match="outside App Engine \\(GAE_ENV is not 'standard' or 'flex'\\)"):
+        check_configuration()
+
+
+def test_legacy_opt_in_on_app_engine_starts_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/migration-deferred.md: im-task logs a warning at start-up while the setting is on."""
+    monkeypatch.setenv("GAE_ENV", "standard")
+    configure(accept_legacy_payloads=True, environment="production", transport=RecordingTransport())
+    with caplog.at_level(logging.WARNING, logger="im_task"):
+        check_configuration()
+    assert any("accept_legacy_payloads is on" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    configure(accept_legacy_payloads=None)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="im_task"):
+        check_configuration()
+    assert not any("accept_legacy_payloads" in r.getMessage() for r in caplog.records)
 
 
 def test_the_legacy_setting_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -518,3 +518,15 @@ def test_debug_logging_shows_the_queue_headers_but_not_credentials(caplog: pytes
     assert "X-AppEngine-QueueName" in caplog.text
     assert "secret-token-123" not in caplog.text
     assert "session=abc" not in caplog.text
+
+
+def test_refusals_log_at_warning_and_a_body_over_the_limit_at_error(caplog: pytest.LogCaptureFixture) -> None:
+    """docs/endpoint.md: refused requests at WARNING (a body over the limit at ERROR)."""
+    configure(max_body_size=1024)
+    with caplog.at_level(logging.DEBUG, logger="im_task"):
+        assert post(sealed(work, "x"), {}).status == 403
+        assert post(b"x" * 1025).status == 413
+    levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    assert [level for level, _ in levels] == [logging.WARNING, logging.ERROR], levels
+    assert "no task queue headers" in levels[0][1]
+    assert "max_body_size" in levels[1][1]

@@ -148,3 +148,21 @@ def test_sweep_outbox_needs_an_outbox_and_sums_every_outbox() -> None:
         assert handle_request("PUT", SWEEP_PATH, b"", {}).status == 405
     finally:
         unregister_binder(binder)
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [({}, "local"), ({"GAE_ENV": "standard"}, "ndb"), ({"K_SERVICE": "my-service"}, "ndb")],
+)
+def test_the_default_payload_store_is_ndb_on_google_cloud_and_local_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, variables: dict[str, str], expected: str
+) -> None:
+    if expected == "ndb":
+        pytest.importorskip("google.cloud.ndb", reason="the ndb store needs im-task[gcp]")
+    from im_task.stores.base import make_payload_store
+
+    for name in ("GAE_ENV", "K_SERVICE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert make_payload_store(None, data_dir=tmp_path).name == expected

@@ -6,7 +6,7 @@ settings (pushed by an adapter), environment variables, defaults.
 ==================  ==========================  =======================================
 setting             environment variable        default
 ==================  ==========================  =======================================
-``transport``       ``IM_TASK_TRANSPORT``       ``LocalTransport`` (Cloud Tasks on App Engine)
+``transport``       ``IM_TASK_TRANSPORT``       ``LocalTransport`` (Cloud Tasks on App Engine standard)
 ``secret``          ``IM_TASK_SECRET``          made once in ``data_dir`` (development only)
 ``data_dir``        ``IM_TASK_DATA_DIR``        ``.im_task`` in the working directory
 ``max_body_size``   ``IM_TASK_MAX_BODY_SIZE``   1,048,576 bytes
@@ -41,7 +41,7 @@ except in production on App Engine (see :mod:`im_task.deferred`).
 
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
 takes several separated by commas. ``transport`` may be a ``Transport``, or a
-name: ``"local"``, ``"immediate"``, ``"recording"``, or ``"package.module:factory"``;
+name: ``"local"``, ``"immediate"``, ``"recording"``, ``"cloudtasks"``, or ``"package.module:factory"``;
 :mod:`im_task.runtime` makes it (this module imports no transport).
 ``payload_store`` (where tasks over the transport's inline limit keep their
 payload) may be a :class:`~im_task.stores.PayloadStore`, or a name:
@@ -369,7 +369,7 @@ def validate_setting(name: str, value: Any, source: str) -> Any:
             return value
         raise ConfigurationError(
             f"{source}: transport must be a Transport instance or one of 'local', 'immediate', "
-            f"'recording', 'package.module:factory'; got {type(value).__name__}."
+            f"'recording', 'cloudtasks', 'package.module:factory'; got {type(value).__name__}."
         )
     if name == "secret":
         items: Sequence[Any]

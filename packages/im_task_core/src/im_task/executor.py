@@ -379,7 +379,9 @@ def check_legacy_payloads(settings: Settings) -> list[str]:
     if not settings.accept_legacy_payloads:
         return []
     if not legacy_payloads_accepted(settings):
-        where = "in development" if not settings.production else "outside App Engine (GAE_ENV is not set)"
+        where = (
+            "in development" if not settings.production else "outside App Engine (GAE_ENV is not 'standard' or 'flex')"
+        )
         raise ConfigurationError(
             f"accept_legacy_payloads is set {where}. Unsigned payloads are pickles that anyone who can reach "
             "the endpoint could forge to run code; they are accepted only in production on App Engine, where "
