@@ -17,7 +17,14 @@ ROOT = Path(__file__).parent
 ADAPTERS = sorted(p.parent.name for p in ROOT.glob("packages/*/pyproject.toml") if p.parent.name != "im_task_core")
 # The core with its Google Cloud extra, so that the Cloud Tasks transport and the OIDC check are tested too.
 PACKAGES = ["packages/im_task_core[gcp]", *(f"packages/{name}" for name in ADAPTERS)]
-TEST_DEPS = ["pytest>=8", "pytest-timeout>=2.3", "Flask-WTF>=1.2", "import-linter>=2.1", "cryptography>=42", "psycopg[binary]>=3.1"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-timeout>=2.3",
+    "Flask-WTF>=1.2",
+    "import-linter>=2.1",
+    "cryptography>=42",  # RSA keys for the OIDC tests
+    "psycopg[binary]>=3.1",  # the outbox fault tests on PostgreSQL, where it is installed
+]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
 
