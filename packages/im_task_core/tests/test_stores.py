@@ -130,7 +130,7 @@ class _Binder:
         return False
 
 
-def test_sweep_outbox_needs_an_outbox_and_sums_every_outbox() -> None:
+def test_sweep_outbox_needs_an_outbox_and_sums_every_outbox(monkeypatch: pytest.MonkeyPatch) -> None:
     from im_task.transactions import register_binder, unregister_binder
 
     configure(transport=RecordingTransport())
@@ -142,6 +142,7 @@ def test_sweep_outbox_needs_an_outbox_and_sums_every_outbox() -> None:
         assert sweep_outbox(0) == SweepResult(purged=2)
         assert handle_request("GET", SWEEP_PATH, b"", {}).status == 200
         configure(environment="production")
+        monkeypatch.setenv("GAE_ENV", "standard")  # X-Appengine-Cron proves cron on App Engine only
         assert handle_request("GET", SWEEP_PATH, b"", {}).status == 403
         answer = handle_request("GET", SWEEP_PATH, b"", {"X-Appengine-Cron": "true"})
         assert (answer.status, answer.body) == (200, b"Swept: sent=0, already_sent=0, failed=0, taken=0, purged=2\n")

@@ -522,7 +522,7 @@ class AdapterSettings:
         extra: The adapter's own keys, checked, by their canonical (lower-case) names.
     """
 
-    core: Mapping[str, Any] = field(default_factory=dict)
+    core: Mapping[str, Any] = field(default_factory=dict, repr=False)  # holds the secret: never in logs
     route: str | None = None
     register_local_target: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -153,7 +153,7 @@ def _key_id(token: str) -> str:
     try:
         header = json.loads(_b64decode(parts[0]))
         json.loads(_b64decode(parts[1]))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: JSON nested past the parser's limit
         raise CallerError("the OIDC token's header or claims are not base64url-encoded JSON.") from None
     if not isinstance(header, dict):
         raise CallerError("the OIDC token's header is not a JSON object.")

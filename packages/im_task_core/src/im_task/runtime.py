@@ -81,6 +81,13 @@ def check_configuration() -> None:
     """
     for line in config.unknown_environment_variables():
         logger.warning("%s", line)
+    settings = config.get_settings()
+    if config.on_google_cloud() and not settings.production:
+        logger.warning(
+            "im-task runs on Google Cloud with environment='development': the production checks are off (the "
+            "caller policy, the required shared secret, the sweep route's cron check). Use this only for a "
+            "private test deployment; unset IM_TASK_ENV (or set it to 'production') elsewhere."
+        )
     config.get_keyring()
     for line in caller.check_configuration(config.get_settings()):
         logger.warning("%s", line)
