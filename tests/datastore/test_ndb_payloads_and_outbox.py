@@ -271,3 +271,22 @@ def test_every_committed_task_is_delivered_once_despite_failed_sends_and_killed_
             f"already sent; delivered {len(delivered)} tasks, each once."
         )
     assert payload_keys(datastore) == []
+
+
+def test_a_large_task_sent_at_once_inside_a_transaction_finds_its_payload_before_the_commit(
+    datastore: Datastore,
+) -> None:
+    """Not transactional: sent now, so its payload is written outside the open transaction, at once."""
+    data = blob(400_000, 11)
+    recorder = RecordingTransport()
+    configure(transport=recorder)
+    delivered: list[int] = []
+
+    def work() -> None:
+        ndb_tasks.digest(data)  # sent at once, inside the transaction
+        delivered.extend(response.status for response in recorder.run_all())  # the queue is faster than the commit
+
+    with datastore.client.context():
+        ndb.transaction(work)
+    assert delivered == [200]
+    assert sink.events() == [("digest", len(data), hashlib.sha256(data).hexdigest())]

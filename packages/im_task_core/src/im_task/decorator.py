@@ -16,14 +16,22 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from im_task import endpoints  # noqa: F401 - loads this process's endpoints, which in-process transports serve
 from im_task.config import get_keyring, get_settings
-from im_task.envelope import CONTENT_TYPE, seal, seal_reference
-from im_task.errors import BulkEnqueueError, ConfigurationError, EnqueueError, Error, TaskAlreadyExistsError
+from im_task.envelope import CONTENT_TYPE, PayloadReference, seal, seal_reference
+from im_task.errors import (
+    BulkEnqueueError,
+    ConfigurationError,
+    EnqueueError,
+    Error,
+    TaskAlreadyExistsError,
+    TaskTooLargeError,
+    UnknownQueueError,
+)
 from im_task.keys import Keyring
 from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.runtime import get_transport
 from im_task.serialization import TaskCall, TaskWrapper, dumps_call
-from im_task.stores.base import NO_STORE, store_payload
+from im_task.stores.base import NO_STORE, get_payload_store, store_payload
 from im_task.transactions import current_binder, enqueue_transactional
 from im_task.transports.base import TaskRequest, Transport, task_size
 
@@ -92,13 +100,13 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 ``TaskAlreadyExistsError``, ``TaskTooLargeError`` and
                 ``BadTransactionStateError`` as the specific cases).
         """
-        request = self._request(args, kwargs, _Moment.current())
+        request, stored = self._request(args, kwargs, _Moment.current())
         transport = get_transport()
         try:
             enqueue = enqueue_transactional if self.options.transactional else _enqueue_now
             name = enqueue(request, transport)
         except Exception as exc:
-            return self._recover(exc, request, transport)
+            return self._recover(exc, request, transport, stored)
         return self._handle(request, name)
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
@@ -118,7 +126,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         Raises:
             EnqueueError: As for a plain call.
         """
-        request = self._request(args, kwargs, _Moment.current())
+        request, stored = self._request(args, kwargs, _Moment.current())
         transport = get_transport()
         name: str | None
         try:
@@ -127,7 +135,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             else:
                 name = await transport.enqueue_async(request)
         except Exception as exc:
-            return self._recover(exc, request, transport)
+            return self._recover(exc, request, transport, stored)
         return self._handle(request, name)
 
     def map(self, iterable: Iterable[Any]) -> list[TaskHandle]:
@@ -214,12 +222,16 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         moment = _Moment.current()
         binder = current_binder() if self.options.transactional else None  # no transaction: raise before any send
         requests: dict[int, TaskRequest] = {}
+        stored: dict[int, PayloadReference] = {}
         errors: dict[int, Exception] = {}
         for index, (args, kwargs) in enumerate(calls):
             try:
-                requests[index] = self._request(args, kwargs, moment)
+                requests[index], reference = self._request(args, kwargs, moment)
             except EnqueueError as exc:  # an argument that cannot be pickled fails its own call only
                 errors[index] = exc
+                continue
+            if reference is not None:
+                stored[index] = reference
         transport = get_transport()
         batch = list(requests.values())
         results: list[str | Exception | None]
@@ -246,6 +258,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         for (index, request), result in zip(requests.items(), results, strict=True):
             if isinstance(result, Exception):
                 error = self._failure(result, request, transport)
+                self._drop_refused_payload(error, transport, stored.get(index))
                 if self._tolerated(error, request):
                     handles[index] = self._handle(request, request.name)
                 else:
@@ -256,8 +269,13 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             raise BulkEnqueueError(_bulk_message(self.url, len(calls), errors), handles, dict(sorted(errors.items())))
         return [handle for handle in handles if handle is not None]
 
-    def _request(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], moment: _Moment) -> TaskRequest:
+    def _request(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], moment: _Moment
+    ) -> tuple[TaskRequest, PayloadReference | None]:
         """The task for one call: serialised, signed, with its queue, headers and schedule (every path uses it).
+
+        Returns:
+            The task, and the reference to its payload when the payload went to the payload store.
 
         Raises:
             EnqueueError: The arguments do not fit the function's signature, or the call cannot be serialised.
@@ -284,7 +302,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             dispatch_deadline=options.dispatch_deadline,
             retry_options=options.retry_options,
         )
-        return _offload_if_large(request, payload, moment.keyring)
+        return _offload_if_large(request, payload, moment.keyring, in_transaction=options.transactional)
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Refuses, at the call, arguments that would make the task fail with a ``TypeError`` when it runs.
@@ -317,18 +335,39 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
     def _handle(self, request: TaskRequest, name: str | None) -> TaskHandle:
         return TaskHandle(name=name, queue=request.queue, url=self.url, eta=request.schedule_time)
 
-    def _recover(self, exc: Exception, request: TaskRequest, transport: Transport) -> TaskHandle:
+    def _recover(
+        self, exc: Exception, request: TaskRequest, transport: Transport, stored: PayloadReference | None
+    ) -> TaskHandle:
         """The handle of a call whose send failed in a tolerated way (``raise_if_exists=False``), or the error raised.
 
         Raises:
             Exception: The failure, as :meth:`_failure` maps it.
         """
         error = self._failure(exc, request, transport)
+        self._drop_refused_payload(error, transport, stored)
         if self._tolerated(error, request):
             return self._handle(request, request.name)
         if error is exc:
             raise exc
         raise error from exc
+
+    def _drop_refused_payload(self, error: Exception, transport: Transport, stored: PayloadReference | None) -> None:
+        """Deletes the stored payload of a call the queue surely refused (else no task would ever delete it).
+
+        Only for refusals that mean no task was made (a name taken, a task too large, no such queue), never for
+        an error that may hide a created task (a lost answer): that task needs its payload. A transactional
+        call's payload is left to its transaction (a rollback removes it; a commit sends it later).
+        """
+        if stored is None or self.options.transactional or transport.runs_inline:
+            return
+        if not isinstance(error, (TaskAlreadyExistsError, TaskTooLargeError, UnknownQueueError)):
+            return
+        try:
+            store = get_payload_store()
+            if store.name == stored.store:
+                store.delete(stored.key)
+        except Exception:
+            logger.warning("Could not delete the stored payload %s of a refused task.", stored.key, exc_info=True)
 
     def _failure(self, exc: Exception, request: TaskRequest, transport: Transport) -> Exception:
         """What the caller sees for a failed enqueue: the library's errors, and an inline task's own, as they are."""
@@ -469,28 +508,35 @@ def _endpoint_retry_limit(options: TaskOptions) -> int | None:
     return retry.task_retry_limit
 
 
-def _offload_if_large(request: TaskRequest, payload: bytes, keyring: Keyring) -> TaskRequest:
+def _offload_if_large(
+    request: TaskRequest, payload: bytes, keyring: Keyring, *, in_transaction: bool
+) -> tuple[TaskRequest, PayloadReference | None]:
     """The task as sent: over the transport's inline limit, its payload goes to the payload store.
 
     The task then carries a signed reference (store, key, SHA-256, size)
-    instead; its name, schedule, queue, target and headers stay. Inside an
-    open ndb transaction :class:`~im_task.stores.NdbPayloadStore` writes the
-    payload in it, so a rollback leaves nothing.
+    instead; its name, schedule, queue, target and headers stay. A
+    ``transactional=True`` task's payload is written in the open transaction
+    (:class:`~im_task.stores.NdbPayloadStore` joins an ndb one), so a rollback
+    leaves nothing; any other task's payload is written outside it, since the
+    task is sent at once and may run before that transaction commits.
+
+    Returns:
+        The task as sent, and the reference to its stored payload (None when it travels inline).
 
     Raises:
         EnqueueError: The payload store failed (``ConfigurationError`` when it cannot be made).
     """
     if task_size(request) <= get_transport().max_task_size or get_settings().payload_store == NO_STORE:
-        return request  # fits, or payload stores are off: the transport refuses it with TaskTooLargeError
+        return request, None  # fits, or payload stores are off: the transport refuses it with TaskTooLargeError
     try:
-        reference = store_payload(payload)
+        reference = store_payload(payload, in_transaction=in_transaction)
     except Error:
         raise
     except Exception as exc:
         raise EnqueueError(
             f"Could not store the {len(payload)}-byte payload of {request.url} in the payload store: {exc}"
         ) from exc
-    return replace(request, body=seal_reference(reference, keyring))
+    return replace(request, body=seal_reference(reference, keyring)), reference
 
 
 def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:

@@ -63,13 +63,18 @@ class PayloadStore(Protocol):
 
     name: str
 
-    def put(self, payload: bytes) -> str:
-        """Stores a payload, inside the caller's transaction when the store has one open.
+    def put(self, payload: bytes, *, in_transaction: bool = True) -> str:
+        """Stores a payload, inside the caller's open transaction when asked to and the store has one.
 
-        A rollback of that transaction must leave nothing stored.
+        With ``in_transaction`` (a ``transactional=True`` task, sent after
+        commit) a rollback of that transaction must leave nothing stored.
+        Without it (a task sent at once) the payload must be stored for good
+        before this returns, outside any open transaction: the queue may run
+        the task before that transaction commits.
 
         Args:
             payload: The serialised call.
+            in_transaction: Whether to join the caller's open transaction.
 
         Returns:
             The new key (a fresh, unguessable string).
@@ -162,22 +167,29 @@ def get_payload_store() -> PayloadStore:
     with _lock:
         store = _made.get(key)
         if store is None:
-            store = _made[key] = make_payload_store(setting, data_dir=settings.data_dir)
+            # an unset data_dir is left to make_payload_store, which asks local_data_dir(): the pytest plugin's
+            # guard refuses the working directory's default there, as it does for the local queue
+            data_dir = settings.data_dir if settings.data_dir_configured else None
+            store = _made[key] = make_payload_store(setting, data_dir=data_dir)
         return store
 
 
-def store_payload(payload: bytes, store: PayloadStore | None = None) -> PayloadReference:
+def store_payload(
+    payload: bytes, store: PayloadStore | None = None, *, in_transaction: bool = True
+) -> PayloadReference:
     """Stores a payload and returns the reference a task carries to it.
 
     Args:
         payload: The serialised call.
         store: Where; the store in force when None.
+        in_transaction: Whether to join the caller's open transaction (only
+            for a task sent after that transaction commits).
 
     Returns:
         The reference: the store's name, the key, the payload's SHA-256 and size.
     """
     target = store or get_payload_store()
-    key = target.put(payload)
+    key = target.put(payload, in_transaction=in_transaction)
     return PayloadReference.of(target.name, key, payload)
 
 

@@ -72,8 +72,8 @@ class LocalPayloadStore:
         finally:
             connection.close()
 
-    def put(self, payload: bytes) -> str:
-        """Stores a payload (committed at once) and returns its new key.
+    def put(self, payload: bytes, *, in_transaction: bool = True) -> str:
+        """Stores a payload (committed at once: this store joins no transaction) and returns its new key.
 
         Raises:
             TypeError: ``payload`` is not bytes.

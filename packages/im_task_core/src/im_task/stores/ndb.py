@@ -149,8 +149,12 @@ class NdbPayloadStore:
         head = ndb.Key(self.kind, key)
         return [head] + [ndb.Key(self.kind + "Chunk", index, parent=head) for index in range(1, chunks)]
 
-    def put(self, payload: bytes) -> str:
-        """Stores a payload (in the open ndb transaction, if any) and returns its new key.
+    def put(self, payload: bytes, *, in_transaction: bool = True) -> str:
+        """Stores a payload and returns its new key.
+
+        With ``in_transaction`` the payload is written in the open ndb
+        transaction, if any (one commit: a rollback leaves nothing); without,
+        outside it (``ndb.non_transactional``), for a task sent at once.
 
         Raises:
             TypeError: ``payload`` is not bytes.
@@ -172,7 +176,7 @@ class NdbPayloadStore:
                 ndb.put_multi(batch, use_cache=False)
             head.put(use_cache=False)  # last: a head means every chunk is there
 
-        ndb_context(self.client, write)
+        ndb_context(self.client, write if in_transaction else ndb.non_transactional(allow_existing=True)(write))
         return key
 
     def get(self, key: str) -> bytes | None:

@@ -23,7 +23,7 @@ import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
@@ -284,10 +284,14 @@ class TaskStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # Also after a failed COMMIT (busy, disk full), which may leave the transaction open: an open one
+                # would refuse every later BEGIN. A failing ROLLBACK must not hide the error that caused it.
+                if conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _after_fork_in_child(self) -> None:
         """Drops the connection inherited through ``fork()``; the next use opens the child's own.
