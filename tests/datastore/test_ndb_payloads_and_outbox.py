@@ -290,3 +290,24 @@ def test_a_large_task_sent_at_once_inside_a_transaction_finds_its_payload_before
         ndb.transaction(work)
     assert delivered == [200]
     assert sink.events() == [("digest", len(data), hashlib.sha256(data).hexdigest())]
+
+
+def test_a_payload_whose_head_write_fails_leaves_no_chunks(
+    datastore: Datastore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A put outside a transaction writes the chunks first: when the head then fails, they are deleted."""
+
+    def failing_put(self: Any, **options: Any) -> Any:
+        raise RuntimeError("the head write failed")
+
+    monkeypatch.setattr(datastore.store._head, "put", failing_put)
+    with pytest.raises(RuntimeError, match="the head write failed"):
+        datastore.store.put(b"x" * 3_500_000, in_transaction=False)  # a head and three chunks
+    monkeypatch.undo()
+
+    def chunks() -> list[Any]:
+        return list(ndb.Query(kind="_ImTaskPayloadChunk").fetch(keys_only=True))
+
+    with datastore.client.context():
+        assert chunks() == []
+    assert datastore.store.keys() == []

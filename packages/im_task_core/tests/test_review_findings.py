@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -153,3 +155,103 @@ def test_a_large_task_sent_at_once_inside_a_transaction_finds_its_payload(tmp_pa
     record_size(BIG)  # not transactional: sent now
     recorder.run_all()  # the queue delivers before the transaction commits
     assert sink.events() == [len(BIG)]
+
+
+# -- resources released on failure and on close, locks renewed in a forked child --------------------------------
+
+
+def test_a_local_payload_store_closes_its_connection_when_setting_it_up_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[bool] = []
+
+    class Failing(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            if sql.startswith("PRAGMA"):
+                raise sqlite3.OperationalError("disk I/O error")
+            return super().execute(sql, *args)
+
+        def close(self) -> None:
+            closed.append(True)
+            super().close()
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, factory=Failing, **k))
+    store = LocalPayloadStore(tmp_path / "payloads.sqlite3")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        store.put(b"x")
+    assert closed == [True]
+
+
+def test_closing_the_cloud_tasks_transport_closes_the_async_clients_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("google.cloud.tasks_v2")
+    from im_task.transports.cloudtasks import CloudTasksTransport
+
+    closed: list[str] = []
+
+    class Channel:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        async def close(self) -> None:
+            closed.append(self.name)
+
+    class AsyncClient:
+        def __init__(self, name: str) -> None:
+            self.transport = Channel(name)
+
+    transport = CloudTasksTransport("p", "us-central1", emulator_host="127.0.0.1:1", environ={})
+    names = iter(["of a loop ended", "of the running loop"])
+    monkeypatch.setattr(transport, "_make_async_client", lambda: AsyncClient(next(names)))
+
+    async def make() -> None:
+        transport._async_client()
+
+    async def make_and_close() -> None:
+        transport._async_client()
+        transport.close()  # the running loop's client is closed on that loop; the ended loop's is dropped
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(make())
+    asyncio.run(make_and_close())
+    assert closed == ["of the running loop"]
+    transport.close()  # again: nothing left, nothing raised
+
+
+def test_closing_the_cloud_tasks_transport_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("google.cloud.tasks_v2")
+    from im_task.transports.cloudtasks import CloudTasksTransport
+
+    class Broken:
+        @property
+        def transport(self) -> Any:
+            raise RuntimeError("broken")
+
+    transport = CloudTasksTransport("p", "us-central1", emulator_host="127.0.0.1:1", environ={})
+    monkeypatch.setattr(transport, "_make_async_client", Broken)
+
+    async def make_and_close() -> None:
+        transport._async_client()
+        transport.close()
+
+    asyncio.run(make_and_close())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="this platform has no os.fork")
+def test_a_forked_child_gets_a_new_cloud_tasks_transport_lock() -> None:
+    """A fork while another thread looks the location up (holding the lock) must not deadlock the child."""
+    pytest.importorskip("google.cloud.tasks_v2")
+    from im_task.transports.cloudtasks import CloudTasksTransport
+
+    transport = CloudTasksTransport("p", None, environ={"GAE_ENV": "standard"})  # the location is looked up
+    with transport._lock:  # held at the fork, as by a thread of the parent asking the metadata server
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 2
+            try:
+                code = 0 if transport._lock.acquire(timeout=5) else 1
+            finally:
+                os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -57,11 +57,15 @@ class LocalPayloadStore:
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         if not self._ready:
-            with self._lock:
-                if not self._ready:
-                    connection.execute("PRAGMA journal_mode=WAL")
-                    connection.execute(_SCHEMA)
-                    self._ready = True
+            try:
+                with self._lock:
+                    if not self._ready:
+                        connection.execute("PRAGMA journal_mode=WAL")
+                        connection.execute(_SCHEMA)
+                        self._ready = True
+            except BaseException:
+                connection.close()  # a failed set-up must not leak the connection
+                raise
         return connection
 
     def _run(self, sql: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:

@@ -14,6 +14,7 @@ time, then the head, so a payload of any size works.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import threading
 import uuid
@@ -26,6 +27,8 @@ from im_task.errors import ConfigurationError
 from im_task.stores.base import DEFAULT_ORPHAN_TTL
 
 __all__ = ["CHUNK_SIZE", "NdbPayloadStore", "ndb_context"]
+
+logger = logging.getLogger("im_task")
 
 #: Bytes of payload per entity: under Datastore's 1 MiB entity limit with room for the key and properties.
 CHUNK_SIZE = 1_000_000
@@ -172,9 +175,13 @@ class NdbPayloadStore:
             if ndb.in_transaction():  # one commit: a rollback leaves nothing
                 ndb.put_multi([*chunks, head], use_cache=False)
                 return
-            for batch in _batches(chunks, CHUNKS_PER_BATCH):
-                ndb.put_multi(batch, use_cache=False)
-            head.put(use_cache=False)  # last: a head means every chunk is there
+            try:
+                for batch in _batches(chunks, CHUNKS_PER_BATCH):
+                    ndb.put_multi(batch, use_cache=False)
+                head.put(use_cache=False)  # last: a head means every chunk is there
+            except BaseException:
+                _delete_quietly(keys)  # no headless chunks (nor a head nobody has the key of) are left
+                raise
 
         ndb_context(self.client, write if in_transaction else ndb.non_transactional(allow_existing=True)(write))
         return key
@@ -236,6 +243,15 @@ class NdbPayloadStore:
 
     def __repr__(self) -> str:
         return f"NdbPayloadStore(kind={self.kind!r})"
+
+
+def _delete_quietly(keys: Sequence[ndb.Key]) -> None:
+    """Deletes what a failed :meth:`NdbPayloadStore.put` may have written; best effort, never raises."""
+    try:
+        for batch in _batches(keys, 500):
+            ndb.delete_multi(batch, use_cache=False)
+    except Exception:
+        logger.warning("Deleting the entities of a payload whose write failed failed too.", exc_info=True)
 
 
 def _now() -> dt.datetime:

@@ -214,8 +214,11 @@ class CloudTasksTransport(Transport):
         self._credentials = credentials
         self._client_options = client_options
         self._clients: PerProcess[Any] = PerProcess(self._make_client, _close_client)
-        self._async_clients: PerProcess[weakref.WeakKeyDictionary[Any, Any]] = PerProcess(weakref.WeakKeyDictionary)
+        self._async_clients: PerProcess[weakref.WeakKeyDictionary[Any, Any]] = PerProcess(
+            weakref.WeakKeyDictionary, None if async_client is not None else _close_async_clients
+        )
         self._lock = threading.Lock()
+        _live_transports.add(self)  # a forked child gets a new _lock (see _after_fork_in_child)
         self._tasks_v2: Any = None
         self._queue_paths: dict[str, str] = {}
         self._batch_unimplemented = False
@@ -415,11 +418,17 @@ class CloudTasksTransport(Transport):
         raise AssertionError("unreachable")  # pragma: no cover - _after_failure ends the last attempt
 
     def close(self) -> None:
-        """Refuses further tasks and closes this process's client (a given client is left open)."""
+        """Refuses further tasks and closes this process's clients (given clients are left open). Never raises.
+
+        An async client's channel is closed on its event loop when that loop is still running, else dropped.
+        """
         self._closed = True
-        self._async_clients.clear()
-        if self._given_client is None:
-            self._clients.clear()
+        try:
+            self._async_clients.clear()
+            if self._given_client is None:
+                self._clients.clear()
+        except Exception:  # pragma: no cover - the close functions already swallow their failures
+            logger.debug("Closing the Cloud Tasks clients failed.", exc_info=True)
 
     # -- sending -----------------------------------------------------------
 
@@ -615,6 +624,40 @@ def _close_client(client: Any) -> None:
         client.transport.close()
     except Exception:  # pragma: no cover - closing is best effort
         logger.debug("Closing the Cloud Tasks client failed.", exc_info=True)
+
+
+def _close_async_clients(clients: weakref.WeakKeyDictionary[Any, Any]) -> None:
+    """Closes the channels of async clients (a coroutine) on their event loops still running; drops the others."""
+    import asyncio
+    import inspect
+
+    for loop, client in list(clients.items()):
+        try:
+            if loop.is_closed() or not loop.is_running():
+                continue  # nowhere to run the close: dropped
+            closing = client.transport.close()
+            if inspect.iscoroutine(closing):
+                try:
+                    asyncio.run_coroutine_threadsafe(closing, loop)
+                except BaseException:
+                    closing.close()  # not "never awaited"
+                    raise
+        except Exception:
+            logger.debug("Closing an async Cloud Tasks client failed.", exc_info=True)
+    clients.clear()
+
+
+#: The transports of this process, whose lock a forked child replaces.
+_live_transports: weakref.WeakSet[CloudTasksTransport] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_live_transports):
+        transport._lock = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - every POSIX Python 3.7+
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _anonymous() -> Any:
