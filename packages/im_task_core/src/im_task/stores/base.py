@@ -6,7 +6,6 @@ imports no store; :func:`get_payload_store` makes the store a name stands for.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 from im_task import config
 from im_task.envelope import PayloadReference
 from im_task.errors import ConfigurationError, Error
+from im_task.loading import load_named, make_named
 
 __all__ = [
     "BUILTIN_STORES",
@@ -130,25 +130,10 @@ def make_payload_store(setting: object = None, *, data_dir: Path | None = None) 
             "payload_store is 'none': no payload store is in force, so a task that refers to a stored payload "
             "cannot run here; configure the payload_store of the process that enqueued it."
         )
-    module_name, _, attr = BUILTIN_STORES.get(name, name).partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"The payload store {name!r} is neither a built-in name nor of the form {_FORMS}.")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        hint = " (install im-task[gcp] for 'ndb')" if name == "ndb" else ""
-        raise ConfigurationError(f"The payload store {name!r} cannot be loaded{hint}: {exc}") from exc
-    try:
-        if name == "local":
-            made = factory(Path(data_dir or config.get_settings().local_data_dir()) / PAYLOAD_FILE)
-        else:
-            made = factory()
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(f"The payload store factory {name!r} failed: {exc}") from exc
-    if not _is_store(made):
-        raise ConfigurationError(f"The payload store {name!r} gave {type(made).__name__}, not a PayloadStore.")
+    hint = " (install im-task[gcp] for 'ndb')" if name == "ndb" else ""
+    factory = load_named(name, BUILTIN_STORES, kind="payload store", forms=_FORMS, hint=hint)
+    args = (Path(data_dir or config.get_settings().local_data_dir()) / PAYLOAD_FILE,) if name == "local" else ()
+    made = make_named(factory, name, *args, kind="payload store", expected="PayloadStore", accept=_is_store)
     result: PayloadStore = made
     return result
 

@@ -12,12 +12,12 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from im_task.errors import ConfigurationError
+from im_task.loading import load_named, make_named
 from im_task.names import QUEUE_FILE
 from im_task.transports.base import Transport
 
@@ -45,21 +45,7 @@ def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
     Raises:
         ConfigurationError: The name has neither form, or what it names cannot be imported.
     """
-    if not isinstance(name, str):
-        raise ConfigurationError(f"A transport name is a string of the form {_FORMS}, not {type(name).__name__}.")
-    module_name, _, attr = BUILTIN_TRANSPORTS.get(name, name).partition(":")
-    if not attr or not module_name:
-        raise ConfigurationError(f"The transport {name!r} is neither a built-in name nor of the form {_FORMS}.")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"The transport {name!r} cannot be imported: {exc}") from exc
-    try:
-        found: Callable[..., Any] | Transport = getattr(module, attr)
-    except AttributeError:
-        raise ConfigurationError(
-            f"The transport {name!r} names {attr!r}, which {module_name} does not define."
-        ) from None
+    found: Callable[..., Any] | Transport = load_named(name, BUILTIN_TRANSPORTS, kind="transport", forms=_FORMS)
     if not isinstance(found, Transport) and not callable(found):
         raise ConfigurationError(
             f"The transport {name!r} names a value of type {type(found).__name__}, not a Transport or a factory."
@@ -93,17 +79,15 @@ def make_transport(
     found = load_transport_setting(name)
     if isinstance(found, Transport):
         return found
-    try:
-        if name == "local":
-            transport = found(data_dir / QUEUE_FILE)
-        elif name == "cloudtasks":
-            transport = found(**{key: value for key, value in (cloud or {}).items() if value is not None})
-        else:
-            transport = found()
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise ConfigurationError(f"The transport factory {name!r} failed: {exc}") from exc
-    if not isinstance(transport, Transport):
-        raise ConfigurationError(f"The transport {name!r} gave {type(transport).__name__}, not a Transport.")
+    args: tuple[Any, ...] = (data_dir / QUEUE_FILE,) if name == "local" else ()
+    options = {key: value for key, value in (cloud or {}).items() if value is not None} if name == "cloudtasks" else {}
+    transport: Transport = make_named(
+        found,
+        name,
+        *args,
+        kind="transport",
+        expected="Transport",
+        accept=lambda made: isinstance(made, Transport),
+        **options,
+    )
     return transport
