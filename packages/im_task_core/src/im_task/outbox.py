@@ -368,34 +368,35 @@ def _send_claimed(
     except TaskAlreadyExistsError:
         outcome = _Outcome.ALREADY_SENT
     except EnqueueError:
-        logger.warning(
-            "Could not send transactional task %s (%s) %s; it stays in the outbox for the sweeper.",
-            request.name,
-            request.url,
-            when,
-            exc_info=True,
-        )
-        _release(storage, key, owner, request)
-        return _Outcome.FAILED
+        return _failed(storage, key, owner, request, when=when, level=logging.WARNING, why="")
     except Exception:
         if transport.runs_inline and when == "after commit":  # the task ran (ImmediateTransport): its own error
             _mark_sent(storage, key, request)
             raise
         # A transport breaking its contract (e.g. a raw ConnectionResetError), or an inline task's error in a sweep.
-        logger.error(
-            "Could not send transactional task %s (%s) %s; the transport raised an unexpected error. "
-            "It stays in the outbox for the sweeper.",
-            request.name,
-            request.url,
-            when,
-            exc_info=True,
-        )
-        _release(storage, key, owner, request)
-        return _Outcome.FAILED
+        why = "; the transport raised an unexpected error"
+        return _failed(storage, key, owner, request, when=when, level=logging.ERROR, why=why)
     else:
         outcome = _Outcome.SENT
     _mark_sent(storage, key, request)
     return outcome
+
+
+def _failed(
+    storage: OutboxStorage[KeyT], key: KeyT, owner: str, request: TaskRequest, *, when: str, level: int, why: str
+) -> str:
+    """Logs a send that failed (with its traceback) and releases the row for the sweeper."""
+    logger.log(
+        level,
+        "Could not send transactional task %s (%s) %s%s; it stays in the outbox for the sweeper.",
+        request.name,
+        request.url,
+        when,
+        why,
+        exc_info=True,
+    )
+    _release(storage, key, owner, request)
+    return _Outcome.FAILED
 
 
 def _mark_sent(storage: OutboxStorage[KeyT], key: KeyT, request: TaskRequest) -> None:
