@@ -20,7 +20,7 @@ from im_task.config import (
     unknown_environment_variables,
 )
 from im_task.endpoints import ENDPOINTS, TASK_ENDPOINT, Endpoint, endpoints, find_endpoint, handle_request
-from im_task.headers import delivery_headers
+from im_task.headers import delivery_headers, make_task_headers
 from im_task.names import did_you_mean
 from im_task.response import TaskResponse, answer
 from im_task.runtime import check_configuration, get_transport
@@ -255,7 +255,7 @@ def test_task_names_refuse_reuse_per_queue() -> None:
 def test_delivery_headers_drop_the_queues_own_and_add_a_content_type() -> None:
     eta = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
     headers = delivery_headers(
-        {"X-AppEngine-QueueName": "forged", "X-Own": "1"}, queue_name="q", task_name="t", eta=eta
+        {"X-AppEngine-QueueName": "forged", "X-Own": "1"}, make_task_headers(queue_name="q", task_name="t", eta=eta)
     )
     assert headers["X-AppEngine-QueueName"] == "q"
     assert headers["X-Own"] == "1"

@@ -179,18 +179,7 @@ def make_task_headers(
     return headers
 
 
-def delivery_headers(
-    own: Mapping[str, str],
-    *,
-    queue_name: str,
-    task_name: str,
-    retry_count: int = 0,
-    execution_count: int = 0,
-    eta: dt.datetime | None = None,
-    family: str = APPENGINE,
-    previous_response: int | None = None,
-    retry_reason: str | None = None,
-) -> dict[str, str]:
+def delivery_headers(own: Mapping[str, str], queue: Mapping[str, str]) -> dict[str, str]:
     """The headers of one delivery attempt, as Cloud Tasks sends them: the task's own, then the queue's.
 
     Every queue of im-task that POSTs a task itself (the local queue, the
@@ -200,14 +189,7 @@ def delivery_headers(
 
     Args:
         own: The task's own headers.
-        queue_name: Short queue name.
-        task_name: Short task name.
-        retry_count: Attempts made before this one.
-        execution_count: Earlier attempts that got a response other than 5xx.
-        eta: When the task was due.
-        family: ``APPENGINE`` or ``CLOUDTASKS``.
-        previous_response: HTTP status of the previous attempt, if any.
-        retry_reason: Why the previous attempt failed, if it did.
+        queue: The queue's headers for this attempt, from :func:`make_task_headers`.
 
     Returns:
         The headers to send.
@@ -215,18 +197,7 @@ def delivery_headers(
     headers = forwardable_headers(own)
     if not any(name.lower() == "content-type" for name in headers):
         headers["Content-Type"] = "application/octet-stream"
-    headers.update(
-        make_task_headers(
-            queue_name=queue_name,
-            task_name=task_name,
-            retry_count=retry_count,
-            execution_count=execution_count,
-            eta=eta,
-            family=family,
-            previous_response=previous_response,
-            retry_reason=retry_reason,
-        )
-    )
+    headers.update(queue)
     return headers
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from im_task.errors import ConfigurationError
-from im_task.headers import APPENGINE, delivery_headers
+from im_task.headers import APPENGINE, delivery_headers, make_task_headers
 from im_task.response import Handler, TaskResponse
 from im_task.state import STATE
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskNames, TaskRequest, Transport
@@ -64,12 +64,14 @@ class InProcessTransport(Transport):
         named = request if request.name else replace(request, name="unnamed")
         headers = delivery_headers(
             named.headers,
-            queue_name=named.queue,
-            task_name=str(named.name),
-            retry_count=retry_count,
-            execution_count=retry_count,
-            eta=named.schedule_time,
-            family=family,
+            make_task_headers(
+                queue_name=named.queue,
+                task_name=str(named.name),
+                retry_count=retry_count,
+                execution_count=retry_count,
+                eta=named.schedule_time,
+                family=family,
+            ),
         )
         return handler("POST", named.url, named.body, headers, "127.0.0.1")
 

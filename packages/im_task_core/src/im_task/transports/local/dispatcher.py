@@ -84,13 +84,15 @@ def attempt_headers(task: ClaimedTask) -> dict[str, str]:
     retry = task.attempt > 1
     return headers.delivery_headers(
         task.headers,
-        queue_name=task.queue,
-        task_name=task.name,
-        retry_count=task.attempt - 1,
-        execution_count=task.executions,
-        eta=dt.datetime.fromtimestamp(task.eta, dt.timezone.utc),
-        previous_response=task.previous_status if retry else None,
-        retry_reason=task.previous_error if retry else None,
+        headers.make_task_headers(
+            queue_name=task.queue,
+            task_name=task.name,
+            retry_count=task.attempt - 1,
+            execution_count=task.executions,
+            eta=dt.datetime.fromtimestamp(task.eta, dt.timezone.utc),
+            previous_response=task.previous_status if retry else None,
+            retry_reason=task.previous_error if retry else None,
+        ),
     )
 
 
