@@ -20,14 +20,13 @@ from im_task_testsupport.oidc import (
     SERVICE_ACCOUNT,
     CertificateServer,
     SigningKey,
+    certificates_in_force,
     claims,
-    serve_certificates,
 )
 
 from im_task import task
 from im_task.errors import ConfigurationError
 from im_task.headers import APPENGINE, CLOUDTASKS
-from im_task.oidc import set_certificates_url
 from im_task.routing import DEFAULT_TASKROUTE
 from im_task.runtime import check_configuration
 from im_task.testing import serve_wsgi
@@ -52,8 +51,7 @@ def key() -> SigningKey:
 
 @pytest.fixture
 def certs(key: SigningKey) -> Iterator[CertificateServer]:
-    with serve_certificates(key) as server:
-        set_certificates_url(server.url)  # put back by the isolated settings of every test
+    with certificates_in_force(key) as server:
         yield server
 
 

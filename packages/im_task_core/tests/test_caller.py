@@ -23,6 +23,7 @@ from im_task_testsupport.oidc import (
     SERVICE_ACCOUNT,
     CertificateServer,
     SigningKey,
+    certificates_in_force,
     claims,
     serve_certificates,
 )
@@ -67,8 +68,7 @@ def other_key() -> SigningKey:
 @pytest.fixture
 def certs(key: SigningKey) -> Iterator[CertificateServer]:
     """Google's certificate endpoint, played on 127.0.0.1, and this process pointed at it."""
-    with serve_certificates(key) as server:
-        set_certificates_url(server.url)
+    with certificates_in_force(key) as server:
         yield server
 
 

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 from im_task_testsupport import sink
-from im_task_testsupport.oidc import AUDIENCE, SERVICE_ACCOUNT, SigningKey, claims, serve_certificates
+from im_task_testsupport.oidc import (
+    AUDIENCE,
+    SERVICE_ACCOUNT,
+    SigningKey,
+    certificates_in_force,
+    claims,
+)
 
 from im_task import configure, deferred
 from im_task.config import get_keyring, read_adapter_settings
@@ -30,7 +36,6 @@ from im_task.endpoints import handle_request as dispatch
 from im_task.envelope import PayloadReference, seal, seal_reference
 from im_task.errors import ConfigurationError, PermanentTaskFailure
 from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
-from im_task.oidc import set_certificates_url
 from im_task.runtime import check_configuration
 from im_task.serialization import TaskCall, dumps_call
 from im_task.stores.base import get_payload_store, store_payload
@@ -205,8 +210,7 @@ def key() -> SigningKey:
 
 @pytest.fixture
 def oidc(key: SigningKey) -> Iterator[None]:
-    with serve_certificates(key) as certificates:
-        set_certificates_url(certificates.url)
+    with certificates_in_force(key):
         configure(environment="production", service_account_email=SERVICE_ACCOUNT, audience=AUDIENCE)
         yield
 

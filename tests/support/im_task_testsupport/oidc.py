@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
+from im_task.oidc import set_certificates_url
 from im_task.testing import serve_wsgi
 
 __all__ = ["AUDIENCE", "SERVICE_ACCOUNT", "CertificateServer", "SigningKey", "claims", "serve_certificates"]
@@ -143,4 +144,15 @@ def serve_certificates(
     server = CertificateServer(keys, cache_control)
     with serve_wsgi(server) as base_url:
         server.url = base_url + "/oauth2/v1/certs"
+        yield server
+
+
+@contextmanager
+def certificates_in_force(*keys: SigningKey) -> Iterator[CertificateServer]:
+    """Serves the certificates of ``keys`` on 127.0.0.1 and points this process's OIDC check at them.
+
+    The certificate URL is part of the process state: the test's isolated settings put it back.
+    """
+    with serve_certificates(*keys) as server:
+        set_certificates_url(server.url)
         yield server
