@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from im_task_testsupport import sink
 from im_task_testsupport.context import task_context
+from im_task_testsupport.retried_tasks import flaky
 
-from im_task import PermanentTaskFailure, SingularTaskFailure, configure, get_queue_name, get_retry_count, task
+from im_task import PermanentTaskFailure, configure, get_queue_name, task
 from im_task.runtime import get_transport
 from im_task.transports import CloudTasksTransport
 
@@ -33,16 +34,6 @@ def seen(value: object, header: str = "X-AppEngine-TaskName") -> None:
 @task
 def ran_at(enqueued_at: float) -> None:
     sink.record("ran_at", enqueued_at, time.time())
-
-
-@task
-def flaky() -> None:
-    retry = get_retry_count()
-    sink.record("flaky", retry)
-    if retry == 0:
-        raise RuntimeError("the first attempt fails with 500")
-    if retry == 1:
-        raise SingularTaskFailure("the second attempt fails with 408")
 
 
 @task

@@ -20,8 +20,9 @@ from conformance_support import CAP, Served
 from im_task_testsupport import sink
 from im_task_testsupport.cloudtasks_emulator import Emulator, emulator_for_tests
 from im_task_testsupport.context import task_context
+from im_task_testsupport.retried_tasks import flaky
 
-from im_task import PermanentTaskFailure, SingularTaskFailure, configure, get_retry_count, task
+from im_task import PermanentTaskFailure, configure, task
 from im_task.transports import CloudTasksTransport
 
 QUEUES = ("default", "other")
@@ -36,16 +37,6 @@ def ran(value: object) -> None:
 @task
 def large(padding: bytes) -> None:
     sink.record("large", len(padding))
-
-
-@task
-def flaky() -> None:
-    retry = get_retry_count()
-    sink.record("flaky", retry)
-    if retry == 0:
-        raise RuntimeError("the first attempt fails with 500")
-    if retry == 1:
-        raise SingularTaskFailure("the second attempt fails with 408")
 
 
 @task(queue="other")
