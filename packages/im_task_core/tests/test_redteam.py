@@ -9,7 +9,6 @@ if anything deserialises them.
 from __future__ import annotations
 
 import base64
-import http.client
 import io
 import json
 import logging
@@ -28,6 +27,7 @@ from im_task_testsupport.oidc import (
     certificates_in_force,
     claims,
 )
+from im_task_testsupport.raw_http import Client
 
 from im_task import configure, deferred
 from im_task.config import get_keyring, read_adapter_settings
@@ -61,17 +61,8 @@ def signed_tripwire() -> bytes:
 
 def post(url: str, path: str, body: bytes, headers: list[tuple[str, str]], method: str = "POST") -> tuple[int, bytes]:
     """One raw HTTP request (repeated headers are sent as given)."""
-    connection = http.client.HTTPConnection(url.split("//", 1)[1], timeout=10)
-    try:
-        connection.putrequest(method, path)
-        for name, value in headers:
-            connection.putheader(name, value)
-        connection.putheader("Content-Length", str(len(body)))
-        connection.endheaders(body)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
+    reply = Client(url).request(method, path, body, headers)
+    return reply.status, reply.body
 
 
 @pytest.fixture

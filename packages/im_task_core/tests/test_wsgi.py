@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import http.client
 import io
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from im_task_testsupport import sink
 from im_task_testsupport.endpoints import PROBE, TREE, add_endpoints, echo
+from im_task_testsupport.raw_http import Client
 
 import im_task.endpoints
 from im_task import ConfigurationError, configure, set_taskroute
@@ -46,15 +46,9 @@ def fallback_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes
 
 def request(
     base_url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    parts = urlsplit(base_url)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=TIMEOUT)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        connection.close()
+) -> tuple[int, Mapping[str, str], bytes]:
+    reply = Client(base_url).request(method, path, body, headers)
+    return reply.status, reply.headers, reply.body
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -49,12 +49,15 @@ class Client:
         method: str,
         path: str,
         body: bytes | Iterable[bytes] | None = None,
-        headers: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         *,
         chunked: bool = False,
         encode_chunked: bool = False,
     ) -> Reply:
         """Sends one request and reads the whole answer.
+
+        ``headers`` may be a list of pairs, sent as given (a name repeated is
+        sent twice), with a ``Content-Length`` of the body.
 
         With ``chunked`` (or ``encode_chunked``, its ``http.client`` name) the body is sent with
         chunked transfer encoding and no ``Content-Length``. A server that refuses a body (413)
@@ -66,7 +69,15 @@ class Client:
         connection = http.client.HTTPConnection(self.host, self.port, timeout=TIMEOUT)
         try:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                connection.request(method, path, body=body, headers=dict(headers or {}), encode_chunked=chunked)
+                if headers is None or isinstance(headers, Mapping):
+                    connection.request(method, path, body=body, headers=dict(headers or {}), encode_chunked=chunked)
+                else:
+                    data = body if isinstance(body, bytes) else b"".join(body or [])
+                    connection.putrequest(method, path)
+                    for name, value in headers:
+                        connection.putheader(name, value)
+                    connection.putheader("Content-Length", str(len(data)))
+                    connection.endheaders(data)
             response = connection.getresponse()
             return Reply(response.status, Headers(response.getheaders()), response.read())
         finally:
