@@ -8,7 +8,6 @@ certificates are served by a real HTTP server on 127.0.0.1
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import sys
 import threading
@@ -27,6 +26,7 @@ from im_task_testsupport.oidc import (
     claims,
     serve_certificates,
 )
+from im_task_testsupport.raw_http import Body
 
 import im_task.caller
 import im_task.oidc
@@ -465,18 +465,6 @@ def test_an_unreachable_certificate_server_refuses(key: SigningKey) -> None:
 
 
 # The executor: a failed caller check is 403, before the body is read, and nothing is unpickled.
-
-
-class Body(io.BytesIO):
-    """A request body that records whether the endpoint read it."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.was_read = False
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.was_read = True
-        return super().read(size)
 
 
 def tripwire_body() -> Body:

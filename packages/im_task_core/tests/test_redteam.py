@@ -9,7 +9,6 @@ if anything deserialises them.
 from __future__ import annotations
 
 import base64
-import io
 import json
 import logging
 import pickle
@@ -27,7 +26,7 @@ from im_task_testsupport.oidc import (
     certificates_in_force,
     claims,
 )
-from im_task_testsupport.raw_http import Client
+from im_task_testsupport.raw_http import Body, Client
 
 from im_task import configure, deferred
 from im_task.config import get_keyring, read_adapter_settings
@@ -73,18 +72,6 @@ def server() -> Iterator[str]:
 
 def task_headers(family: str = APPENGINE) -> list[tuple[str, str]]:
     return list(make_task_headers(queue_name="default", task_name="task-1", family=family).items())
-
-
-class Body(io.BytesIO):
-    """A request body that records whether the endpoint read it."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.was_read = False
-
-    def read(self, size: int | None = -1) -> bytes:
-        self.was_read = True
-        return super().read(size)
 
 
 # Nothing unsigned reaches pickle.loads.

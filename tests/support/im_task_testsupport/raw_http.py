@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import io
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,3 +89,16 @@ def queue_headers(*, queue_name: str = "default", task_name: str | None = None, 
     """The headers a queue sends with a task (``X-AppEngine-*`` unless ``family`` says otherwise)."""
     kwargs.setdefault("family", APPENGINE)
     return make_task_headers(queue_name=queue_name, task_name=task_name or f"t{uuid.uuid4().hex}", **kwargs)
+
+
+class Body(io.BytesIO):
+    """A request body that records whether the endpoint read it (a refusal must come before reading)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.was_read = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Reads, and records that it was read."""
+        self.was_read = True
+        return super().read(size)
