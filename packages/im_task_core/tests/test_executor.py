@@ -530,3 +530,31 @@ def test_refusals_log_at_warning_and_a_body_over_the_limit_at_error(caplog: pyte
     assert [level for level, _ in levels] == [logging.WARNING, logging.ERROR], levels
     assert "no task queue headers" in levels[0][1]
     assert "max_body_size" in levels[1][1]
+
+
+# --- the outcome header: what became of the task, for the queue ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make_body", "status", "outcome"),
+    [
+        (lambda: sealed(work, "x"), 200, "ran"),
+        (lambda: sealed(fail_with, PermanentTaskFailure("no")), 200, "failed"),
+        (lambda: sealed(fail_with, SingularTaskFailure("again")), 408, "retry"),
+        (lambda: sealed(fail_with, RuntimeError("boom")), 500, "retry"),
+        (lambda: sealed(work, "x", retry_limit=0), 200, "gave-up"),
+        (lambda: seal(b"not a pickle", get_keyring()), 200, "dropped"),
+        (lambda: b"\x01" + b"\x00" * 60, 403, "refused"),
+    ],
+)
+def test_every_response_says_its_outcome(make_body: Callable[[], bytes], status: int, outcome: str) -> None:
+    response = post(make_body(), queue_headers(retry_count=1))
+    assert (response.status, response.outcome) == (status, outcome)
+    assert ("X-Im-Task-Outcome", outcome) in response.headers
+
+
+def test_an_unknown_outcome_is_refused() -> None:
+    from im_task.response import answer
+
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        answer(200, "OK", outcome="fine")

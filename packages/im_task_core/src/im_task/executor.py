@@ -241,7 +241,7 @@ def _run_stored(
         logger.error("Dropped task %s (%s): %s. It will not be retried.", task.task_name, path, exc)
         if store.name == reference.store:  # an altered payload is deleted like any finished task's
             _delete_payload(store, reference, task)
-        return answer(200, "Dropped: the task's stored payload is unavailable.", exc)
+        return answer(200, "Dropped: the task's stored payload is unavailable.", exc, outcome="dropped")
     except Exception as exc:  # the store cannot be reached or made: the queue retries
         logger.exception("Could not load the stored payload of task %s (%s); it will be retried.", task.task_name, path)
         return answer(500, "The task's stored payload could not be loaded; it will be retried.", exc)
@@ -294,7 +294,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
             _why_undecodable(exc),
             exc_info=True,
         )
-        return answer(200, "Dropped: the task cannot be decoded.", exc)
+        return answer(200, "Dropped: the task cannot be decoded.", exc, outcome="dropped")
     description = call.description or path
     if call.retry_limit is not None and task.retry_count > call.retry_limit:
         logger.error(
@@ -305,7 +305,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
             task.retry_count,
             call.retry_limit,
         )
-        return answer(200, "Gave up: retry limit reached.")
+        return answer(200, "Gave up: retry limit reached.", outcome="gave-up")
     level = STATE.header_log_level  # DEBUG unless im_task.deferred.set_level() changed it
     if logger.isEnabledFor(level):  # the queue's headers only: others may carry tokens or cookies
         queue_headers = {k: v for k, v in headers.items() if k.lower().startswith(("x-appengine-", "x-cloudtasks-"))}
@@ -319,7 +319,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
             func(*call.args, **kwargs)
     except PermanentTaskFailure as exc:
         logger.exception("Task %s (%s) failed permanently; it will not be retried.", task.task_name, description)
-        return answer(200, "Failed permanently; not retried.", exc)
+        return answer(200, "Failed permanently; not retried.", exc, outcome="failed")
     except SingularTaskFailure as exc:
         logger.debug("Task %s (%s) failed once and will be retried: %s", task.task_name, description, exc)
         return answer(408, "Failed this attempt; will be retried.", exc)
