@@ -24,6 +24,9 @@ TEST_DEPS = [
     "import-linter>=2.1",
     "cryptography>=42",  # RSA keys for the OIDC tests
     "psycopg[binary]>=3.1",  # the outbox fault tests on PostgreSQL, where it is installed
+    "hypothesis>=6.100",  # the endpoint's fuzz properties (test_fuzz_endpoint.py) and nox -s fuzz
+    # Django's task framework for ImTaskBackend: django.tasks from Django 6 (Python 3.12+), the backport before.
+    "django-tasks>=0.12; python_version < '3.12'",
 ]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
@@ -117,6 +120,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Prints benchmark ratios against baselines measured in the same process."""
     install_packages(session)
+    session.install("huey>=2.5")  # rows 3d-3e compare the local queue with it; not a dependency of im-task
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
@@ -170,3 +174,18 @@ def faults(session: nox.Session) -> None:
     for database in ("sqlite", "postgresql"):
         for names in ([], ["--refuse-names"]):
             session.run("python", script, "--database", database, *names, *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzzes the endpoints for minutes: coverage-guided with atheris, else a long hypothesis run (it says which).
+
+    ``nox -s fuzz -- --seconds 600`` or ``-- --runs 200000`` sets the budget (default: 5 minutes); the options are
+    ``tests/fuzz/endpoint_fuzz.py``'s. It prints the counts and fails when an invariant broke.
+    """
+    install_packages(session, "hypothesis>=6.100")
+    try:
+        session.install("--only-binary=:all:", "atheris>=2.3")
+    except nox.command.CommandFailed:
+        session.log(f"No atheris wheel for Python {session.python or 'of this session'}: hypothesis will run instead.")
+    session.run("python", "tests/fuzz/endpoint_fuzz.py", *session.posargs)

@@ -13,7 +13,7 @@ from im_task.state import STATE
 from im_task.transports import RecordingTransport
 
 data_dir = tempfile.mkdtemp(prefix="im-task-architecture-")
-configure(secret="an-example-secret-0123456789", data_dir=data_dir)
+configure(secret="an-example-secret-0123456789abcdef", data_dir=data_dir)
 
 # -- one state ---------------------------------------------------------------------------
 # [state]

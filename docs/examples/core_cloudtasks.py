@@ -57,7 +57,7 @@ try:
         emulator_host=fake.address,  # or $CLOUD_TASKS_EMULATOR_HOST; leave out in production
         environ={"GAE_SERVICE": "api", "GAE_VERSION": "v42"},  # on App Engine: the real environment
     )
-    configure(transport=transport, secret="an-example-secret-of-32-bytes!!")
+    configure(transport=transport, secret="an-example-secret-of-32-or-more-bytes")
 
     @task(queue="mail", countdown=60, retry_options={"task_retry_limit": 5})
     def send_reminder(user_id):

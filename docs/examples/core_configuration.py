@@ -39,7 +39,7 @@ assert get_settings().default_queue == "from-framework"
 # [end precedence]
 
 # [start env]
-os.environ["IM_TASK_SECRET"] = "new-secret-a1b2c3d4e5f6,old-secret-0f1e2d3c4b5a"  # several, comma-separated
+os.environ["IM_TASK_SECRET"] = "new-secret-a1b2c3d4e5f60718293a4b5c,old-secret-0f1e2d3c4b5a69788796a5b4"  # two
 os.environ["IM_TASK_TRANSPORT"] = "immediate"  # a transport by name
 os.environ["IM_TASK_MAX_BODY_SIZE"] = "2097152"
 os.environ["IM_TASK_ENV"] = "production"

@@ -9,11 +9,12 @@ every answer is the documented one.
 
 import http.client
 import logging
+import socket
 from urllib.parse import urlsplit
 
 from im_task import PermanentTaskFailure, RetryTaskException, SingularTaskFailure, configure, task
 from im_task.config import get_keyring
-from im_task.envelope import seal
+from im_task.envelope import Binding, seal
 from im_task.headers import make_task_headers
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport
@@ -32,6 +33,22 @@ def post(base_url, path, body, headers, method="POST"):
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def post_cut_short(base_url, path, body, headers):
+    """Declares the whole body, sends half of it and stops sending: a body the server cannot read."""
+    parts = urlsplit(base_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            connection.putheader(name, value)
+        connection.endheaders(body[: len(body) // 2])
+        connection.sock.shutdown(socket.SHUT_WR)
+        response = connection.getresponse()
+        return response.status, response.read()
     finally:
         connection.close()
 
@@ -83,19 +100,26 @@ with serve_wsgi(TaskWSGIApp()) as base_url:
     url = "/_ah/task/example/f"
     expected = {succeed: 200, stop_for_good: 200, fail_quietly: 408, ask_for_retry: 500, crash: 500}
     for task_function, status in expected.items():
-        answer, _, text = post(base_url, url, signed_body(task_function), queue_headers)
+        answer, _, text = post(base_url, task_function.url, signed_body(task_function), queue_headers)
         assert answer == status, (task_function, answer, text)
         assert b"Traceback" not in text
         assert b"oops" not in text
         print(f"{task_function.__name__:>14}: {answer} {text.decode().strip()}")
 
-    # The endpoint enforces task_retry_limit: past it, the task is given up with a 200.
+    # The endpoint enforces task_retry_limit: a failure on the last attempt it allows is given up with a 200
+    # at once (not answered 500 only to be given up on the next delivery), and so is a delivery past it.
     body = signed_body(limited)
-    assert post(base_url, url, body, make_task_headers(queue_name="default", task_name="t2", retry_count=2))[0] == 500
-    assert post(base_url, url, body, make_task_headers(queue_name="default", task_name="t2", retry_count=3))[0] == 200
+    retried = {retry: make_task_headers(queue_name="default", task_name="t2", retry_count=retry) for retry in (1, 2, 3)}
+    assert post(base_url, limited.url, body, retried[1])[0] == 500
+    assert post(base_url, limited.url, body, retried[2])[0] == 200
+    assert post(base_url, limited.url, body, retried[3])[0] == 200
+
+    # A task's envelope is bound to its URL and queue: the same body POSTed anywhere else runs nothing.
+    assert post(base_url, url, signed_body(succeed), queue_headers)[0] == 403
 
     # Signed by us, but the call cannot be decoded (its code changed since it was enqueued): dropped with a 200.
-    stale = seal(b"a call pickled by an older version of the code", get_keyring())
+    binding = Binding.for_task(path=url, queue="default", headers={}, lifetime=3600)
+    stale = seal(b"a call pickled by an older version of the code", get_keyring(), binding)
     assert post(base_url, url, stale, queue_headers)[0] == 200
 
     # Not from a queue, or not signed with our secret: 403, and nothing is unpickled.
@@ -106,6 +130,8 @@ with serve_wsgi(TaskWSGIApp()) as base_url:
 
     # Over max_body_size: 413, read no further. Not a POST: 405 with Allow: POST.
     assert post(base_url, url, b"x" * (64 * 1024 + 1), queue_headers)[0] == 413
+    # A body that cannot be read (cut short here; malformed chunks, a reset): 400, a warning without a traceback.
+    assert post_cut_short(base_url, url, signed_body(succeed), queue_headers)[0] == 400
     status, headers, _ = post(base_url, url, None, queue_headers, method="GET")
     assert (status, headers["Allow"]) == (405, "POST")
 # [end contract]

@@ -57,7 +57,7 @@ def _forget_what_tasks_did():
 
 # [start settings]
 def test_settings_are_the_tests_own(im_task_settings):
-    im_task_settings(default_queue="low", secret="a-test-secret-of-enough-bytes")  # configure more
+    im_task_settings(default_queue="low", secret="a-test-secret-of-enough-bytes-0123")  # configure more
 
     settings = get_settings()
     assert settings.default_queue == "low"

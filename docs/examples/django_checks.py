@@ -44,7 +44,7 @@ assert [m.id for m in messages] == ["im_task.E006"]
 with override_settings(IM_TASK={"SECRETT": "typo"}):
     [typo] = [m for m in run_checks() if m.id == "im_task.E002"]
     print(typo.msg)  # settings.IM_TASK: unknown key 'SECRETT' (did you mean 'SECRET'?); known keys: ...
-with override_settings(IM_TASK={"secret": "a-long-random-secret"}):
+with override_settings(IM_TASK={"secret": "a-long-random-secret-0123456789abcdef"}):
     [lower] = [m for m in run_checks() if m.id == "im_task.E002"]
     print(lower.msg)  # settings.IM_TASK: 'secret' must be written 'SECRET'.
 with override_settings(IM_TASK_SECRET="a-long-random-secret"):  # a top-level setting, which im-task ignores

@@ -18,7 +18,7 @@ settings.configure(
     DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}},
     ROOT_URLCONF=__name__,
     USE_TZ=True,
-    IM_TASK={"SECRET": "a-test-secret-of-enough-bytes"},
+    IM_TASK={"SECRET": "a-test-secret-of-enough-bytes-0123"},
 )
 django.setup()
 
@@ -60,7 +60,7 @@ from im_task.runtime import get_transport
 from im_task.transports import RecordingTransport
 
 
-@override_settings(IM_TASK={"TRANSPORT": "immediate", "SECRET": "a-test-secret-of-enough-bytes"})
+@override_settings(IM_TASK={"TRANSPORT": "immediate", "SECRET": "a-test-secret-of-enough-bytes-0123"})
 class SignUpRunsTasksAtOnce(TestCase):
     def setUp(self):
         SENT.clear()
@@ -77,7 +77,7 @@ class SignUpRecordsTasks(TestCase):
     def setUp(self):
         SENT.clear()
         self.recorder = RecordingTransport()
-        override = self.settings(IM_TASK={"TRANSPORT": self.recorder, "SECRET": "a-test-secret-of-enough-bytes"})
+        override = self.settings(IM_TASK={"TRANSPORT": self.recorder, "SECRET": "a-test-secret-of-enough-bytes-0123"})
         override.enable()
         self.addCleanup(override.disable)
 

@@ -26,7 +26,7 @@ from im_task import configure
 from im_task.transports import RecordingTransport
 
 recorder = RecordingTransport()  # records what is sent, so that this script can check it
-configure(transport=recorder, secret="a-secret-for-this-example")
+configure(transport=recorder, secret="a-secret-for-this-example-0123456789")
 
 # [start transactional]
 from django.contrib.auth.models import User

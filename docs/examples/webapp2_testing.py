@@ -40,7 +40,7 @@ def make_app():
 def fresh_settings(transport):
     """What a pytest fixture does before each test: no leftover settings, a private data dir, a fixed secret."""
     im_task.config.reset()
-    configure(data_dir=tempfile.mkdtemp(), secret="test-secret-0123456789", transport=transport)
+    configure(data_dir=tempfile.mkdtemp(), secret="test-secret-0123456789abcdefghijk", transport=transport)
 
 
 # [start immediate]

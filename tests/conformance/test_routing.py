@@ -1,4 +1,8 @@
-"""Where tasks are served: any depth under the route, a route set with ``set_taskroute``, nothing outside."""
+"""Where tasks are served: each at its own URL, any depth under the route, a route set with ``set_taskroute``.
+
+A task's envelope is bound to its own URL (see :mod:`im_task.envelope`): the
+same envelope POSTed to any other path, under the route or not, runs nothing.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +24,20 @@ def record_path(label: str) -> None:
     "suffix",
     ["/m", "/module/function", "/a/b/c/d/e/f/g/h", "/pkg.mod/Outer/inner", "/under_score/dash-ed/x~y"],
 )
-def test_any_path_under_the_route_is_served(served_app: Served, suffix: str) -> None:
-    request = enqueue(task(record_path), suffix)
-    reply = served_app.deliver(request, path=DEFAULT_TASKROUTE + suffix)
+def test_a_task_at_any_depth_under_the_route_is_served(served_app: Served, suffix: str) -> None:
+    request = enqueue(task(record_path, url=DEFAULT_TASKROUTE + suffix), suffix)
+    assert request.url == DEFAULT_TASKROUTE + suffix
+    reply = served_app.deliver(request)
     assert reply.status == 200
     assert conformance_recorder.events() == [("ran", suffix)]
+
+
+@pytest.mark.parametrize("suffix", ["/m", "/other/function", "/test_routing/record_path/x"])
+def test_a_task_delivered_under_another_path_of_the_route_is_403(served_app: Served, suffix: str) -> None:
+    request = enqueue(task(record_path), "replayed")
+    reply = served_app.deliver(request, path=DEFAULT_TASKROUTE + suffix)
+    assert reply.status == 403
+    assert conformance_recorder.events() == []
 
 
 @pytest.mark.parametrize("path", ["/elsewhere/m/f", "/_ah/taskx/m/f", "/_ah/tas/m/f", "/_AH/TASK/m/f"])
@@ -42,9 +55,9 @@ def test_a_route_set_with_set_taskroute_is_served(serve: Callable[..., Served]) 
     request = enqueue(custom, "custom")
 
     assert served.deliver(request).status == 200
-    assert served.deliver(request, path="/Internal/Tasks/a/b/c").status == 200
-    assert conformance_recorder.events() == [("ran", "custom"), ("ran", "custom")]
+    assert served.deliver(request, path="/Internal/Tasks/a/b/c").status == 403  # not the task's own URL
+    assert conformance_recorder.events() == [("ran", "custom")]
 
     for elsewhere in (DEFAULT_TASKROUTE + "/m/f", "/internal/tasks/m/f"):
         assert served.deliver(request, path=elsewhere).status == 404
-    assert len(conformance_recorder.events()) == 2
+    assert len(conformance_recorder.events()) == 1

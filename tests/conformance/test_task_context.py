@@ -1,4 +1,8 @@
-"""What a running task sees: the context helpers, ``includeheaders``, and both header families."""
+"""What a running task sees: the context helpers, ``includeheaders``, and both header families.
+
+A task sees the queue's headers and its own, given at enqueue and signed
+with its envelope; never a header the caller added.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +63,7 @@ def with_headers(label: str, *, headers: Mapping[str, str]) -> None:
             "custom": headers["X-Custom-Header"],
             "custom_lower": headers["x-custom-header"],
             "content_type": headers.get("content-type"),
+            "caller_only": headers.get("X-Caller-Only"),
             "appengine_retry": headers.get("X-AppEngine-TaskRetryCount"),
             "cloudtasks_retry": headers.get("x-cloudtasks-taskretrycount"),
         }
@@ -71,13 +76,13 @@ def test_context_helpers_describe_the_running_task(
 ) -> None:
     prefix, queue_name, task_name = FAMILIES[family]
     reply = served_app.deliver(
-        enqueue(observe),
+        enqueue(observe.using(queue="mail", headers={"X-Custom-Header": "custom value"})),
         family=prefix,
         queue_name=queue_name,
         task_name=task_name,
         retry_count=2,
         execution_count=1,
-        extra_headers={"X-Custom-Header": "custom value"},
+        extra_headers={"X-Custom-Header": "the caller's value"},
     )
     assert reply.status == 200
     assert conformance_recorder.events() == [
@@ -98,12 +103,12 @@ def test_context_helpers_describe_the_running_task(
 def test_includeheaders_passes_the_request_headers(served_app: Served, family: str) -> None:
     prefix, queue_name, task_name = FAMILIES[family]
     reply = served_app.deliver(
-        enqueue(with_headers, "hello"),
+        enqueue(with_headers.using(queue="mail", headers={"X-Custom-Header": "custom value"}), "hello"),
         family=prefix,
         queue_name=queue_name,
         task_name=task_name,
         retry_count=4,
-        extra_headers={"X-Custom-Header": "custom value"},
+        extra_headers={"X-Custom-Header": "the caller's value", "X-Caller-Only": "dropped"},
     )
     assert reply.status == 200
     [seen] = conformance_recorder.events()
@@ -113,6 +118,7 @@ def test_includeheaders_passes_the_request_headers(served_app: Served, family: s
         "custom": "custom value",
         "custom_lower": "custom value",
         "content_type": "application/octet-stream",
+        "caller_only": None,
         "appengine_retry": "4" if prefix == APPENGINE else None,
         "cloudtasks_retry": "4" if prefix == CLOUDTASKS else None,
     }

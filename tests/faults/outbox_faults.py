@@ -217,7 +217,11 @@ def setup_django(database: dict[str, Any]) -> None:
         INSTALLED_APPS=["im_task_django"],
         DATABASES={"default": database},
         USE_TZ=True,
-        IM_TASK={"ENVIRONMENT": "development", "SECRET": "fault-injection-secret", "DATA_DIR": database["_data"]},
+        IM_TASK={
+            "ENVIRONMENT": "development",
+            "SECRET": "fault-injection-secret-0123456789abc",
+            "DATA_DIR": database["_data"],
+        },
         LOGGING_CONFIG=None,
     )
     del database["_data"]

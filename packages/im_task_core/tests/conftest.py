@@ -15,7 +15,7 @@ from im_task_testsupport import sink
 from im_task.testing.plugin import ImTaskSettings
 
 #: The secret every test is configured with.
-TEST_SECRET = "test-secret-0123456789abcdef"
+TEST_SECRET = "test-secret-0123456789abcdefghijklmn"
 
 
 @pytest.fixture(autouse=True)

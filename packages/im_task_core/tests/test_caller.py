@@ -540,7 +540,7 @@ def test_a_failed_token_check_is_403_before_the_body_is_read(
     assert_refused_unread(response, body)
     logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(logged) == 1
-    assert logged[0].startswith("Refused task task-1 (/_ah/task/app/work) from 10.0.0.1: ")
+    assert logged[0].startswith("Refused task 'task-1' ('/_ah/task/app/work') from '10.0.0.1': ")
     if token and len(token) > 10:
         assert all(part not in logged[0] for part in token.split(".") if len(part) > 8)  # never the token
 

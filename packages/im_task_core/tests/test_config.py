@@ -94,6 +94,10 @@ def test_unknown_setting_is_refused_naming_it_and_the_source() -> None:
         "front_authenticated",
         "accept_legacy_payloads",
         "payload_store",
+        "envelope_lifetime",
+        "accept_unbound_envelopes",
+        "dead_letter_store",
+        "log_outcomes",
     }
 
 
@@ -139,7 +143,7 @@ def test_google_cloud_settings_are_read_from_the_environment(monkeypatch: pytest
         ("transport", 42, r"one of 'local', 'immediate', 'recording', 'cloudtasks'"),
         ("transport", RecordingTransport, r"transport must be a Transport instance"),
         ("secret", 123, r"secret must be a str, bytes, or a non-empty list"),
-        ("secret", "too-short", r"at least 16 bytes"),
+        ("secret", "too-short", r"at least 32 bytes"),
         ("data_dir", 3, r"data_dir must be a path, not int"),
         ("max_body_size", 1023, r"max_body_size must be a whole number of bytes >= 1024"),
         ("max_body_size", 0, r"max_body_size must be a whole number"),
@@ -173,7 +177,7 @@ def test_bad_values_are_refused_and_nothing_changes(setting: str, value: Any, me
         ("IM_TASK_MAX_BODY_SIZE", "big", r"\$IM_TASK_MAX_BODY_SIZE: max_body_size must be"),
         ("IM_TASK_MAX_BODY_SIZE", "100", r"\$IM_TASK_MAX_BODY_SIZE: max_body_size must be"),
         ("IM_TASK_ENV", "prod", r"environment must be 'development' or 'production', not 'prod'"),
-        ("IM_TASK_SECRET", "short", r"\$IM_TASK_SECRET: a secret must be at least 16 bytes"),
+        ("IM_TASK_SECRET", "short", r"\$IM_TASK_SECRET: a secret must be at least 32 bytes"),
     ],
 )
 def test_bad_environment_values_are_refused_naming_the_variable(
@@ -192,7 +196,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("IM_TASK_MAX_BODY_SIZE", "2048")
     monkeypatch.setenv("IM_TASK_WARMUP_MODULE", "json")
     monkeypatch.setenv("IM_TASK_DEFAULT_QUEUE", "env-queue")
-    monkeypatch.setenv("IM_TASK_SECRET", "s" * 16)
+    monkeypatch.setenv("IM_TASK_SECRET", "an-environment-secret-0123456789abc")
     monkeypatch.setenv("IM_TASK_ENV", "production")
     settings = get_settings()
     assert settings.transport == "recording"
@@ -200,7 +204,7 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.max_body_size == 2048
     assert settings.warmup_module == "json"
     assert settings.default_queue == "env-queue"
-    assert settings.secrets == (b"s" * 16,)
+    assert settings.secrets == (b"an-environment-secret-0123456789abc",)
     assert settings.production
     assert isinstance(get_transport(), RecordingTransport)
 
@@ -241,9 +245,9 @@ def test_production_without_secret_is_refused_saying_what_to_set(monkeypatch: py
     with pytest.raises(ConfigurationError, match=expected):
         check_configuration()
     assert not (get_settings().data_dir / "secret").exists()  # no local secret made in production
-    configure(secret="p" * 32, front_authenticated=True)  # outside App Engine production also needs a caller check
+    configure(secret="a-production-secret-0123456789abcdef", front_authenticated=True)  # a caller check is needed too
     check_configuration()
-    assert get_keyring().signing_key == b"p" * 32
+    assert get_keyring().signing_key == b"a-production-secret-0123456789abcdef"
 
 
 def test_app_engine_defaults_to_cloud_tasks_which_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -383,7 +387,7 @@ def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_ta
 
 
 def test_settings_never_show_the_secret_in_their_repr() -> None:
-    configure(secret=["rotated-in-secret-value-0001", "rotated-out-secret-value-0002"])
+    configure(secret=["rotated-in-secret-value-0123456789abcdef", "rotated-out-secret-value-0123456789abcdef"])
     text = repr(im_task.config.get_settings()) + repr(im_task.config.get_keyring())
     assert "secret-value" not in text
 
@@ -405,7 +409,7 @@ def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -
     assert im_task.config.get_settings().default_queue == "before"
     assert im_task.config.get_local_target() is None
 
-    im_task.config.configure(secret="a-valid-secret-0123456789")
+    im_task.config.configure(secret="a-valid-secret-0123456789abcdefgh")
     im_task.runtime.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
     assert get_taskroute() == "/after"
     assert im_task.config.get_settings().default_queue == "after"

@@ -31,7 +31,7 @@ from im_task import (
 )
 from im_task.config import get_keyring
 from im_task.endpoints import DEFERRED_URL, find_endpoint, handle_request
-from im_task.envelope import REFERENCE_VERSION, open_envelope, seal
+from im_task.envelope import BOUND_REFERENCE_VERSION, open_envelope, seal
 from im_task.headers import CLOUDTASKS, make_task_headers
 from im_task.retry import RetryOptions
 from im_task.runtime import check_configuration
@@ -422,7 +422,7 @@ def test_an_oversize_payload_still_runs(im_task_recorder: RecordingTransport) ->
     big = b"x" * 300_000  # over App Engine's 100 KB inline limit
     deferred.defer(record, big)
     (request,) = im_task_recorder.requests
-    assert (request.body[0], len(request.body) < 1000) == (REFERENCE_VERSION, True)  # the payload went to the store
+    assert (request.body[0], len(request.body) < 1000) == (BOUND_REFERENCE_VERSION, True)  # the payload is stored
     assert [r.status for r in im_task_recorder.run_all()] == [200]
     assert sink.events() == [big]
 

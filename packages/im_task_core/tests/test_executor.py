@@ -32,7 +32,7 @@ from im_task import (
     task,
 )
 from im_task.config import get_keyring
-from im_task.envelope import seal
+from im_task.envelope import Binding, seal
 from im_task.executor import TaskResponse, handle_request
 from im_task.headers import APPENGINE, CLOUDTASKS, make_task_headers
 from im_task.keys import KEY_ID_SIZE, Keyring
@@ -53,9 +53,18 @@ def fail_with(exc: BaseException) -> None:
     raise exc
 
 
-def sealed(func: Callable[..., Any], *args: Any, retry_limit: int | None = None, **kwargs: Any) -> bytes:
+def sealed(
+    func: Callable[..., Any],
+    *args: Any,
+    retry_limit: int | None = None,
+    path: str = PATH,
+    queue: str = "default",
+    **kwargs: Any,
+) -> bytes:
+    """A genuine task's envelope, bound to ``path`` and ``queue`` as the decorator binds them."""
     call = TaskCall(func, args, kwargs, retry_limit=retry_limit, description="tests/" + func.__name__)
-    return seal(dumps_call(call), get_keyring())
+    binding = Binding.for_task(path=path, queue=queue, headers={}, lifetime=3600)
+    return seal(dumps_call(call), get_keyring(), binding)
 
 
 def queue_headers(family: str = APPENGINE, **overrides: Any) -> dict[str, str]:
@@ -132,7 +141,7 @@ def test_singular_task_failure_is_408_logged_at_debug(caplog: pytest.LogCaptureF
     assert response.status == 408
     assert response.status_line == "408 Request Timeout"
     assert isinstance(response.exception, SingularTaskFailure)
-    assert [r for r in caplog.records if r.levelno > logging.DEBUG] == []
+    assert [r for r in caplog.records if r.levelno > logging.DEBUG and r.name != "im_task.outcomes"] == []
     assert any("try later" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records)
 
 
@@ -147,14 +156,14 @@ def test_other_exceptions_are_500_without_traceback_in_the_body(
     response = post(sealed(fail_with, exc))
     assert response.status == 500
     assert response.status_line == "500 Internal Server Error"
-    assert response.body == b"The task failed; it will be retried.\n"
+    assert response.body == b"The task failed; the queue will retry it.\n"
     assert b"Traceback" not in response.body
     assert type(exc).__name__.encode() not in response.body
     assert type(response.exception) is type(exc)
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert record.levelno == logging.ERROR
     assert record.exc_info is not None
-    assert "will be retried" in record.getMessage()
+    assert "the queue will retry it unless its own retry limit is used up" in record.getMessage()
 
 
 # --- retry limit ---------------------------------------------------------------------------------------------
@@ -228,7 +237,7 @@ def test_both_header_families_in_any_case(family: str, case: Callable[[str], str
             retry_count=2,
         ).items()
     }
-    body = sealed(report.func)
+    body = sealed(report.func, queue="mail")
     assert post(body, headers).status == 200
     assert sink.calls == [("mail", "abc-123", 2)]
 
@@ -310,7 +319,7 @@ def vanishing_module(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 def test_verified_but_undecodable_is_200_and_logged_naming_the_task(
     caplog: pytest.LogCaptureFixture, vanishing_module: types.ModuleType
 ) -> None:
-    body = sealed(vanishing_module.doomed, "never")
+    body = sealed(vanishing_module.doomed, "never", path="/_ah/task/mod/doomed")
     assert vanishing_module.__name__.encode() in body  # pickled by reference, as code in a module is
     del vanishing_module.doomed  # the code changed since the task was enqueued
     response = handle_request("POST", "/_ah/task/mod/doomed", body, queue_headers(task_name="t-42"))
@@ -520,14 +529,14 @@ def test_debug_logging_shows_the_queue_headers_but_not_credentials(caplog: pytes
     assert "session=abc" not in caplog.text
 
 
-def test_refusals_log_at_warning_and_a_body_over_the_limit_at_error(caplog: pytest.LogCaptureFixture) -> None:
-    """docs/endpoint.md: refused requests at WARNING (a body over the limit at ERROR)."""
+def test_refusals_log_at_warning_a_body_over_the_limit_too(caplog: pytest.LogCaptureFixture) -> None:
+    """docs/endpoint.md: refused requests at WARNING, a body over the limit too (its caller is not authenticated)."""
     configure(max_body_size=1024)
     with caplog.at_level(logging.DEBUG, logger="im_task"):
         assert post(sealed(work, "x"), {}).status == 403
         assert post(b"x" * 1025).status == 413
     levels = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
-    assert [level for level, _ in levels] == [logging.WARNING, logging.ERROR], levels
+    assert [level for level, _ in levels] == [logging.WARNING, logging.WARNING], levels
     assert "no task queue headers" in levels[0][1]
     assert "max_body_size" in levels[1][1]
 

@@ -6,7 +6,16 @@ import datetime as dt
 
 import pytest
 
-from im_task.headers import APPENGINE, CLOUDTASKS, Headers, TaskHeaders, make_task_headers
+from im_task.headers import (
+    APPENGINE,
+    CLOUDTASKS,
+    Headers,
+    TaskHeaders,
+    delivery_headers,
+    forwardable_headers,
+    is_hop_by_hop_header,
+    make_task_headers,
+)
 
 
 def test_headers_are_case_insensitive_and_keep_the_given_names() -> None:
@@ -95,13 +104,14 @@ def test_parse_needs_queue_and_task_name_of_one_family(headers: dict[str, str]) 
 @pytest.mark.parametrize(
     ("retry", "eta", "expected_retry", "expected_eta"),
     [
-        ("-3", "nan-ish", 0, None),
-        ("many", "", 0, None),
-        ("", "1e400", 0, None),
+        ("-3", "nan-ish", -1, None),  # a count that is no whole number reads -1: the endpoint refuses it
+        ("many", "", -1, None),
+        ("1.5", "", -1, None),
+        ("", "1e400", 0, None),  # absent: 0
         (" 2 ", "0", 2, dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)),
     ],
 )
-def test_parse_tolerates_bad_numbers(retry: str, eta: str, expected_retry: int, expected_eta: object) -> None:
+def test_parse_reads_bad_numbers_as_refusable(retry: str, eta: str, expected_retry: int, expected_eta: object) -> None:
     parsed = TaskHeaders.parse(
         {"X-AppEngine-QueueName": "q", "X-AppEngine-TaskName": "t", "X-AppEngine-TaskRetryCount": retry}
         | {"X-AppEngine-TaskETA": eta}
@@ -146,3 +156,34 @@ def test_make_and_parse_round_trip() -> None:
             queue_name="q", task_name="t", retry_count=5, execution_count=4, eta=eta, family=family
         )
         assert TaskHeaders.parse(made) == TaskHeaders("q", "t", 5, 4, eta, family)
+
+
+CONNECTION_HEADERS = [
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authorization",
+    "Proxy-Authenticate",
+    "Proxy-Connection",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "transfer_encoding",
+    "Upgrade",
+    "Content-Length",
+    "HOST",
+]
+
+
+@pytest.mark.parametrize("name", CONNECTION_HEADERS)
+def test_connection_headers_are_hop_by_hop_and_never_forwarded(name: str) -> None:
+    assert is_hop_by_hop_header(name)
+    own = {name: "1", "X-Tenant": "acme"}
+    assert forwardable_headers(own) == {"X-Tenant": "acme"}
+    queue = make_task_headers(queue_name="q", task_name="t")
+    assert name not in delivery_headers(own, queue)
+
+
+@pytest.mark.parametrize("name", ["X-Tenant", "Authorization", "Content-Type", "Te-Custom", "X-Proxy-Id", "Tea"])
+def test_other_headers_are_not_hop_by_hop(name: str) -> None:
+    assert not is_hop_by_hop_header(name)
+    assert forwardable_headers({name: "1"}) == {name: "1"}

@@ -191,8 +191,8 @@ def test_in_process_delivery_drops_headers_only_a_queue_may_set() -> None:
 
     recorder = RecordingTransport()
     configure(transport=recorder)
-    report()
+    report.using(headers={"X-Own": "kept"})()
     [request] = recorder.requests
-    forged = {**request.headers, "X_AppEngine_TaskRetryCount": "7", "X-CloudTasks-TaskName": "x", "X-Own": "kept"}
+    forged = {**request.headers, "X_AppEngine_TaskRetryCount": "7", "X-CloudTasks-TaskName": "x", "X-Own": "swapped"}
     assert recorder.deliver(replace(request, headers=forged), retry_count=2).status == 200
     assert sink.calls == [("2", False, "kept")]

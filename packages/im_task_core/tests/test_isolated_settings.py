@@ -37,7 +37,7 @@ def test_inside_is_clean_and_everything_is_put_back(tmp_path: Path, monkeypatch:
     STATE.warmed_up.add("some.module")
     try:
         recorder = RecordingTransport()
-        with isolated_settings(tmp_path / "inner", secret="inner-secret-0123456789", transport=recorder):
+        with isolated_settings(tmp_path / "inner", secret="inner-secret-0123456789abcdefghij", transport=recorder):
             assert "IM_TASK_DEFAULT_QUEUE" not in os.environ
             assert "K_SERVICE" not in os.environ
             assert config.get_settings().default_queue == "default"

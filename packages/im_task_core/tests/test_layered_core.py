@@ -192,7 +192,7 @@ def test_check_configuration_reports_unknown_environment_variables(
 ) -> None:
     configure(transport="recording")
     monkeypatch.setenv("IM_TASK_SECRTE", "typo")
-    monkeypatch.setenv("IM_TASK_SECRET", "a-real-secret-0123456789")
+    monkeypatch.setenv("IM_TASK_SECRET", "a-real-secret-0123456789abcdefghi")
     with caplog.at_level(logging.WARNING, logger="im_task"):
         check_configuration()
     lines = [r.getMessage() for r in caplog.records]
@@ -268,12 +268,17 @@ def test_delivery_headers_drop_the_queues_own_and_add_a_content_type() -> None:
 
 def test_adapter_settings_are_read_and_checked_in_the_framework_spelling() -> None:
     read = read_adapter_settings(
-        {"SECRET": "a-long-enough-secret-0123", "ROUTE": "tasks/", "REGISTER_LOCAL_TARGET": False, "DATABASE": "x"},
+        {
+            "SECRET": "a-long-enough-secret-0123456789ab",
+            "ROUTE": "tasks/",
+            "REGISTER_LOCAL_TARGET": False,
+            "DATABASE": "x",
+        },
         source="settings.IM_TASK",
         spell=str.upper,
         extra={"database": lambda value, source: value},
     )
-    assert read.core == {"secret": "a-long-enough-secret-0123"}
+    assert read.core == {"secret": "a-long-enough-secret-0123456789ab"}
     assert read.route == "/tasks"
     assert read.register_local_target is False
     assert read.extra == {"database": "x"}

@@ -67,7 +67,7 @@ def test_settings_are_isolated_configurable_and_put_back(
             settings = get_settings()
             assert settings.default_queue == "default"  # not "outer"
             assert settings.data_dir == im_task_settings.data_dir == tmp_path / "im_task"
-            im_task_settings(default_queue="mail", secret="a-test-secret-of-16+-bytes")
+            im_task_settings(default_queue="mail", secret="a-test-secret-of-32-or-more-bytes")
             assert get_settings().default_queue == "mail"
 
         def test_after():

@@ -31,7 +31,7 @@ from im_task_django.conf import apply_settings
 from im_task_django.models import OutboxTask
 from im_task_django.transactions import binder
 
-SECRET = "im-task-django-test-secret"
+SECRET = "im-task-django-test-secret-0123456789"
 
 
 @pytest.fixture(autouse=True)

@@ -62,7 +62,7 @@ def test_first_request_resumes_tasks_left_in_the_local_queue(server: str, tmp_pa
     assert tasks.RESULTS == []
     config.reset()
     # The default transport: a LocalTransport on that same file.
-    configure(data_dir=tmp_path, secret="im-task-django-test-secret")
+    configure(data_dir=tmp_path, secret="im-task-django-test-secret-0123456789")
     ImTaskConfig.ready(apps.get_app_config("im_task_django"))  # reconnects the one-shot receiver
 
     _get(server, "/not-a-task/")  # any request: the project is serving

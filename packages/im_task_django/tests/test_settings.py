@@ -49,6 +49,10 @@ def test_keys_are_upper_case_as_in_djangos_own_settings_dicts() -> None:
         "FRONT_AUTHENTICATED",
         "ACCEPT_LEGACY_PAYLOADS",
         "PAYLOAD_STORE",
+        "DEAD_LETTER_STORE",
+        "LOG_OUTCOMES",
+        "ENVELOPE_LIFETIME",
+        "ACCEPT_UNBOUND_ENVELOPES",
         "ROUTE",
         "REGISTER_LOCAL_TARGET",
         "DATABASE",
@@ -100,7 +104,7 @@ def test_override_settings_changes_core_settings(tmp_path: Path) -> None:
 def test_transport_instance_in_settings() -> None:
     config.reset()
     transport = ImmediateTransport()
-    with override_settings(IM_TASK={"TRANSPORT": transport, "SECRET": "a-secret-for-this-test"}):
+    with override_settings(IM_TASK={"TRANSPORT": transport, "SECRET": "a-secret-for-this-test-0123456789abc"}):
         tasks.record("immediately")
     assert tasks.RESULTS == ["immediately"]
 

@@ -7,4 +7,4 @@ from im_task_testsupport.raw_http import Client, Reply
 __all__ = ["TEST_SECRET", "Client", "Reply"]
 
 #: The secret every test is configured with (the conftest configures it).
-TEST_SECRET = "flask-test-secret-0123456789"
+TEST_SECRET = "flask-test-secret-0123456789abcdef"

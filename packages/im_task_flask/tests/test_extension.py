@@ -63,6 +63,10 @@ def test_the_config_keys_are_the_cores_names_spelt_for_flask() -> None:
         "IM_TASK_FRONT_AUTHENTICATED": "front_authenticated",
         "IM_TASK_ACCEPT_LEGACY_PAYLOADS": "accept_legacy_payloads",
         "IM_TASK_PAYLOAD_STORE": "payload_store",
+        "IM_TASK_DEAD_LETTER_STORE": "dead_letter_store",
+        "IM_TASK_LOG_OUTCOMES": "log_outcomes",
+        "IM_TASK_ENVELOPE_LIFETIME": "envelope_lifetime",
+        "IM_TASK_ACCEPT_UNBOUND_ENVELOPES": "accept_unbound_envelopes",
         "IM_TASK_ROUTE": "route",
         "IM_TASK_REGISTER_LOCAL_TARGET": "register_local_target",
     }
@@ -93,7 +97,7 @@ def test_config_keys_reach_the_core(tmp_path: Path) -> None:
     configure(secret=None, data_dir=None)  # let app.config provide them
     app = Flask("configured")
     app.config.update(
-        IM_TASK_SECRET="an-app-config-secret-0123",
+        IM_TASK_SECRET="an-app-config-secret-0123456789abc",
         IM_TASK_TRANSPORT="recording",
         IM_TASK_DATA_DIR=str(tmp_path / "data"),
         IM_TASK_MAX_BODY_SIZE=4096,
@@ -105,7 +109,7 @@ def test_config_keys_reach_the_core(tmp_path: Path) -> None:
     )
     state = ImTask().init_app(app)
     settings = get_settings()
-    assert settings.secrets == (b"an-app-config-secret-0123",)
+    assert settings.secrets == (b"an-app-config-secret-0123456789abc",)
     assert isinstance(get_transport(), RecordingTransport)
     assert settings.data_dir == tmp_path / "data"
     assert settings.max_body_size == 4096
@@ -234,7 +238,7 @@ def test_production_with_a_secret_in_app_config_starts(recorder: RecordingTransp
     configure(secret=None)
     app = Flask("safe")
     app.config.update(
-        IM_TASK_ENV="production", IM_TASK_SECRET="a-production-secret-0123", IM_TASK_FRONT_AUTHENTICATED=True
+        IM_TASK_ENV="production", IM_TASK_SECRET="a-production-secret-0123456789ab", IM_TASK_FRONT_AUTHENTICATED=True
     )
     ImTask(app)
     assert "im_task" in app.extensions
@@ -322,11 +326,11 @@ def test_make_blueprint_mounts_the_endpoint_anywhere(recorder: RecordingTranspor
     assert isinstance(blueprint, Blueprint)
     app = Flask("manual")
     app.register_blueprint(blueprint, url_prefix="/api")
-    make_task("manual")()
+    make_task("manual").using(url="/api/queue/work/any/thing")()
     request = only_request(recorder)
     with serve_wsgi(app) as url:
         client = Client(url)
-        assert deliver(client, request, path="/api/queue/work/any/thing") == 200
+        assert deliver(client, request) == 200
         reply = client.request("PROPFIND", "/api/queue/work/any/thing")
         assert (reply.status, reply.headers["Allow"]) == (405, "POST")
     assert flask_sink.calls == ["manual"]

@@ -160,10 +160,30 @@ def test_the_cloud_tasks_header_family_works_too(client: Client, recorder: Recor
 
 
 @pytest.mark.parametrize("path", ["/_ah/task/x", "/_ah/task/a/b/c/d/e", "/_ah/task/pkg.mod/Outer/inner/lambda"])
-def test_any_nested_path_under_the_route_is_served(client: Client, recorder: RecordingTransport, path: str) -> None:
-    reply = deliver(client, enqueued(recorder, add, 1, 1), path=path)
+def test_a_task_at_any_depth_under_the_route_is_served(client: Client, recorder: RecordingTransport, path: str) -> None:
+    reply = deliver(client, enqueued(recorder, add.using(url=path), 1, 1))
     assert reply.status == 200
     assert flask_sink.calls == [("add", 2)]
+
+
+@pytest.mark.parametrize("path", ["/_ah/task/x", "/_ah/task/a/b/c/d/e"])
+def test_a_task_replayed_under_another_path_of_the_route_is_403(
+    client: Client, recorder: RecordingTransport, path: str
+) -> None:
+    reply = deliver(client, enqueued(recorder, add, 1, 1), path=path)
+    assert reply.status == 403
+    assert flask_sink.calls == []
+
+
+def test_a_task_whose_path_is_not_ascii_is_served(client: Client, recorder: RecordingTransport) -> None:
+    @task
+    def café() -> None:  # noqa: PLC2401 - a task whose URL is not ASCII
+        flask_sink.record("café")
+
+    request = enqueued(recorder, café)
+    assert request.url.endswith("/caf%C3%A9")
+    assert deliver(client, request).status == 200
+    assert flask_sink.calls == ["café"]
 
 
 def test_nested_function_tasks_are_posted_to_their_own_nested_path(
@@ -276,7 +296,7 @@ def test_a_tampered_body_is_403(client: Client, recorder: RecordingTransport) ->
 
 def test_a_body_signed_with_an_older_secret_still_verifies(client: Client, recorder: RecordingTransport) -> None:
     request = enqueued(recorder, add, 4, 4)
-    configure(secret=["a-brand-new-secret-value-1234", TEST_SECRET])
+    configure(secret=["a-brand-new-secret-value-0123456789ab", TEST_SECRET])
     assert deliver(client, request).status == 200
     assert flask_sink.calls == [("add", 8)]
 

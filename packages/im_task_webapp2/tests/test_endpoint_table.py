@@ -73,7 +73,7 @@ def test_each_route_reaches_its_own_endpoint() -> None:
         b"echo PUT /_ah/tree/a/b deep\n"
     )
     assert Request.blank("/_ah/probe/under", method="POST").get_response(app).status_int == 404
-    headers = {**sent.headers, **make_task_headers(queue_name="q", task_name="t")}
+    headers = {**sent.headers, **make_task_headers(queue_name=sent.queue, task_name="t")}
     task_reply = Request.blank(sent.url, method="POST", body=sent.body, headers=headers).get_response(app)
     assert task_reply.status_int == 200
     assert Request.blank("/").get_response(app).body == b"home"

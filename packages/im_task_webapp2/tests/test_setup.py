@@ -207,7 +207,7 @@ def test_unknown_im_task_environment_variables_are_logged_at_setup(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("IM_TASK_MAX_BODYSIZE", "4096")
-    monkeypatch.setenv("IM_TASK_SECRET", "a-known-variable-0123456789")
+    monkeypatch.setenv("IM_TASK_SECRET", "a-known-variable-0123456789abcdef")
     caplog.set_level(logging.WARNING, logger="im_task")
     setup(make_app())
     lines = [r.getMessage() for r in caplog.records if r.name == "im_task" and r.levelno == logging.WARNING]
@@ -227,9 +227,9 @@ def test_setup_refuses_production_without_a_secret() -> None:
 
 def test_a_secret_in_app_config_is_enough_for_production() -> None:
     im_task.config.reset()
-    production = {"environment": "production", "transport": "recording", "secret": "s" * 32}
+    production = {"environment": "production", "transport": "recording", "secret": "a-production-secret-0123456789ab"}
     setup(make_app(im_task={**production, "front_authenticated": True}))  # outside App Engine: a caller check too
-    assert get_settings().secrets == (b"s" * 32,)
+    assert get_settings().secrets == (b"a-production-secret-0123456789ab",)
 
 
 def test_serving_tasks_without_setup_warns_once_that_app_config_is_ignored(caplog: pytest.LogCaptureFixture) -> None:

@@ -273,7 +273,7 @@ def check_caller(family: str, headers: Mapping[str, str], settings: Settings) ->
         ConfigurationError: The caller check cannot be made (an incomplete OIDC
             configuration, google-auth not installed): im-task is misconfigured.
     """
-    policy = CallerPolicy.from_settings(settings)
+    policy = _policy_of(settings)
     decision = policy.decide(family)
     if not decision.accepted:
         raise CallerError(f"refused by the caller policy: {decision.reason}.")
@@ -284,6 +284,25 @@ def check_caller(family: str, headers: Mapping[str, str], settings: Settings) ->
     if token is None:
         raise CallerError("no OIDC token (an 'Authorization: Bearer' header) on an HTTP-target task.")
     verify_oidc_token(token, audience=oidc.audience, service_account_email=oidc.service_account_email)
+
+
+def _policy_of(settings: Settings) -> CallerPolicy:
+    """``CallerPolicy.from_settings(settings)``, kept while the settings and ``GAE_ENV`` stay the same.
+
+    Raises:
+        ConfigurationError: The OIDC configuration is incomplete (never kept).
+    """
+    app_engine = on_app_engine()
+    last = _last_policy[0]
+    if last is not None and last[0] is settings and last[1] == app_engine:
+        return last[2]
+    policy = CallerPolicy.from_settings(settings)
+    _last_policy[0] = (settings, app_engine, policy)
+    return policy
+
+
+#: The settings and App Engine flag the last policy was made for, and the policy (see :func:`_policy_of`).
+_last_policy: list[tuple[Settings, bool, CallerPolicy] | None] = [None]
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:

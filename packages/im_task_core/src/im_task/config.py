@@ -7,7 +7,7 @@ settings (pushed by an adapter), environment variables, defaults.
 setting             environment variable        default
 ==================  ==========================  =======================================
 ``transport``       ``IM_TASK_TRANSPORT``       ``LocalTransport`` (Cloud Tasks on App Engine standard)
-``secret``          ``IM_TASK_SECRET``          made once in ``data_dir`` (development only)
+``secret``          ``IM_TASK_SECRET``          made once in ``data_dir`` (development, local queue only)
 ``data_dir``        ``IM_TASK_DATA_DIR``        ``.im_task`` in the working directory
 ``max_body_size``   ``IM_TASK_MAX_BODY_SIZE``   1,048,576 bytes
 ``warmup_module``   ``IM_TASK_WARMUP_MODULE``   none
@@ -39,8 +39,25 @@ false) lets the deferred endpoints run the unsigned pickles App Engine's
 ``deferred`` wrote, for a migration window; it is refused at start-up
 except in production on App Engine (see :mod:`im_task.deferred`).
 
+``envelope_lifetime`` (``IM_TASK_ENVELOPE_LIFETIME``, seconds, default 31
+days) is how long after its schedule time a task's signed envelope is
+accepted; ``accept_unbound_envelopes`` (``IM_TASK_ACCEPT_UNBOUND_ENVELOPES``,
+default true) keeps the endpoint reading the envelopes of im-task before
+envelopes were bound to their task, for a rolling deploy (see :mod:`im_task.envelope`).
+
+``dead_letter_store`` (``IM_TASK_DEAD_LETTER_STORE``) is where the endpoint
+keeps the tasks that failed permanently, gave up or were dropped: a
+:class:`~im_task.deadletter.DeadLetterStore`, or ``"local"``, ``"ndb"``,
+``"none"`` or ``"package.module:factory"``; by default the payload store's kind
+(see :mod:`im_task.stores.deadletters`). ``log_outcomes``
+(``IM_TASK_LOG_OUTCOMES``, default true) logs one INFO line per task outcome.
+
 ``secret`` may be a list: the first signs, all verify; ``IM_TASK_SECRET``
-takes several separated by commas. ``transport`` may be a ``Transport``, or a
+takes several separated by commas (a WARNING says how many were read). Each
+is at least 32 bytes and not mostly repetition (see
+:func:`im_task.keys.coerce_secret`). With none configured, a development
+secret is made in ``data_dir``, only for the local queue and the in-process
+transports (see :func:`uses_local_secret`). ``transport`` may be a ``Transport``, or a
 name: ``"local"``, ``"immediate"``, ``"recording"``, ``"cloudtasks"``, or ``"package.module:factory"``;
 :mod:`im_task.runtime` makes it (this module imports no transport).
 ``payload_store`` (where tasks over the transport's inline limit keep their
@@ -56,18 +73,20 @@ which knows the core settings and the adapter-level keys (``route``,
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from im_task.datadir import SECRET_FILE as LOCAL_SECRET_FILE
 from im_task.errors import ConfigurationError
-from im_task.keys import Keyring, coerce_secret, load_or_create_local_secret
+from im_task.keys import MAKE_SECRET, Keyring, coerce_secret, load_or_create_local_secret
 from im_task.names import DEFAULT_DATA_DIR, DEFAULT_QUEUE, ENV_PREFIX, QUEUE_NAME, QUEUE_NAME_RULE, did_you_mean
 from im_task.routing import normalize_taskroute
 from im_task.state import STATE, close_quietly
@@ -75,6 +94,7 @@ from im_task.state import STATE, close_quietly
 __all__ = [
     "ADAPTER_SETTING_NAMES",
     "ENVIRONMENT_VARIABLES",
+    "HIDDEN",
     "SETTING_NAMES",
     "AdapterSettings",
     "Settings",
@@ -84,10 +104,14 @@ __all__ = [
     "get_local_target",
     "get_settings",
     "read_adapter_settings",
+    "redact",
     "register_local_target",
+    "repr_without_secrets",
     "reset",
     "set_framework_settings",
+    "transport_choice",
     "unknown_environment_variables",
+    "uses_local_secret",
 ]
 
 logger = logging.getLogger("im_task")
@@ -96,6 +120,9 @@ Environment = Literal["development", "production"]
 WSGIApp = Callable[..., Any]
 
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
+#: How long after its schedule time an envelope is accepted by default: Cloud Tasks keeps a task at most
+#: 31 days (and schedules at most 30 days ahead, so no envelope lives more than 61 days).
+DEFAULT_ENVELOPE_LIFETIME = 31 * 24 * 3600.0
 SETTING_NAMES = (
     "transport",
     "secret",
@@ -113,6 +140,10 @@ SETTING_NAMES = (
     "front_authenticated",
     "accept_legacy_payloads",
     "payload_store",
+    "dead_letter_store",
+    "log_outcomes",
+    "envelope_lifetime",
+    "accept_unbound_envelopes",
 )
 #: The keys every adapter reads from its framework's settings besides the core settings.
 ADAPTER_SETTING_NAMES = ("route", "register_local_target")
@@ -150,6 +181,11 @@ class Settings:
         accept_legacy_payloads: Whether the deferred endpoints run unsigned legacy ``deferred`` pickles
             (production on App Engine only; see :mod:`im_task.deferred`).
         payload_store: The payload store given, a name of one, or None for the default.
+        dead_letter_store: The dead-letter store given, a name of one, or None for the payload store's kind.
+        log_outcomes: Whether the endpoint logs one INFO line per task outcome.
+        envelope_lifetime: How long after its schedule time a task's envelope is accepted, in seconds.
+        accept_unbound_envelopes: Whether the endpoint still accepts envelopes made before envelopes were
+            bound to their task (versions 1 and 2), for a rolling deploy.
     """
 
     transport: Any
@@ -169,6 +205,10 @@ class Settings:
     front_authenticated: bool = False
     accept_legacy_payloads: bool = False
     payload_store: Any = None
+    dead_letter_store: Any = None
+    log_outcomes: bool = True
+    envelope_lifetime: float = DEFAULT_ENVELOPE_LIFETIME
+    accept_unbound_envelopes: bool = True
 
     @property
     def production(self) -> bool:
@@ -186,6 +226,7 @@ class Settings:
             self.service_account_email,
             self.audience,
             self.background_service,
+            self.dead_letter_store,  # the local queue records what it gives up on there
         )
 
     def local_data_dir(self) -> Path:
@@ -218,7 +259,7 @@ def configure(**settings: Any) -> None:
     Example:
         >>> from im_task import configure
         >>> from im_task.transports import ImmediateTransport
-        >>> configure(transport=ImmediateTransport(), secret="a-long-enough-secret-value")
+        >>> configure(transport=ImmediateTransport(), secret="a-long-enough-secret-value-0123456789")
     """
     checked = _checked(settings, source="configure()")
     with _changing():
@@ -334,6 +375,10 @@ def _resolve() -> Settings:
         front_authenticated=bool(pick("front_authenticated")),
         accept_legacy_payloads=bool(pick("accept_legacy_payloads")),
         payload_store=pick("payload_store"),
+        dead_letter_store=pick("dead_letter_store"),
+        log_outcomes=_default_true(pick("log_outcomes")),
+        envelope_lifetime=pick("envelope_lifetime") or DEFAULT_ENVELOPE_LIFETIME,
+        accept_unbound_envelopes=_default_true(pick("accept_unbound_envelopes")),
     )
 
 
@@ -372,16 +417,7 @@ def validate_setting(name: str, value: Any, source: str) -> Any:
             f"'recording', 'cloudtasks', 'package.module:factory'; got {type(value).__name__}."
         )
     if name == "secret":
-        items: Sequence[Any]
-        if isinstance(value, str) and source.startswith("$"):
-            items = [part.strip() for part in value.split(",") if part.strip()]
-        elif isinstance(value, (str, bytes)):
-            items = [value]
-        elif isinstance(value, Sequence) and value:
-            items = value
-        else:
-            raise ConfigurationError(f"{source}: secret must be a str, bytes, or a non-empty list of them.")
-        return tuple(coerce_secret(item, source=source) for item in items)
+        return _secrets(value, source)
     if name == "data_dir":
         if isinstance(value, (str, os.PathLike)):
             return Path(value)
@@ -427,10 +463,16 @@ def validate_setting(name: str, value: Any, source: str) -> Any:
             f"{source}: service_account_email must be an email such as "
             f"'tasks@my-project.iam.gserviceaccount.com', not {value!r}."
         )
-    if name in ("front_authenticated", "accept_legacy_payloads"):
+    if name in ("front_authenticated", "accept_legacy_payloads", "accept_unbound_envelopes"):
         return _boolean(value, source, name)
+    if name == "envelope_lifetime":
+        return _envelope_lifetime(value, source)
     if name == "payload_store":
         return _payload_store(value, source)
+    if name == "dead_letter_store":
+        return _dead_letter_store(value, source)
+    if name == "log_outcomes":
+        return _boolean(value, source, name)
     raise AssertionError(name)  # pragma: no cover - SETTING_NAMES and this function agree
 
 
@@ -441,6 +483,34 @@ _FALSE = ("0", "false", "no", "off")
 
 
 _STORE_NAME = re.compile(r"local|ndb|none|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+def _secrets(value: Any, source: str) -> tuple[bytes, ...]:
+    """The secret setting as key bytes: one or a list; an environment variable's value split at commas."""
+    items: Sequence[Any]
+    if isinstance(value, str) and source.startswith("$"):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+        if not items:
+            raise ConfigurationError(
+                f"{source} holds no secret, only commas and spaces: set it to a secret (several are "
+                f"separated by commas, the first signing), or unset it. Make one with: {MAKE_SECRET}"
+            )
+        if len(items) > 1:
+            logger.warning(
+                "%s holds %d secrets separated by commas: the first signs new tasks, all %d verify (key "
+                "rotation). A secret cannot contain a comma; if that was one secret, make a new one with: %s",
+                source,
+                len(items),
+                len(items),
+                MAKE_SECRET,
+            )
+    elif isinstance(value, (str, bytes)):
+        items = [value]
+    elif isinstance(value, Sequence) and value:
+        items = value
+    else:
+        raise ConfigurationError(f"{source}: secret must be a str, bytes, or a non-empty list of them.")
+    return tuple(coerce_secret(item, source=source) for item in items)
 
 
 def _payload_store(value: Any, source: str) -> Any:
@@ -455,6 +525,19 @@ def _payload_store(value: Any, source: str) -> Any:
     )
 
 
+def _dead_letter_store(value: Any, source: str) -> Any:
+    """A dead-letter store, or the name of one (kept as a name: this module imports no store)."""
+    if isinstance(value, str) and _STORE_NAME.fullmatch(value):
+        return value
+    methods = ("record", "get", "list", "delete", "purge")
+    if not isinstance(value, (str, type)) and all(callable(getattr(value, m, None)) for m in methods):
+        return value
+    raise ConfigurationError(
+        f"{source}: dead_letter_store must be a DeadLetterStore instance (with {', '.join(methods)}) or one of "
+        f"'local', 'ndb', 'none' (keep no dead letters), 'package.module:factory'; got {value!r}."
+    )
+
+
 def _absolute_url(value: Any, source: str, name: str) -> str:
     parts = urlsplit(value) if isinstance(value, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
@@ -463,6 +546,30 @@ def _absolute_url(value: Any, source: str, name: str) -> str:
             f"query or fragment, not {value!r}."
         )
     return str(value).rstrip("/")
+
+
+def _default_true(value: bool | None) -> bool:
+    return True if value is None else value
+
+
+def _envelope_lifetime(value: Any, source: str) -> float:
+    """Seconds (a number, a numeric string or a ``timedelta``), from one minute to the 31-day default."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    else:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = -1.0
+        if isinstance(value, bool):
+            seconds = -1.0
+    if not 60 <= seconds <= DEFAULT_ENVELOPE_LIFETIME:
+        raise ConfigurationError(
+            f"{source}: envelope_lifetime must be a number of seconds (or a timedelta) from 60 to "
+            f"{DEFAULT_ENVELOPE_LIFETIME:.0f} (31 days, the default), not {value!r}. It is how long after its "
+            "schedule time a task may still run: keep it longer than the queue retries a task."
+        )
+    return seconds
 
 
 def _boolean(value: Any, source: str, name: str) -> bool:
@@ -476,8 +583,16 @@ def _boolean(value: Any, source: str, name: str) -> bool:
 def get_keyring() -> Keyring:
     """The keyring that signs and verifies envelopes.
 
+    With no secret configured, a development secret is made in the data
+    directory (see :func:`~im_task.keys.load_or_create_local_secret`), and a
+    WARNING says so once per process. That is only done when the transport
+    in force shares the data directory with the endpoint (see
+    :func:`uses_local_secret`), and never in production.
+
     Raises:
-        ConfigurationError: In production when no secret is configured.
+        ConfigurationError: No secret is configured, and this is production
+            or the transport is not the local queue nor an in-process one; or
+            the local secret file is unsafe.
     """
     with STATE.lock:
         if STATE.keyring is None:
@@ -486,14 +601,81 @@ def get_keyring() -> Keyring:
                 STATE.keyring = Keyring(settings.secrets)
             elif settings.production:
                 raise ConfigurationError(
-                    "No secret is configured and this is production: tasks cannot be signed safely. "
-                    "Set IM_TASK_SECRET (or configure(secret=...), or your framework's im-task secret setting) "
-                    "to a random value of at least 16 bytes, the same in every process that enqueues or runs tasks."
+                    f"No secret is configured and this is production: tasks cannot be signed safely. {_SET_A_SECRET}"
+                )
+            elif not uses_local_secret(settings):
+                raise ConfigurationError(
+                    f"No secret is configured, and the transport {_transport_label(settings)} does not share this "
+                    "process's data directory, so a generated development secret cannot be used: the processes "
+                    "that enqueue and run tasks would not agree on it, and it could leak with the data directory. "
+                    "A generated secret is used only with the local queue and the in-process transports "
+                    f"(immediate, recording). {_SET_A_SECRET}"
                 )
             else:
-                STATE.keyring = Keyring([load_or_create_local_secret(settings.local_data_dir())])
+                data_dir = settings.local_data_dir()
+                STATE.keyring = Keyring([load_or_create_local_secret(data_dir)])
+                if STATE.first_warning("local-secret"):
+                    logger.warning(
+                        "im-task signs tasks with a generated development secret, kept in %s. That is fine for the "
+                        "local queue in development; anywhere else set IM_TASK_SECRET (or configure(secret=...)) "
+                        "to a random value, the same in every process; make one with: %s",
+                        data_dir / LOCAL_SECRET_FILE,
+                        MAKE_SECRET,
+                    )
         keyring: Keyring = STATE.keyring
         return keyring
+
+
+_SET_A_SECRET = (
+    "Set IM_TASK_SECRET (or configure(secret=...), or your framework's im-task secret setting) to a random value "
+    "of at least 32 bytes, the same in every process that enqueues or runs tasks; make one with: " + MAKE_SECRET
+)
+#: The transport names that share the data directory with the endpoint (the local queue; in-process ones).
+LOCAL_SECRET_TRANSPORT_NAMES = ("local", "immediate", "recording")
+
+
+def transport_choice(settings: Settings) -> Any:
+    """The transport setting in force: ``settings.transport``, or ``"cloudtasks"`` by default on App Engine standard.
+
+    Args:
+        settings: The settings.
+
+    Returns:
+        A ``Transport``, a name, or None for the local queue.
+    """
+    if settings.transport is None and os.environ.get("GAE_ENV") == "standard":
+        return "cloudtasks"  # App Engine's default: Cloud Tasks with App Engine targets
+    return settings.transport
+
+
+def uses_local_secret(settings: Settings) -> bool:
+    """Whether a generated development secret may sign tasks under these settings.
+
+    Only when the transport shares the data directory with the endpoint: the
+    local queue (``None`` or ``"local"`` off App Engine, a ``LocalTransport``)
+    and the in-process transports (``"immediate"``, ``"recording"``, an
+    ``InProcessTransport``), which deliver in this very process: the names,
+    and the transports whose ``shares_data_directory`` is true. Cloud Tasks
+    and any ``"package.module:factory"`` or other transport need a configured
+    secret, in every environment; so does production.
+
+    Args:
+        settings: The settings.
+
+    Returns:
+        Whether a generated secret may be used.
+    """
+    if settings.production:
+        return False
+    choice = transport_choice(settings)
+    if choice is None or isinstance(choice, str):
+        return choice is None or choice in LOCAL_SECRET_TRANSPORT_NAMES
+    return getattr(choice, "shares_data_directory", False) is True
+
+
+def _transport_label(settings: Settings) -> str:
+    choice = transport_choice(settings)
+    return repr(choice) if isinstance(choice, str) else type(choice).__name__
 
 
 def unknown_environment_variables() -> list[str]:
@@ -511,6 +693,68 @@ def unknown_environment_variables() -> list[str]:
     ]
 
 
+class _Hidden:
+    """Stands for a secret in a ``repr``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<hidden>"
+
+
+#: What :func:`redact` and :func:`repr_without_secrets` show instead of a secret.
+HIDDEN: Any = _Hidden()
+
+
+def redact(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of settings by name with the secret hidden, for a ``repr`` or a message.
+
+    Args:
+        values: Settings by their :func:`configure` names.
+
+    Returns:
+        The same settings, ``secret`` shown as ``<hidden>``.
+
+    Raises:
+        TypeError: ``values`` is not a mapping.
+
+    Example:
+        >>> redact({"secret": "3f9c2b7e1d0a8c4f6b5e2d9a7c1f3e8b", "default_queue": "mail"})
+        {'secret': <hidden>, 'default_queue': 'mail'}
+    """
+    if not isinstance(values, Mapping):
+        raise TypeError(f"redact() takes a mapping of settings, not {type(values).__name__}.")
+    return {name: HIDDEN if name == "secret" else value for name, value in values.items()}
+
+
+def repr_without_secrets(obj: Any) -> str:
+    """The ``repr`` a dataclass would have, with every secret hidden: for objects that hold settings.
+
+    A field named ``secret`` or ``secrets`` shows ``<hidden>``; a field that
+    is a mapping of settings shows its ``secret`` as ``<hidden>`` (see :func:`redact`).
+
+    Args:
+        obj: A dataclass instance.
+
+    Returns:
+        ``ClassName(field=value, ...)``, for the fields shown in a ``repr``.
+
+    Raises:
+        TypeError: ``obj`` is not a dataclass instance.
+    """
+    parts = []
+    for item in fields(obj):
+        if not item.repr:
+            continue
+        value = getattr(obj, item.name)
+        if item.name in ("secret", "secrets"):
+            value = HIDDEN
+        elif isinstance(value, Mapping):
+            value = redact(value)
+        parts.append(f"{item.name}={value!r}")
+    return f"{type(obj).__qualname__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class AdapterSettings:
     """A framework's im-task settings, read and checked by :func:`read_adapter_settings`.
@@ -522,10 +766,13 @@ class AdapterSettings:
         extra: The adapter's own keys, checked, by their canonical (lower-case) names.
     """
 
-    core: Mapping[str, Any] = field(default_factory=dict, repr=False)  # holds the secret: never in logs
+    core: Mapping[str, Any] = field(default_factory=dict)  # holds the secret: hidden by __repr__
     route: str | None = None
     register_local_target: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return repr_without_secrets(self)
 
 
 #: Checks one value of an adapter's own key: ``check(value, source)`` returns it or raises ``ConfigurationError``.

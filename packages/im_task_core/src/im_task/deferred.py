@@ -45,7 +45,7 @@ from typing import Any
 from im_task.config import get_keyring, get_settings
 from im_task.decorator import TaskFunction, TaskHandle
 from im_task.endpoints import DEFERRED_QUEUE_ROUTE, DEFERRED_URL
-from im_task.envelope import PayloadReference, open_sealed, seal
+from im_task.envelope import Binding, PayloadReference, open_sealed, seal
 from im_task.errors import (
     ConfigurationError,
     EnqueueError,
@@ -236,7 +236,8 @@ def serialize(obj: Any, *args: Any, **kwargs: Any) -> bytes:
         **kwargs: Keyword arguments for the call.
 
     Returns:
-        A signed envelope around the cloudpickled call.
+        A signed envelope around the cloudpickled call: :func:`run` runs it, and so do the deferred
+        endpoints (under any path, from any queue) until ``envelope_lifetime`` has passed.
 
     Raises:
         ConfigurationError: ``obj`` is not callable, or no secret is configured in production.
@@ -244,7 +245,8 @@ def serialize(obj: Any, *args: Any, **kwargs: Any) -> bytes:
     """
     func, call_args = _curry(obj, args)
     call = TaskCall(func, call_args, kwargs, description=getattr(obj, "__qualname__", "") or repr(obj))
-    return seal(dumps_call(call), get_keyring())
+    binding = Binding.for_serialized(lifetime=get_settings().envelope_lifetime)
+    return seal(dumps_call(call), get_keyring(), binding)
 
 
 def run(data: bytes) -> Any:

@@ -1,57 +1,369 @@
 """The wire format: a versioned, signed envelope around the serialised call, or around a reference to it.
 
 Layout: one version byte, the 8-byte id of the signing key, the 32-byte
-HMAC-SHA256 of the version, key id and payload, then the payload. Nothing is
-unpickled unless the MAC verifies.
+HMAC-SHA256 of everything else (version, key id and what follows the MAC),
+then the body proper. Nothing is unpickled unless the MAC verifies, and the
+key id is checked before the body is read any further.
 
-Version 1 carries the serialised call itself. Version 2
-(:data:`REFERENCE_VERSION`) carries a :class:`PayloadReference` instead, for
-a call too large to travel inline: the name of the payload store, the key of
-the stored payload, its SHA-256 and its size, as JSON, signed with the same
-keyring. The endpoint verifies the envelope, loads the payload from the
-store and checks its hash before anything is unpickled.
+=======  =====================================  ============================================
+version  body after the MAC                     made by
+=======  =====================================  ============================================
+1        the serialised call                    im-task before bound envelopes; ``seal()``
+2        a :class:`PayloadReference` (JSON)     im-task before bound envelopes
+3        a :class:`Binding`, the serialised     every task (:data:`BOUND_VERSION`)
+         call
+4        a :class:`Binding`, a reference        every task whose payload went to the payload
+                                                store (:data:`BOUND_REFERENCE_VERSION`)
+=======  =====================================  ============================================
+
+A bound envelope (versions 3 and 4) starts its body with a two-byte length
+and the JSON of its :class:`Binding`: the task's URL path, its queue, when
+it was made, when it expires, a task id, and the headers given at enqueue.
+The endpoint refuses (403, nothing unpickled) a bound envelope presented
+under another path or queue, or past its expiry, and gives the task the
+signed headers rather than the caller's (see :mod:`im_task.executor`).
+Versions 1 and 2 are read while ``accept_unbound_envelopes`` is on, so that
+tasks enqueued before an upgrade still run during a rolling deploy.
+
+For a call too large to travel inline the envelope carries a
+:class:`PayloadReference`: the name of the payload store, the key of the
+stored payload, its SHA-256 and its size. The endpoint verifies the
+envelope, loads the payload from the store and checks its hash before
+anything is unpickled.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import itertools
 import json
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from im_task.errors import SignatureError
 from im_task.keys import KEY_ID_SIZE, Keyring
 
 __all__ = [
+    "BOUND_REFERENCE_VERSION",
+    "BOUND_VERSION",
     "CONTENT_TYPE",
     "REFERENCE_VERSION",
     "VERSION",
+    "Binding",
+    "Opened",
     "PayloadReference",
+    "TaskSealer",
+    "new_task_id",
     "open_envelope",
     "open_sealed",
     "seal",
     "seal_reference",
+    "unseal",
 ]
 
+#: The version byte of an unbound envelope carrying the call (what :func:`seal` makes without a binding).
 VERSION = 1
-#: The version byte of an envelope carrying a :class:`PayloadReference`.
+#: The version byte of an unbound envelope carrying a :class:`PayloadReference`.
 REFERENCE_VERSION = 2
+#: The version byte of a bound envelope carrying the call.
+BOUND_VERSION = 3
+#: The version byte of a bound envelope carrying a :class:`PayloadReference`.
+BOUND_REFERENCE_VERSION = 4
 CONTENT_TYPE = "application/octet-stream"
 _MAC_SIZE = 32
 _HEADER_SIZE = 1 + KEY_ID_SIZE + _MAC_SIZE
+_BINDING_LENGTH_SIZE = 2
+_MAX_BINDING_SIZE = 2 ** (8 * _BINDING_LENGTH_SIZE) - 1
+_BINDING_FIELDS = frozenset({"path", "queue", "made", "due", "expires", "id", "headers"})
 
 
-def seal(payload: bytes, keyring: Keyring) -> bytes:
-    """Signs a payload into an envelope.
+def new_task_id() -> str:
+    """A new task id: 24 hex digits, unique across processes and time.
+
+    A random prefix of 16 hex digits drawn once per process (again in a
+    forked child), then a counter of 8: as unique as ``os.urandom(12).hex()``
+    made per task, without a system call per task. The id need not be
+    secret: it travels inside the signed envelope, which no one can alter.
+    """
+    return _ID_FORMAT.format(_ids.prefix, next(_ids.counter) & 0xFFFFFFFF)
+
+
+class _TaskIds:
+    """The per-process part of the task ids (see :func:`new_task_id`)."""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.prefix_bytes = b""
+        self.counter = itertools.count()
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.prefix_bytes = self.prefix.encode()
+        self.counter = itertools.count()
+
+
+_ID_FORMAT = "{}{:08x}"
+_ids = _TaskIds()
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
+    os.register_at_fork(after_in_child=_ids.renew)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a task's envelope is bound to, signed with its payload.
+
+    Attributes:
+        path: The URL path the task is POSTed to (``/_ah/task/app.tasks/send_mail``); empty for a call
+            serialised by :func:`im_task.deferred.serialize`, which App Engine apps POST themselves to any
+            URL of the deferred handler, on any queue: only the deferred endpoints run those.
+        queue: The short name of the task's queue (empty with an empty path: any queue).
+        made: When the envelope was made, in whole seconds since the epoch.
+        expires: When it stops being accepted, in whole seconds since the epoch: ``envelope_lifetime``
+            after it is due, as the enqueuing process had it.
+        task_id: A random id of this task, the same on every delivery of it.
+        headers: The task's own headers, given at enqueue; the task sees these, not the caller's.
+        due: When the task is due, in whole seconds since the epoch (None: when it was made). The endpoint
+            also refuses an envelope past its own ``envelope_lifetime`` after this.
+    """
+
+    path: str
+    queue: str
+    made: int
+    expires: int
+    task_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    due: int | None = None
+
+    @property
+    def due_time(self) -> int:
+        """When the task is due, in whole seconds since the epoch."""
+        return self.made if self.due is None else self.due
+
+    @classmethod
+    def for_task(
+        cls,
+        *,
+        path: str,
+        queue: str,
+        headers: Mapping[str, str],
+        lifetime: float,
+        schedule_time: dt.datetime | None = None,
+        now: float | None = None,
+    ) -> Binding:
+        """The binding of a task about to be enqueued.
+
+        Args:
+            path: The URL path the task is POSTed to.
+            queue: The queue's short name.
+            headers: The task's own headers (``Content-Type`` is left out).
+            lifetime: How long after its schedule time (or now) the envelope is accepted, in seconds.
+            schedule_time: When the task is due, or None for now.
+            now: The current time in seconds since the epoch (``time.time()`` by default).
+
+        Returns:
+            The binding, with a fresh task id.
+        """
+        made = time.time() if now is None else now
+        due = made if schedule_time is None else max(made, schedule_time.timestamp())
+        own = {name: value for name, value in headers.items() if name.lower() != "content-type"}
+        return cls(bound_path(path), queue, int(made), int(due + lifetime) + 1, new_task_id(), own, int(due))
+
+    @classmethod
+    def for_serialized(cls, *, lifetime: float, now: float | None = None) -> Binding:
+        """The binding of a call serialised for the deferred handler (``deferred.serialize``): any path and queue.
+
+        Args:
+            lifetime: How long from now the deferred endpoints accept it, in seconds (``deferred.run`` always does).
+            now: The current time in seconds since the epoch (``time.time()`` by default).
+        """
+        made = time.time() if now is None else now
+        return cls("", "", int(made), int(made + lifetime) + 1, new_task_id(), {}, int(made))
+
+    def to_bytes(self) -> bytes:
+        """The binding as the JSON a bound envelope carries."""
+        fields = {
+            "path": self.path,
+            "queue": self.queue,
+            "made": self.made,
+            "due": self.due_time,
+            "expires": self.expires,
+            "id": self.task_id,
+            "headers": dict(self.headers),
+        }
+        return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Binding:
+        """Reads the JSON of :meth:`to_bytes` (from a verified envelope).
+
+        Raises:
+            ValueError: The data is not such a binding.
+        """
+        fields = json.loads(data.decode())
+        if not isinstance(fields, dict) or fields.keys() != _BINDING_FIELDS:
+            raise ValueError("not an envelope binding")
+        path, queue, made, due, expires, task_id, headers = (
+            fields["path"],
+            fields["queue"],
+            fields["made"],
+            fields["due"],
+            fields["expires"],
+            fields["id"],
+            fields["headers"],
+        )
+        if not (isinstance(path, str) and isinstance(queue, str) and isinstance(task_id, str)):
+            raise ValueError("not an envelope binding")
+        if not _whole(made) or not _whole(due) or not _whole(expires):
+            raise ValueError("not an envelope binding")
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            raise ValueError("not an envelope binding")
+        return cls(path, queue, made, expires, task_id, headers, due)
+
+    def refusal(
+        self,
+        *,
+        path: str,
+        queue: str,
+        now: float | None = None,
+        deferred: bool = False,
+        lifetime: float | None = None,
+    ) -> str | None:
+        """Why this envelope may not run as a request to ``path`` from ``queue``, or None when it may.
+
+        The path must be the bound path exactly, mount prefix (``SCRIPT_NAME``) included: ``path`` is the
+        request's path as the server decoded it (once), the bound one is percent-decoded once to compare.
+        A serialised call (empty path) runs only at a deferred endpoint, under any path.
+
+        Args:
+            path: The request's whole path, decoded (``SCRIPT_NAME`` + ``PATH_INFO`` as text).
+            queue: The queue's short name, from the task headers.
+            now: The current time in seconds since the epoch (``time.time()`` by default).
+            deferred: Whether the request came to a deferred endpoint, which also runs serialised calls.
+            lifetime: The endpoint's own ``envelope_lifetime``: the envelope is refused past it after the
+                task was due too, so shortening it at the endpoint applies to envelopes made before.
+        """
+        if not self.path:
+            if not deferred:
+                return "the envelope holds a call made by deferred.serialize(), which only the deferred endpoints run"
+        else:
+            if unquote(self.path, errors="strict") != path:
+                return f"the envelope is bound to the path {self.path!r}, not {path!r}"
+            if queue != self.queue:
+                return f"the envelope is bound to the queue {self.queue!r}, not {queue!r}"
+        moment = time.time() if now is None else now
+        if moment > self.expires:
+            expired = dt.datetime.fromtimestamp(self.expires, dt.timezone.utc).isoformat()
+            return f"the envelope expired at {expired} (envelope_lifetime when it was made)"
+        if lifetime is not None and moment > self.due_time + lifetime:
+            return f"the envelope is older than this endpoint's envelope_lifetime ({lifetime:.0f} s) after it was due"
+        return None
+
+
+def bound_path(url: str) -> str:
+    """The part of a task's URL its envelope is bound to: the path, without a query string."""
+    return url.partition("?")[0]
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A verified envelope: its payload (or the reference to it), and its binding.
+
+    Attributes:
+        payload: The serialised call, safe to deserialise; or the verified reference to a stored one.
+        binding: What the envelope is bound to; None for an unbound envelope (versions 1 and 2).
+    """
+
+    payload: bytes | PayloadReference
+    binding: Binding | None
+
+
+def seal(payload: bytes, keyring: Keyring, binding: Binding | None = None) -> bytes:
+    """Signs a payload into an envelope: bound to a task when given a binding, else unbound (version 1).
 
     Args:
         payload: The serialised call.
         keyring: Keys; the first one signs.
+        binding: What the envelope is bound to (every task's envelope has one).
 
     Returns:
         The envelope bytes.
     """
-    return _seal(VERSION, payload, keyring)
+    if binding is None:
+        return _seal(VERSION, payload, keyring)
+    return _seal(BOUND_VERSION, _bound(binding, payload), keyring)
+
+
+class TaskSealer:
+    """Seals the calls of one task function for one queue, the constant part of their binding made once.
+
+    ``sealer.seal(payload, now=now)`` is ``seal(payload, keyring, Binding.for_task(...))`` byte for byte,
+    without the JSON encoder and the dataclass per call: the binding's path,
+    queue and headers are encoded when the sealer is made, and only its times
+    and task id per call.
+
+    Args:
+        keyring: Keys; the first one signs.
+        path: The URL path the task is POSTed to.
+        queue: The queue's short name.
+        headers: The task's own headers (``Content-Type`` is left out).
+        lifetime: How long after its schedule time (or now) an envelope is accepted, in seconds.
+    """
+
+    __slots__ = ("_keyring", "_lifetime", "_prefix", "_template")
+
+    def __init__(self, keyring: Keyring, *, path: str, queue: str, headers: Mapping[str, str], lifetime: float) -> None:
+        own = {name: value for name, value in headers.items() if name.lower() != "content-type"}
+        self._template = b'{"due":%d,"expires":%d,"headers":' + _escaped(_json(own)) + b',"id":"%s%08x","made":%d,'
+        self._template += b'"path":' + _escaped(_json(bound_path(path))) + b',"queue":' + _escaped(_json(queue)) + b"}"
+        self._keyring, self._lifetime = keyring, lifetime
+        self._prefix = bytes([BOUND_VERSION]) + keyring.signing_id
+
+    def seal(self, payload: bytes, *, now: float, due: float | None = None) -> bytes:
+        """The envelope of one call (version :data:`BOUND_VERSION`).
+
+        Args:
+            payload: The serialised call.
+            now: The current time in seconds since the epoch.
+            due: When the task is due, in seconds since the epoch, or None for now.
+
+        Returns:
+            The envelope bytes.
+        """
+        due_time = now if due is None or due < now else due
+        expires = int(due_time + self._lifetime) + 1
+        ids = _ids  # the task id, as new_task_id() makes it
+        data = self._template % (int(due_time), expires, ids.prefix_bytes, next(ids.counter) & 0xFFFFFFFF, int(now))
+        size = len(data)
+        if size > _MAX_BINDING_SIZE:
+            raise ValueError(f"The task's binding is {size} bytes; its headers must take under 64 KiB.")
+        binding = size.to_bytes(_BINDING_LENGTH_SIZE, "big") + data
+        prefix = self._prefix
+        return b"".join((prefix, self._keyring.sign(prefix, binding, payload), binding, payload))
+
+    def binding_of(self, envelope: bytes) -> Binding:
+        """The binding an envelope of :meth:`seal` carries (to seal a payload reference in its stead)."""
+        size = int.from_bytes(envelope[_HEADER_SIZE : _HEADER_SIZE + _BINDING_LENGTH_SIZE], "big")
+        start = _HEADER_SIZE + _BINDING_LENGTH_SIZE
+        return Binding.from_bytes(envelope[start : start + size])
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _escaped(data: bytes) -> bytes:
+    """``data`` as a literal part of a ``%`` template."""
+    return data.replace(b"%", b"%%")
 
 
 @dataclass(frozen=True)
@@ -102,19 +414,65 @@ class PayloadReference:
         return cls(store, key, sha256, size)
 
 
-def seal_reference(reference: PayloadReference, keyring: Keyring) -> bytes:
-    """Signs a payload reference into an envelope (version :data:`REFERENCE_VERSION`).
+def seal_reference(reference: PayloadReference, keyring: Keyring, binding: Binding | None = None) -> bytes:
+    """Signs a payload reference into an envelope, bound to a task when given a binding.
 
     Args:
         reference: Where the payload is stored.
         keyring: Keys; the first one signs.
+        binding: What the envelope is bound to (every task's envelope has one).
 
     Returns:
-        The envelope bytes.
+        The envelope bytes (version :data:`BOUND_REFERENCE_VERSION`, or :data:`REFERENCE_VERSION` unbound).
     """
     if not isinstance(reference, PayloadReference):
         raise TypeError(f"seal_reference() takes a PayloadReference, not {type(reference).__name__}.")
-    return _seal(REFERENCE_VERSION, reference.to_bytes(), keyring)
+    if binding is None:
+        return _seal(REFERENCE_VERSION, reference.to_bytes(), keyring)
+    return _seal(BOUND_REFERENCE_VERSION, _bound(binding, reference.to_bytes()), keyring)
+
+
+def _bound(binding: Binding, payload: bytes) -> bytes:
+    if not isinstance(binding, Binding):
+        raise TypeError(f"seal() takes a Binding, not {type(binding).__name__}.")
+    data = binding.to_bytes()
+    if len(data) > _MAX_BINDING_SIZE:
+        raise ValueError(f"The task's binding is {len(data)} bytes; its headers must take under 64 KiB.")
+    return len(data).to_bytes(_BINDING_LENGTH_SIZE, "big") + data + payload
+
+
+def unseal(body: bytes, keyring: Keyring) -> Opened:
+    """Verifies an envelope of any version: its payload or reference, and its binding.
+
+    Args:
+        body: The request body.
+        keyring: Keys that may have signed it.
+
+    Returns:
+        What the envelope holds (check :meth:`Binding.refusal` before running a bound one).
+
+    Raises:
+        SignatureError: The body is not an envelope of a known version, its MAC does not verify under a
+            known key, or a verified binding or reference is malformed.
+    """
+    version, rest = _open(body, keyring, (VERSION, REFERENCE_VERSION, BOUND_VERSION, BOUND_REFERENCE_VERSION))
+    binding = None
+    if version in (BOUND_VERSION, BOUND_REFERENCE_VERSION):
+        size = int.from_bytes(rest[:_BINDING_LENGTH_SIZE], "big")
+        start = _BINDING_LENGTH_SIZE + size
+        if len(rest) < start:
+            raise SignatureError("The task envelope holds a truncated binding.")
+        try:
+            binding = Binding.from_bytes(bytes(rest[_BINDING_LENGTH_SIZE:start]))
+        except ValueError:
+            raise SignatureError("The task envelope holds a malformed binding.") from None
+        rest = rest[start:]
+    if version in (VERSION, BOUND_VERSION):
+        return Opened(bytes(rest), binding)
+    try:
+        return Opened(PayloadReference.from_bytes(bytes(rest)), binding)
+    except ValueError:
+        raise SignatureError("The task envelope holds a malformed payload reference.") from None
 
 
 def open_sealed(body: bytes, keyring: Keyring) -> bytes | PayloadReference:
@@ -132,35 +490,34 @@ def open_sealed(body: bytes, keyring: Keyring) -> bytes | PayloadReference:
         SignatureError: The body is not an envelope of a known version, its
             MAC does not verify under a known key, or a verified reference is malformed.
     """
-    version, payload = _open(body, keyring, (VERSION, REFERENCE_VERSION))
-    if version == VERSION:
-        return payload
-    try:
-        return PayloadReference.from_bytes(payload)
-    except ValueError:
-        raise SignatureError("The task envelope holds a malformed payload reference.") from None
+    return unseal(body, keyring).payload
 
 
 def _seal(version: int, payload: bytes, keyring: Keyring) -> bytes:
     prefix = bytes([version]) + keyring.signing_id
-    return prefix + keyring.sign(prefix + payload) + payload
+    return prefix + keyring.sign(prefix, payload) + payload
 
 
-def _open(body: bytes, keyring: Keyring, versions: tuple[int, ...]) -> tuple[int, bytes]:
+def _open(body: bytes, keyring: Keyring, versions: tuple[int, ...]) -> tuple[int, memoryview]:
+    """Checks the version and the key id, then the MAC, without copying the body; returns what follows the MAC."""
     if len(body) < _HEADER_SIZE:
         raise SignatureError("The body is too short to be a task envelope.")
     if body[0] not in versions:
         raise SignatureError(f"Unknown envelope version {body[0]}.")
     kid = body[1 : 1 + KEY_ID_SIZE]
-    mac = body[1 + KEY_ID_SIZE : _HEADER_SIZE]
-    payload = body[_HEADER_SIZE:]
-    if not keyring.verify(kid, body[: 1 + KEY_ID_SIZE] + payload, mac):
+    if not keyring.knows(kid):
+        raise SignatureError(
+            "The task envelope's signature does not verify under any configured secret (it names a key none has)."
+        )
+    view = memoryview(body)
+    rest = view[_HEADER_SIZE:]
+    if not keyring.verify(kid, view[1 + KEY_ID_SIZE : _HEADER_SIZE], view[: 1 + KEY_ID_SIZE], rest):
         raise SignatureError("The task envelope's signature does not verify under any configured secret.")
-    return body[0], payload
+    return body[0], rest
 
 
 def open_envelope(body: bytes, keyring: Keyring) -> bytes:
-    """Verifies an envelope of version 1 and returns its payload (see :func:`open_sealed` for references).
+    """Verifies an envelope carrying the call inline and returns its payload (see :func:`unseal` for the rest).
 
     Args:
         body: The request body.
@@ -173,4 +530,7 @@ def open_envelope(body: bytes, keyring: Keyring) -> bytes:
         SignatureError: The body is not an envelope of a known version, or its
             MAC does not verify under a known key.
     """
-    return _open(body, keyring, (VERSION,))[1]
+    opened = unseal(body, keyring)
+    if not isinstance(opened.payload, bytes):
+        raise SignatureError("The task envelope holds a payload reference, not the call: open it with unseal().")
+    return opened.payload

@@ -6,6 +6,7 @@ from typing import Any
 
 __all__ = [
     "BadTransactionStateError",
+    "BodyTooLargeError",
     "BulkEnqueueError",
     "CallerError",
     "ConfigurationError",
@@ -19,6 +20,7 @@ __all__ = [
     "TaskTooLargeError",
     "TransientEnqueueError",
     "UnknownQueueError",
+    "UnreadableBodyError",
     "PermissionDeniedError",
 ]
 
@@ -92,6 +94,14 @@ class CallerError(Error):
 
 class SignatureError(Error):
     """A task envelope did not verify: it was forged, corrupted or signed with an unknown key."""
+
+
+class BodyTooLargeError(Error):
+    """A request body is over ``max_body_size``: answered 413, and nothing is read past the limit."""
+
+
+class UnreadableBodyError(Error):
+    """A request body cannot be read (malformed chunked encoding, a connection reset, a truncated body): 400."""
 
 
 class PermanentTaskFailure(Error):

@@ -12,11 +12,13 @@ task ran                                           200
 ``SingularTaskFailure`` raised                     408
 any other exception                                500
 ``task_retry_limit`` passed                        200
+last attempt ``task_retry_limit`` allows failed    200
 no task headers, or bad or missing signature       403
 caller refused (see :mod:`im_task.caller`)         403
 settings broken (no secret in production...)       500
 signature verified but the call cannot be decoded  200
 body over ``max_body_size``                        413
+body cannot be read (malformed chunks, cut short)  400
 method other than POST                             405
 =================================================  ======
 
@@ -35,17 +37,28 @@ import io
 import logging
 import pickle
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
+from im_task.body import read_body
 from im_task.caller import CallerError, check_caller, on_app_engine
 from im_task.config import Settings, get_keyring, get_settings
 from im_task.context import task_context
-from im_task.envelope import PayloadReference, open_sealed
-from im_task.errors import ConfigurationError, PermanentTaskFailure, SignatureError, SingularTaskFailure
-from im_task.headers import APPENGINE, Headers, TaskHeaders
+from im_task.envelope import CONTENT_TYPE, Binding, PayloadReference, unseal
+from im_task.errors import (
+    BodyTooLargeError,
+    ConfigurationError,
+    PermanentTaskFailure,
+    SignatureError,
+    SingularTaskFailure,
+    UnreadableBodyError,
+)
+from im_task.headers import APPENGINE, Headers, TaskHeaders, queue_headers
 from im_task.keys import Keyring
+from im_task.outcomes import Delivered, keeps_payload, needs_settling, own_headers, settle
+from im_task.reruns import RERUN_HEADER
 from im_task.response import TaskResponse, answer
 from im_task.serialization import TaskCall, TaskWrapper, loads_call
 from im_task.state import STATE
@@ -84,12 +97,14 @@ class Arrival:
         headers: Every request header (case-insensitive).
         remote_addr: The caller's address, if known.
         settings: The settings in force.
+        path: The request path, which a bound envelope must name.
     """
 
     task: TaskHeaders
     headers: Headers
     remote_addr: str | None
     settings: Settings
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -101,11 +116,13 @@ class Payload:
         decode: Turns them into the call; raising means "undecodable" (200, dropped).
         reference: For a task too large to travel inline, the verified reference to its stored
             payload (``data`` is then empty until :func:`_run_stored` loads it).
+        binding: What the verified envelope is bound to; None for an unbound or legacy one.
     """
 
     data: bytes
     decode: Callable[[bytes], TaskCall] = loads_call
     reference: PayloadReference | None = None
+    binding: Binding | None = None
 
 
 #: Opens a body: ``opener(data, keyring, arrival)`` returns its payload, or raises ``SignatureError`` (403).
@@ -115,13 +132,49 @@ Opener = Callable[[bytes, Keyring, Arrival], Payload]
 def open_signed(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
     """Opens a signed envelope: the task endpoint's only way in.
 
+    A bound envelope runs only under its own path and queue, and until it
+    expires; an unbound one (made before envelopes were bound) only while
+    ``accept_unbound_envelopes`` is on.
+
     Raises:
-        SignatureError: The body is not an envelope signed with a configured secret.
+        SignatureError: The body is not an envelope signed with a configured secret, or it may not run here.
     """
-    opened = open_sealed(data, keyring)
-    if isinstance(opened, PayloadReference):
-        return Payload(b"", reference=opened)
-    return Payload(opened)
+    return _open_bound(data, keyring, arrival, deferred=False)
+
+
+def _open_bound(data: bytes, keyring: Keyring, arrival: Arrival, *, deferred: bool) -> Payload:
+    opened = unseal(data, keyring)
+    binding = opened.binding
+    if binding is None:
+        _check_unbound(arrival)
+    else:
+        refusal = binding.refusal(
+            path=arrival.path,
+            queue=arrival.task.queue_name,
+            deferred=deferred,
+            lifetime=arrival.settings.envelope_lifetime,
+        )
+        if refusal is not None:
+            raise SignatureError(f"The signature verifies, but {refusal}.")
+    if isinstance(opened.payload, PayloadReference):
+        return Payload(b"", reference=opened.payload, binding=binding)
+    return Payload(opened.payload, binding=binding)
+
+
+def _check_unbound(arrival: Arrival) -> None:
+    """Lets an unbound envelope through while ``accept_unbound_envelopes`` is on, saying so once per process."""
+    if not arrival.settings.accept_unbound_envelopes:
+        raise SignatureError(
+            "The signature verifies, but the envelope is unbound (made by im-task before envelopes were bound "
+            "to their task) and accept_unbound_envelopes is off."
+        )
+    if STATE.first_warning("unbound envelopes"):
+        logger.warning(
+            "Ran a task from an unbound envelope (made by im-task before envelopes were bound to their task's "
+            "path, queue and expiry), such as a task enqueued before an upgrade. Set accept_unbound_envelopes to "
+            "False (IM_TASK_ACCEPT_UNBOUND_ENVELOPES=false) once those have run, so that no captured one can "
+            "be replayed."
+        )
 
 
 def handle_request(
@@ -135,7 +188,7 @@ def handle_request(
 
     Args:
         method: The HTTP method.
-        path: The request path (for logs; any path under the route is accepted).
+        path: The request path; a bound envelope runs only under its own task's path.
         body: The body, as bytes or as a stream to read (at most
             ``max_body_size + 1`` bytes are read from it).
         headers: The request headers, in any case.
@@ -200,29 +253,54 @@ def serve(
     view = headers if isinstance(headers, Headers) else Headers(headers)
     task = TaskHeaders.parse(view)
     if task is None:
-        logger.warning("Refused %s from %s: no task queue headers.", path, remote_addr or "unknown address")
+        logger.warning("Refused %r from %s: no task queue headers.", path, _source(remote_addr))
         return answer(403, "Forbidden: not a task queue request.")
+    if task.retry_count < 0 or task.execution_count < 0:
+        logger.warning(
+            "Refused task %r (%r) from %s: its retry or execution count header is not a whole number.",
+            task.task_name,
+            path,
+            _source(remote_addr),
+        )
+        return answer(403, "Forbidden: malformed task queue headers.")
     try:
-        settings, keyring = get_settings(), get_keyring()
+        settings, keyring = STATE.settings, STATE.keyring  # read without the lock once resolved
+        if settings is None or keyring is None:
+            settings, keyring = get_settings(), get_keyring()
         check_caller(task.family, view, settings)  # before the body is read: a refused caller sends nothing we read
     except CallerError as exc:
-        logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
+        logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the caller is not the task queue.", exc)
     except ConfigurationError as exc:
-        logger.error("Task %s (%s) not run; the queue will retry it. Misconfigured: %s", task.task_name, path, exc)
+        logger.error("Task %r (%r) not run; the queue will retry it. Misconfigured: %s", task.task_name, path, exc)
         return answer(500, "im-task is misconfigured; see the server log.", exc)
-    data = _read_body(body, view, settings.max_body_size)
-    if data is None:
-        logger.error("Refused task %s (%s): body over the configured max_body_size.", task.task_name, path)
-        return answer(413, "Content Too Large.")
     try:
-        payload = opener(data, keyring, Arrival(task, view, remote_addr, settings))
+        data = read_body(body, view.get("Content-Length"), settings.max_body_size)
+    except BodyTooLargeError as exc:  # the caller is not authenticated yet: a refusal, not an error of ours
+        logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
+        return answer(413, "Content Too Large.", exc)
+    except UnreadableBodyError as exc:  # malformed chunks, a reset: the client's doing, so 400 and no traceback
+        logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
+        return answer(400, "Bad Request: the body could not be read.", exc)
+    try:
+        payload = opener(data, keyring, Arrival(task, view, remote_addr, settings, path))
     except SignatureError as exc:
-        logger.warning("Refused task %s (%s) from %s: %s", task.task_name, path, remote_addr or "unknown address", exc)
+        logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the task signature does not verify.", exc)
+    started = time.monotonic()
     if payload.reference is not None:
-        return _run_stored(task, view, path, payload, payload.reference)
-    return _run(task, view, path, payload)
+        response = _run_stored(task, view, path, payload, payload.reference)
+    else:
+        response = _run(task, view, path, payload)
+    if not needs_settling(response, view):
+        return response
+    own = payload.binding.headers if payload.binding is not None else own_headers(view)
+    return settle(response, Delivered(task, path, data, own, time.monotonic() - started, view))
+
+
+def _source(remote_addr: str | None) -> str:
+    """The caller's address for a log line, escaped (it may come from a header a proxy copied)."""
+    return repr(remote_addr) if remote_addr else "an unknown address"
 
 
 def _run_stored(
@@ -238,15 +316,15 @@ def _run_stored(
         store = get_payload_store()
         data = load_payload(reference, store)
     except PayloadUnavailableError as exc:
-        logger.error("Dropped task %s (%s): %s. It will not be retried.", task.task_name, path, exc)
+        logger.error("Dropped task %r (%r): %s. It will not be retried.", task.task_name, path, exc)
         if store.name == reference.store:  # an altered payload is deleted like any finished task's
             _delete_payload(store, reference, task)
         return answer(200, "Dropped: the task's stored payload is unavailable.", exc, outcome="dropped")
     except Exception as exc:  # the store cannot be reached or made: the queue retries
-        logger.exception("Could not load the stored payload of task %s (%s); it will be retried.", task.task_name, path)
+        logger.exception("Could not load the stored payload of task %r (%r); it will be retried.", task.task_name, path)
         return answer(500, "The task's stored payload could not be loaded; it will be retried.", exc)
     response = _run(task, headers, path, replace(payload, data=data, reference=None))
-    if response.status == 200:
+    if response.status == 200 and not keeps_payload(response):  # a dead letter's replay needs it
         _delete_payload(store, reference, task)
     return response
 
@@ -256,39 +334,23 @@ def _delete_payload(store: PayloadStore, reference: PayloadReference, task: Task
         store.delete(reference.key)
     except Exception:
         logger.warning(
-            "Could not delete the stored payload %s of task %s.", reference.key, task.task_name, exc_info=True
+            "Could not delete the stored payload %r of task %r.", reference.key, task.task_name, exc_info=True
         )
 
 
-def _read_body(body: bytes | IO[bytes], headers: Headers, cap: int) -> bytes | None:
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        return bytes(body) if len(body) <= cap else None
-    declared = headers.get("Content-Length")
-    try:
-        length = int(declared) if declared else None
-    except ValueError:
-        length = None
-    if length is not None and length < 0:  # read(-1) would read everything
-        length = None
-    if length is not None and length > cap:
-        return None
-    data = body.read(cap + 1 if length is None else length)
-    return data if len(data) <= cap else None
-
-
 def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> TaskResponse:
-    warmup = get_settings().warmup_module
+    warmup = (STATE.settings or get_settings()).warmup_module
     if warmup and warmup not in STATE.warmed_up:
         try:
             _warm_up(warmup)
         except Exception as exc:
-            logger.exception("Could not import the warm-up module %r; task %s will be retried.", warmup, path)
+            logger.exception("Could not import the warm-up module %r; task %r will be retried.", warmup, path)
             return answer(500, "The warm-up module failed to import.", exc)
     try:
         call = payload.decode(payload.data)
     except Exception as exc:
         logger.error(
-            "Dropped task %s (%s): its call cannot be decoded, %s It will not be retried.",
+            "Dropped task %r (%r): its call cannot be decoded, %s It will not be retried.",
             task.task_name,
             path,
             _why_undecodable(exc),
@@ -298,7 +360,7 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
     description = call.description or path
     if call.retry_limit is not None and task.retry_count > call.retry_limit:
         logger.error(
-            "Gave up task %s (%s) on queue %s after %d retries (task_retry_limit=%d).",
+            "Gave up task %r (%r) on queue %r after %d retries (task_retry_limit=%d).",
             task.task_name,
             description,
             task.queue_name,
@@ -308,8 +370,9 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
         return answer(200, "Gave up: retry limit reached.", outcome="gave-up")
     level = STATE.header_log_level  # DEBUG unless im_task.deferred.set_level() changed it
     if logger.isEnabledFor(level):  # the queue's headers only: others may carry tokens or cookies
-        queue_headers = {k: v for k, v in headers.items() if k.lower().startswith(("x-appengine-", "x-cloudtasks-"))}
-        logger.log(level, "Running task %s (%s) with headers %s", task.task_name, description, queue_headers)
+        logger.log(level, "Running task %r (%r) with headers %s", task.task_name, description, queue_headers(headers))
+    if payload.binding is not None:
+        headers = _headers_for_task(headers, payload.binding, task.family)
     kwargs: dict[str, Any] = dict(call.kwargs)
     if call.includeheaders:
         kwargs["headers"] = headers
@@ -318,18 +381,65 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
         with task_context(task, headers):
             func(*call.args, **kwargs)
     except PermanentTaskFailure as exc:
-        logger.exception("Task %s (%s) failed permanently; it will not be retried.", task.task_name, description)
+        logger.exception("Task %r (%r) failed permanently; it will not be retried.", task.task_name, description)
         return answer(200, "Failed permanently; not retried.", exc, outcome="failed")
-    except SingularTaskFailure as exc:
-        logger.debug("Task %s (%s) failed once and will be retried: %s", task.task_name, description, exc)
-        return answer(408, "Failed this attempt; will be retried.", exc)
     except Exception as exc:
+        if call.retry_limit is not None and task.retry_count >= call.retry_limit:
+            return _give_up(task, description, call.retry_limit, exc)
+        if isinstance(exc, SingularTaskFailure):
+            logger.debug("Task %r (%r) failed once; the queue will retry it: %s", task.task_name, description, exc)
+            return answer(408, "Failed this attempt; the queue will retry it.", exc)
         logger.exception(
-            "Task %s (%s) failed on retry %d; it will be retried.", task.task_name, description, task.retry_count
+            "Task %r (%r) failed on retry %d; the queue will retry it unless its own retry limit is used up.",
+            task.task_name,
+            description,
+            task.retry_count,
         )
-        return answer(500, "The task failed; it will be retried.", exc)
-    logger.debug("Task %s (%s) succeeded.", task.task_name, description)
+        return answer(500, "The task failed; the queue will retry it.", exc)
+    logger.debug("Task %r (%r) succeeded.", task.task_name, description)
     return answer(200, "OK")
+
+
+def _give_up(task: TaskHeaders, description: str, limit: int, exc: Exception) -> TaskResponse:
+    """The answer to a failure on the last attempt ``task_retry_limit`` allows: given up now, not on one more delivery.
+
+    The queue would deliver it once more only to be told it gave up (and the
+    local queue, which honours the task's retry options, would not even
+    do that), so saying "it will be retried" here would be untrue.
+    """
+    logger.error(
+        "Task %r (%r) failed on its last attempt (retry %d of task_retry_limit=%d); gave up: it will not be retried.",
+        task.task_name,
+        description,
+        task.retry_count,
+        limit,
+        exc_info=not isinstance(exc, SingularTaskFailure),
+    )
+    return answer(200, f"Gave up: the last attempt task_retry_limit={limit} allows failed.", exc, outcome="gave-up")
+
+
+def _headers_for_task(headers: Headers, binding: Binding, family: str) -> Headers:
+    """What a task with a bound envelope sees: the queue's task headers, and its own signed ones, not the caller's.
+
+    Only the task headers of the family the request was accepted with, by their known names: another family's,
+    or another ``X-AppEngine-*`` header (``X-AppEngine-User-Is-Admin``), may come from anyone outside App Engine.
+    """
+    given = {family + name: headers[family + name] for name in _TASK_HEADER_NAMES if family + name in headers}
+    if RERUN_HEADER in headers:  # a replay's or a queue retry's signed mark; the task verifies it (im_task.reruns)
+        given[RERUN_HEADER] = headers[RERUN_HEADER]
+    return Headers({**given, "Content-Type": CONTENT_TYPE, **binding.headers})
+
+
+#: The task headers a queue sends, after the family prefix (``X-AppEngine-`` or ``X-CloudTasks-``).
+_TASK_HEADER_NAMES = (
+    "QueueName",
+    "TaskName",
+    "TaskRetryCount",
+    "TaskExecutionCount",
+    "TaskETA",
+    "TaskPreviousResponse",
+    "TaskRetryReason",
+)
 
 
 def _why_undecodable(exc: Exception) -> str:
@@ -399,6 +509,9 @@ def check_legacy_payloads(settings: Settings) -> list[str]:
 def open_deferred(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
     """Opens a body sent to a deferred endpoint: a signed envelope, or (opted in) a legacy unsigned pickle.
 
+    Besides the envelopes of tasks bound to a deferred URL, the deferred
+    endpoints run calls made by ``deferred.serialize()`` (which App Engine
+    apps POST themselves) under any path, from any queue, until they expire.
     A legacy payload is accepted only when :func:`legacy_payloads_accepted`,
     the request carries App Engine's task headers (which App Engine strips
     from outside requests) and it comes from :data:`APP_ENGINE_TASK_ADDRESS`.
@@ -407,7 +520,7 @@ def open_deferred(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
         SignatureError: Neither a signed envelope nor an accepted legacy payload.
     """
     try:
-        return open_signed(data, keyring, arrival)
+        return _open_bound(data, keyring, arrival, deferred=True)
     except SignatureError as exc:
         if not _looks_like_pickle(data):
             raise
@@ -418,11 +531,11 @@ def open_deferred(data: bytes, keyring: Keyring, arrival: Arrival) -> Payload:
             ) from None
         if arrival.task.family != APPENGINE or arrival.remote_addr != APP_ENGINE_TASK_ADDRESS:
             raise SignatureError(
-                f"an unsigned legacy payload from {arrival.remote_addr or 'an unknown address'} with "
+                f"an unsigned legacy payload from {_source(arrival.remote_addr)} with "
                 f"{arrival.task.family}* headers: legacy payloads run only from the App Engine task queue "
                 f"({APP_ENGINE_TASK_ADDRESS}, X-AppEngine-* headers)."
             ) from None
-        logger.info("Task %s carries an unsigned legacy deferred payload; running it.", arrival.task.task_name)
+        logger.info("Task %r carries an unsigned legacy deferred payload; running it.", arrival.task.task_name)
         return Payload(data, loads_legacy_call)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "APPENGINE",
@@ -13,6 +14,8 @@ __all__ = [
     "TaskHeaders",
     "delivery_headers",
     "forwardable_headers",
+    "queue_headers",
+    "is_hop_by_hop_header",
     "is_reserved_header",
     "make_task_headers",
 ]
@@ -25,8 +28,12 @@ FAMILIES = (APPENGINE, CLOUDTASKS)
 #: Headers only the queue sets; a task's own headers may not name them.
 RESERVED_PREFIXES = ("x-appengine-", "x-cloudtasks-", "x-google-")
 RESERVED_NAMES = frozenset({"host"})
-#: Headers of the connection, set by whoever makes the request.
-_HOP_BY_HOP = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive", "upgrade"})
+#: Headers of the connection rather than the request (hop-by-hop, and the framing), set by whoever makes it.
+HOP_BY_HOP_NAMES = frozenset(
+    {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host"}
+)
+#: Prefixes of connection headers: ``Proxy-Authorization``, ``Proxy-Connection``...
+HOP_BY_HOP_PREFIXES = ("proxy-",)
 
 
 def _key(name: str) -> str:
@@ -43,6 +50,19 @@ def is_reserved_header(name: str) -> bool:
     return key.startswith(RESERVED_PREFIXES) or key in RESERVED_NAMES
 
 
+def is_hop_by_hop_header(name: str) -> bool:
+    """Whether a header belongs to the connection rather than the request (a task may not set it).
+
+    They are ``Connection``, ``Keep-Alive``, ``Proxy-*``, ``TE``, ``Trailer``,
+    ``Transfer-Encoding``, ``Upgrade``, and the framing, ``Content-Length`` and ``Host``.
+    Whoever makes a request sets these for it; a task's own headers may not
+    name them, or they would be sent next to the queue's own framing.
+    Underscores count as dashes, as in :func:`is_reserved_header`.
+    """
+    key = _key(name)
+    return key in HOP_BY_HOP_NAMES or key.startswith(HOP_BY_HOP_PREFIXES)
+
+
 def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The task's own headers a queue passes on: all but those it sets itself.
 
@@ -57,7 +77,7 @@ def forwardable_headers(headers: Mapping[str, str]) -> dict[str, str]:
         The headers to send, in their order.
     """
     return {
-        name: value for name, value in headers.items() if not is_reserved_header(name) and _key(name) not in _HOP_BY_HOP
+        name: value for name, value in headers.items() if not (is_reserved_header(name) or is_hop_by_hop_header(name))
     }
 
 
@@ -78,6 +98,11 @@ class Headers(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._items[key.lower()][1]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of header ``key`` in any case, or ``default``."""
+        item = self._items.get(key.lower()) if isinstance(key, str) else None
+        return default if item is None else item[1]
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key.lower() in self._items
 
@@ -91,6 +116,23 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self.items())!r})"
 
 
+def queue_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The queue's task headers among ``headers`` (``X-AppEngine-*``, ``X-CloudTasks-*``), as they were given.
+
+    Args:
+        headers: Request headers (a :class:`Headers` is read without a case conversion per header).
+
+    Returns:
+        Those headers, by their names as given.
+    """
+    if isinstance(headers, Headers):
+        return {name: value for key, (name, value) in headers._items.items() if key.startswith(_QUEUE_PREFIXES)}
+    return {name: value for name, value in headers.items() if name.lower().startswith(_QUEUE_PREFIXES)}
+
+
+_QUEUE_PREFIXES = ("x-appengine-", "x-cloudtasks-")
+
+
 @dataclass(frozen=True)
 class TaskHeaders:
     """What a queue told the endpoint about the task it delivers.
@@ -98,8 +140,9 @@ class TaskHeaders:
     Attributes:
         queue_name: Short queue name (a full ``projects/.../queues/q`` path is shortened).
         task_name: Short task name.
-        retry_count: Attempts before this one, including ones that never reached the app.
-        execution_count: Earlier attempts that got a response other than 5xx.
+        retry_count: Attempts before this one, including ones that never reached the app; -1 when the header
+            is not a whole number (the endpoint refuses such a request).
+        execution_count: Earlier attempts that got a response other than 5xx; -1 when malformed, as above.
         eta: When the task was scheduled to run, or None.
         family: ``X-AppEngine-`` or ``X-CloudTasks-``.
     """
@@ -123,19 +166,26 @@ class TaskHeaders:
             not both there (the request did not come from a queue).
         """
         view = headers if isinstance(headers, Headers) else Headers(headers)
-        for family in FAMILIES:
-            queue = view.get(family + "QueueName")
-            name = view.get(family + "TaskName")
-            if queue and name:
+        items = view._items
+        for family, (queue_key, name_key, retry_key, execution_key, eta_key) in _FAMILY_KEYS:
+            queue = items.get(queue_key)
+            name = items.get(name_key)
+            if queue and name and queue[1] and name[1]:
+                retry, execution, eta = items.get(retry_key), items.get(execution_key), items.get(eta_key)
                 return cls(
-                    queue_name=queue.rsplit("/", 1)[-1],
-                    task_name=name.rsplit("/", 1)[-1],
-                    retry_count=_int(view.get(family + "TaskRetryCount")),
-                    execution_count=_int(view.get(family + "TaskExecutionCount")),
-                    eta=_eta(view.get(family + "TaskETA")),
+                    queue_name=queue[1].rsplit("/", 1)[-1],
+                    task_name=name[1].rsplit("/", 1)[-1],
+                    retry_count=_int(None if retry is None else retry[1]),
+                    execution_count=_int(None if execution is None else execution[1]),
+                    eta=None if eta is None else _eta(eta[1]),
                     family=family,
                 )
         return None
+
+
+_PARSED_NAMES = ("QueueName", "TaskName", "TaskRetryCount", "TaskExecutionCount", "TaskETA")
+#: The lower-case names of each family's task headers, as :meth:`TaskHeaders.parse` looks them up.
+_FAMILY_KEYS = tuple((family, tuple(f"{family}{name}".lower() for name in _PARSED_NAMES)) for family in FAMILIES)
 
 
 def make_task_headers(
@@ -202,10 +252,11 @@ def delivery_headers(own: Mapping[str, str], queue: Mapping[str, str]) -> dict[s
 
 
 def _int(value: str | None) -> int:
-    try:
-        return max(int(value or 0), 0)
-    except ValueError:
+    """A count header: 0 when absent, -1 when it is not a whole number of at most 9 digits (refused)."""
+    if value is None or value == "":
         return 0
+    text = value.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else -1
 
 
 def _eta(value: str | None) -> dt.datetime | None:

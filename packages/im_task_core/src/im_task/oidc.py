@@ -118,7 +118,7 @@ def verify_oidc_token(
             clock_skew_in_seconds=CLOCK_SKEW,
         )
     except (auth_error, ValueError, TypeError) as exc:
-        raise CallerError(f"the OIDC token does not verify: {_scrub(str(exc), token)}") from None
+        raise CallerError(f"the OIDC token does not verify: {_scrub(str(exc), token)!r}") from None
     if not isinstance(claims, Mapping):
         raise CallerError("the OIDC token's claims are not a JSON object.")
     if claims.get("aud") != audience:

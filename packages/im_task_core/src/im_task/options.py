@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from im_task.errors import ConfigurationError
-from im_task.headers import is_reserved_header
+from im_task.headers import is_hop_by_hop_header, is_reserved_header
 from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
 from im_task.retry import RetryOptions
 
@@ -202,6 +202,12 @@ def _headers(value: Any) -> Mapping[str, str] | None:
             raise ConfigurationError(
                 f"Header {key!r} cannot be set on a task: X-AppEngine-*, X-CloudTasks-*, X-Google-* and Host "
                 "are set by the queue."
+            )
+        if is_hop_by_hop_header(key):
+            raise ConfigurationError(
+                f"Header {key!r} cannot be set on a task: Connection, Keep-Alive, Proxy-*, TE, Trailer, "
+                "Transfer-Encoding, Upgrade and Content-Length belong to the connection, which the queue makes for "
+                "each delivery. Remove it from headers=."
             )
         if any(c in item for c in "\r\n"):
             raise ConfigurationError(f"Header {key!r} has a line break in its value.")

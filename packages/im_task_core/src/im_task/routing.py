@@ -63,8 +63,8 @@ def task_path(func: Any, logname: str | None = None) -> str:
     """The readable part of a task's URL: ``<module>/<function>``.
 
     Nested functions keep their outer names (``module/outer/inner``); lambdas
-    read ``lambda``. The path is for logs only: the endpoint accepts any path
-    under the route.
+    read ``lambda``. The task's envelope is bound to its URL: the endpoint
+    runs it under that path only (see :mod:`im_task.envelope`).
 
     Args:
         func: The callable.

@@ -15,13 +15,13 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from im_task import caller, config, executor
 from im_task.routing import get_taskroute, set_taskroute
 from im_task.state import STATE
+from im_task.stores.deadletters import dead_letter_store_name, get_dead_letter_store
 from im_task.transports.base import Transport
 from im_task.transports.factory import make_transport
 
@@ -41,12 +41,13 @@ def get_transport() -> Transport:
         transport = STATE.transport
         if transport is None:
             settings = config.get_settings()
-            choice = settings.transport
-            if choice is None and os.environ.get("GAE_ENV") == "standard":
-                choice = "cloudtasks"  # App Engine's default: Cloud Tasks with App Engine targets
+            choice = config.transport_choice(settings)  # Cloud Tasks by default on App Engine standard
             local = choice is None or choice == "local"
             data_dir = settings.local_data_dir() if local else settings.data_dir
-            transport = make_transport(choice, data_dir=data_dir, cloud=_cloud_settings(settings))
+            dead_letters = get_dead_letter_store() if local else None
+            transport = make_transport(
+                choice, data_dir=data_dir, cloud=_cloud_settings(settings), dead_letters=dead_letters
+            )
             STATE.transport = transport
             STATE.owns_transport = not isinstance(choice, Transport)
             STATE.transport_made_with = settings.transport_shape()
@@ -77,7 +78,7 @@ def check_configuration() -> None:
         ConfigurationError: Explaining what to set: no secret in production,
             production that would accept HTTP-target tasks without an OIDC
             check, an incomplete OIDC configuration, ``accept_legacy_payloads`` outside App Engine
-            production, a transport that cannot be made.
+            production, a transport or a dead-letter store that cannot be made.
     """
     for line in config.unknown_environment_variables():
         logger.warning("%s", line)
@@ -94,6 +95,8 @@ def check_configuration() -> None:
     for line in executor.check_legacy_payloads(config.get_settings()):
         logger.warning("%s", line)
     get_transport()
+    if dead_letter_store_name(settings) not in ("local", "none"):  # refused now, not at the first dead task
+        get_dead_letter_store()
 
 
 def set_up_framework(

@@ -68,6 +68,7 @@ class State:
         binders: The transaction binders ``transactional=True`` joins.
         local_target: The WSGI application the local queue delivers to in process, if any.
         warmed_up: Warm-up modules imported by the endpoint.
+        warned: The keys of the warnings logged once per process (see :meth:`first_warning`).
         guard: When set, the reason the default data directory of the working
             directory may not be used (the pytest plugin sets it: tests use fixtures).
         oidc_certs_url: Where Google's certificates are fetched from, when not Google's own
@@ -92,6 +93,7 @@ class State:
         "binders",
         "local_target",
         "warmed_up",
+        "warned",
         "guard",
         "oidc_certs_url",
         "oidc_certs",
@@ -111,6 +113,7 @@ class State:
         self.binders: list[Any] = []
         self.local_target: Callable[..., Any] | None = None
         self.warmed_up: set[str] = set()
+        self.warned: set[str] = set()
         self.guard: str | None = None
         self.oidc_certs_url: str | None = None
         self.oidc_certs: Any = None
@@ -154,6 +157,14 @@ class State:
             for name in self._FIELDS:
                 if name != "guard":
                     setattr(self, name, getattr(fresh, name))
+
+    def first_warning(self, key: str) -> bool:
+        """Whether the once-per-process warning ``key`` is due now: True the first time, then False."""
+        with self.lock:
+            if key in self.warned:
+                return False
+            self.warned.add(key)
+            return True
 
     def settings_in_force(self) -> Any:
         """The resolved settings (see :func:`im_task.config.get_settings`)."""

@@ -131,7 +131,8 @@ def handle_sweep_request(
     # X-Appengine-Cron proves App Engine cron only on App Engine, whose front end strips it from outside requests.
     if production and not (on_app_engine() and view.get("X-Appengine-Cron", "").lower() == "true"):
         where = "not App Engine cron" if on_app_engine() else "outside App Engine nothing proves the caller is cron"
-        logger.warning("Refused the outbox sweep (%s) from %s: %s.", path, remote_addr or "unknown", where)
+        source = repr(remote_addr) if remote_addr else "an unknown address"
+        logger.warning("Refused the outbox sweep (%r) from %s: %s.", path, source, where)
         return answer(403, "Forbidden: the sweep route is for App Engine cron.")
     try:
         result = sweep_outbox()

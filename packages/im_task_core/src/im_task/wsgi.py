@@ -11,17 +11,18 @@ from im_task.headers import Headers
 from im_task.response import Handler, TaskResponse
 from im_task.routing import get_taskroute, normalize_taskroute
 
-__all__ = ["TaskWSGIApp", "environ_headers", "handle_environ", "send", "wsgi_body"]
+__all__ = ["TaskWSGIApp", "environ_headers", "handle_environ", "request_path", "send", "wsgi_body"]
 
 StartResponse = Callable[..., Any]
 
 
 def environ_headers(environ: Mapping[str, Any]) -> Headers:
     """The request headers of a WSGI environ, as a case-insensitive mapping."""
-    pairs = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key.startswith("HTTP_")]
+    pairs = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key[:5] == "HTTP_"]
     for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
-        if environ.get(key):
-            pairs.append((name, environ[key]))
+        value = environ.get(key)
+        if value:
+            pairs.append((name, value))
     return Headers(pairs)
 
 
@@ -57,7 +58,7 @@ class TaskWSGIApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serves one WSGI request."""
-        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        path = request_path(environ)
         endpoint = self.endpoint_for(path)
         if endpoint is None:
             if self.fallback is not None:
@@ -83,11 +84,26 @@ def handle_environ(environ: Mapping[str, Any], path: str | None = None, handler:
     serve = endpoints.handle_request if handler is None else handler
     return serve(
         environ.get("REQUEST_METHOD", "GET"),
-        path or environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+        path or request_path(environ),
         wsgi_body(environ),
         environ_headers(environ),
         environ.get("REMOTE_ADDR"),
     )
+
+
+def request_path(environ: Mapping[str, Any]) -> str:
+    """The request's whole path as text: ``SCRIPT_NAME`` + ``PATH_INFO``, decoded as UTF-8.
+
+    PEP 3333 gives both as the bytes of the URL (percent-decoded once) read as
+    latin-1; a task's path is bound to its envelope as UTF-8 text, as
+    werkzeug and Django read it. Bytes that are no UTF-8 become lone
+    surrogates (``surrogateescape``), so no other spelling of a path matches it.
+    """
+    raw = str(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
+    try:
+        return raw.encode("latin-1").decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not a PEP 3333 environ: already text
+        return raw
 
 
 def wsgi_body(environ: Mapping[str, Any]) -> IO[bytes] | bytes:

@@ -23,15 +23,23 @@ id                      problem
 ``im_task.W006``        the outbox sweep may come later than the queue remembers task names
                         (``CLAIM_SECONDS`` + ``SWEEP_OLDER_THAN`` + ``SWEEP_INTERVAL`` over half the
                         transport's ``name_retention``), so a task sent just before a crash may run twice
+``im_task.E101``        ``TASKS[...]["OPTIONS"]`` of an ``ImTaskBackend`` has an unknown key or a bad value
+``im_task.E102``        ``TASKS[...]["QUEUES"]`` of an ``ImTaskBackend`` names a queue im-task cannot use
+``im_task.E103``        ``TASKS`` uses ``ImTaskBackend`` but ``im_task_django`` is not in ``INSTALLED_APPS``
+``im_task.E104``        ``TASKS`` uses ``ImTaskBackend`` but Django's task framework is not installed
+``im_task.W101``        ``TASKS`` uses ``ImTaskBackend`` on the ``django-tasks`` backport, which is not in
+                        ``INSTALLED_APPS`` (its checks, the backend's E101-E103 among them, do not run)
 ======================  ===================================================================
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import re
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.core.checks import CheckMessage, Tags, register
@@ -49,6 +57,7 @@ from im_task.transports.base import Transport
 from im_task.transports.factory import load_transport_setting
 from im_task.transports.local import LocalTransport
 from im_task_django.conf import CALLER_HINT, SETTING_NAMES, get_app_settings, get_settings_error, setting_key
+from im_task_django.wsgi import delivery_host
 
 __all__ = [
     "check_caller",
@@ -61,6 +70,7 @@ __all__ = [
     "check_secret_deploy",
     "check_settings",
     "check_ssl_redirect",
+    "check_task_framework",
     "check_top_level_settings",
     "check_transport",
 ]
@@ -141,8 +151,9 @@ def check_secret(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         return [
             checks.Error(
                 str(exc),
-                hint="Set IM_TASK['SECRET'] (or $IM_TASK_SECRET) to a random value of at least 16 bytes, the same "
-                "in every process that enqueues or runs tasks.",
+                hint="Set IM_TASK['SECRET'] (or $IM_TASK_SECRET) to a random value of at least 32 bytes, the same "
+                "in every process that enqueues or runs tasks; make one with: "
+                'python -c "import secrets; print(secrets.token_hex(32))"',
                 id="im_task.E004",
             )
         ]
@@ -245,12 +256,12 @@ def check_local_delivery(app_configs: Any = None, **kwargs: Any) -> list[CheckMe
     """W001: the local queue in use delivers to this project in process, and ``ALLOWED_HOSTS`` lets it."""
     if settings.DEBUG or not _delivers_in_process():
         return []  # with DEBUG, Django allows localhost when ALLOWED_HOSTS is empty
-    if validate_host("localhost", settings.ALLOWED_HOSTS):
-        return []
+    if validate_host(delivery_host(), settings.ALLOWED_HOSTS):
+        return []  # in-process deliveries use 'localhost', or a host ALLOWED_HOSTS names
     return [
         checks.Warning(
-            "The local im-task queue delivers tasks to this project in process with 'Host: localhost', "
-            "which ALLOWED_HOSTS refuses (400), so those tasks would be retried forever.",
+            "The local im-task queue delivers tasks to this project in process, but ALLOWED_HOSTS is empty with "
+            "DEBUG off, so Django refuses every Host (400) and those tasks would be retried until they give up.",
             hint="Add 'localhost' to ALLOWED_HOSTS, or configure another transport.",
             id="im_task.W001",
         )
@@ -311,6 +322,42 @@ def check_outbox_timing(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
             hint="Sweep more often and with a smaller IM_TASK['SWEEP_OLDER_THAN'] (keep the sum under half the "
             "name retention), or give the queue a longer name_retention.",
             id="im_task.W006",
+        )
+    ]
+
+
+@register()
+def check_task_framework(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E104, W101: Django's task framework is there for the ``TASKS`` that use ``ImTaskBackend``, and checked.
+
+    The backend's own checks (E101-E103) are run by the framework's system check.
+    """
+    configured = getattr(settings, "TASKS", None)
+    if not isinstance(configured, dict):
+        return []
+    backend = "im_task_django.backends.ImTaskBackend"
+    aliases = [
+        alias for alias, params in configured.items() if isinstance(params, dict) and params.get("BACKEND") == backend
+    ]
+    if not aliases or importlib.util.find_spec("django.tasks") is not None:
+        return []
+    if importlib.util.find_spec("django_tasks") is None:
+        return [
+            checks.Error(
+                f"TASKS[{aliases[0]!r}] uses ImTaskBackend, but Django's task framework is not installed.",
+                hint="Use Django 6.0 or later (django.tasks), or pip install django-tasks and add 'django_tasks' to "
+                "INSTALLED_APPS.",
+                id="im_task.E104",
+            )
+        ]
+    if apps.is_installed("django_tasks"):
+        return []
+    return [
+        checks.Warning(
+            f"TASKS[{aliases[0]!r}] uses ImTaskBackend on the django-tasks backport, but 'django_tasks' is not in "
+            "INSTALLED_APPS: its system checks (ImTaskBackend's among them) and its task signal logging are off.",
+            hint="Add 'django_tasks' to INSTALLED_APPS.",
+            id="im_task.W101",
         )
     ]
 

@@ -47,6 +47,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ logger = logging.getLogger("im_task.django")
 
 #: Where the settings are written, for messages.
 SOURCE = "settings.IM_TASK"
+#: The dead-letter store of a project whose settings name none: its own database (``DeadLetterRecord``).
+DJANGO_DEAD_LETTER_STORE = "im_task_django.deadletters:DjangoDeadLetterStore"
 #: What to set, in Django, when the caller check of the endpoint cannot be made (:mod:`im_task.caller`).
 CALLER_HINT = (
     "set IM_TASK['SERVICE_ACCOUNT_EMAIL'] and IM_TASK['AUDIENCE'] (or IM_TASK['BASE_URL']), or, if a front end "
@@ -156,6 +159,9 @@ class AppSettings:
     claim_seconds: float = 30.0
     sweep_interval: float | None = None
 
+    def __repr__(self) -> str:
+        return config.repr_without_secrets(self)  # the core settings' secret shows as <hidden>
+
 
 def read_settings(raw: Any = None) -> AppSettings:
     """Reads an ``IM_TASK`` value without applying it.
@@ -226,7 +232,7 @@ def apply_settings() -> AppSettings:
         try:
             app_settings = read_settings()
             _apply_route(app_settings.route)
-            config.set_framework_settings(app_settings.core, source=SOURCE)
+            config.set_framework_settings(_with_dead_letters(app_settings.core), source=SOURCE)
         except ConfigurationError as exc:
             routing.set_taskroute(route_before)
             error = exc if isinstance(exc, SettingsError) else SettingsError(str(exc), "im_task.E003")
@@ -240,6 +246,13 @@ def apply_settings() -> AppSettings:
             config.register_local_target(None)  # one registered by other code stays
         _state.applied = app_settings
         return app_settings
+
+
+def _with_dead_letters(core: Mapping[str, Any]) -> dict[str, Any]:
+    """The core settings, with the project's database as the dead-letter store unless a store is named."""
+    if "dead_letter_store" in core or os.environ.get(config.environment_variable("dead_letter_store")):
+        return dict(core)
+    return {**core, "dead_letter_store": DJANGO_DEAD_LETTER_STORE}
 
 
 def apply_settings_at_startup() -> AppSettings:

@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from im_task.endpoints import TASK_ENDPOINT, Endpoint
+from im_task.wsgi import environ_headers
 
 __all__ = ["endpoint_view", "task_view"]
 
@@ -37,7 +38,7 @@ def endpoint_view(request: HttpRequest, endpoint: Endpoint, **captured: str) -> 
         request: The request.
         endpoint: The endpoint to serve it.
         **captured: What the URL pattern captured (``task_path``: the path
-            under the task route); for logs only.
+            under the task route); unused: the endpoint reads the whole path.
 
     Returns:
         The endpoint's answer.
@@ -46,7 +47,7 @@ def endpoint_view(request: HttpRequest, endpoint: Endpoint, **captured: str) -> 
         request.method or "GET",
         request.path,
         cast("IO[bytes]", request),  # HttpRequest.read() reads the bounded body stream
-        request.headers,
+        environ_headers(request.META),  # what request.headers reads, without its copy
         request.META.get("REMOTE_ADDR"),
     )
     response = HttpResponse(result.body, status=result.status)
@@ -65,7 +66,7 @@ def task_view(request: HttpRequest, task_path: str = "") -> HttpResponse:
 
     Args:
         request: The request.
-        task_path: The path under the task route; for logs only.
+        task_path: The path under the task route; unused: the endpoint reads the whole path.
 
     Returns:
         The task endpoint's answer.

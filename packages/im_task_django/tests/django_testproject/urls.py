@@ -1,5 +1,6 @@
 """URLconf of the test project: the task endpoint and one ordinary view."""
 
+from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 
@@ -11,4 +12,5 @@ def hello(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("", include("im_task_django.urls")),
     path("hello", hello),
+    path("admin/", admin.site.urls),
 ]

@@ -8,7 +8,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from im_task.config import ADAPTER_SETTING_NAMES, SETTING_NAMES, environment_variable, read_adapter_settings
+from im_task.config import (
+    ADAPTER_SETTING_NAMES,
+    SETTING_NAMES,
+    environment_variable,
+    read_adapter_settings,
+    repr_without_secrets,
+)
 from im_task.errors import ConfigurationError
 from im_task.names import ENV_PREFIX
 from im_task.routing import get_taskroute
@@ -57,6 +63,9 @@ class ImTaskState:
     local_target: bool = True
     csrf_exempt: bool = False
 
+    def __repr__(self) -> str:
+        return repr_without_secrets(self)  # the settings' secret shows as <hidden>
+
 
 class ImTask:
     """Serves im-task's task endpoint from a Flask app.
@@ -71,34 +80,41 @@ class ImTask:
     core's next source: ``im_task.configure()`` wins over these, these over
     environment variables, environment variables over built-in defaults):
 
-    ===================================  =============================================================
-    key                                  meaning
-    ===================================  =============================================================
-    ``IM_TASK_SECRET``                   signing secret (str or bytes), or a list (first signs, all verify);
-                                         required in production
-    ``IM_TASK_TRANSPORT``                a ``Transport``, or ``"local"``, ``"immediate"``, ``"recording"``,
-                                         ``"package.module:factory"``
-    ``IM_TASK_ROUTE``                    task route, e.g. ``"/tasks"``, passed to ``set_taskroute``: it applies
-                                         to tasks made after ``init_app``; ``None`` keeps the current one
-    ``IM_TASK_DATA_DIR``                 directory of the local queue, local secret and local payloads
-    ``IM_TASK_MAX_BODY_SIZE``            largest task body read, in bytes (1 MiB by default); 413 above
-    ``IM_TASK_WARMUP_MODULE``            module imported before the first task runs
-    ``IM_TASK_DEFAULT_QUEUE``            queue of tasks that name none (``"default"``)
-    ``IM_TASK_ENV``                      ``"development"`` or ``"production"``
-    ``IM_TASK_PROJECT``                  Google Cloud project of the Cloud Tasks queues
-    ``IM_TASK_LOCATION``                 Cloud Tasks location, e.g. ``"europe-west1"``
-    ``IM_TASK_BASE_URL``                 the app's absolute URL: tasks become HTTP-target tasks
-    ``IM_TASK_SERVICE_ACCOUNT_EMAIL``    service account of the tasks' OIDC tokens (sent and checked)
-    ``IM_TASK_AUDIENCE``                 audience of those tokens (``IM_TASK_BASE_URL`` by default)
-    ``IM_TASK_BACKGROUND_SERVICE``       App Engine service for tasks enqueued from the default service
-    ``IM_TASK_FRONT_AUTHENTICATED``      callers are authenticated in front of the app (see the security docs)
-    ``IM_TASK_ACCEPT_LEGACY_PAYLOADS``   run App Engine ``deferred``'s unsigned pickles (App Engine production
-                                         only, for a migration window; see the migration docs)
-    ``IM_TASK_PAYLOAD_STORE``            where tasks over the inline limit keep their payload: a store,
-                                         ``"local"``, ``"ndb"``, ``"none"`` or ``"module:factory"``
-    ``IM_TASK_REGISTER_LOCAL_TARGET``    register the app as the local queue's in-process target
-                                         (default ``True``)
-    ===================================  =============================================================
+    =====================================  =============================================================
+    key                                    meaning
+    =====================================  =============================================================
+    ``IM_TASK_SECRET``                     signing secret (str or bytes), or a list (first signs, all verify);
+                                           required in production
+    ``IM_TASK_TRANSPORT``                  a ``Transport``, or ``"local"``, ``"immediate"``, ``"recording"``,
+                                           ``"package.module:factory"``
+    ``IM_TASK_ROUTE``                      task route, e.g. ``"/tasks"``, passed to ``set_taskroute``: it applies
+                                           to tasks made after ``init_app``; ``None`` keeps the current one
+    ``IM_TASK_DATA_DIR``                   directory of the local queue, local secret and local payloads
+    ``IM_TASK_MAX_BODY_SIZE``              largest task body read, in bytes (1 MiB by default); 413 above
+    ``IM_TASK_WARMUP_MODULE``              module imported before the first task runs
+    ``IM_TASK_DEFAULT_QUEUE``              queue of tasks that name none (``"default"``)
+    ``IM_TASK_ENV``                        ``"development"`` or ``"production"``
+    ``IM_TASK_PROJECT``                    Google Cloud project of the Cloud Tasks queues
+    ``IM_TASK_LOCATION``                   Cloud Tasks location, e.g. ``"europe-west1"``
+    ``IM_TASK_BASE_URL``                   the app's absolute URL: tasks become HTTP-target tasks
+    ``IM_TASK_SERVICE_ACCOUNT_EMAIL``      service account of the tasks' OIDC tokens (sent and checked)
+    ``IM_TASK_AUDIENCE``                   audience of those tokens (``IM_TASK_BASE_URL`` by default)
+    ``IM_TASK_BACKGROUND_SERVICE``         App Engine service for tasks enqueued from the default service
+    ``IM_TASK_FRONT_AUTHENTICATED``        callers are authenticated in front of the app (see the security docs)
+    ``IM_TASK_ACCEPT_LEGACY_PAYLOADS``     run App Engine ``deferred``'s unsigned pickles (App Engine production
+                                           only, for a migration window; see the migration docs)
+    ``IM_TASK_PAYLOAD_STORE``              where tasks over the inline limit keep their payload: a store,
+                                           ``"local"``, ``"ndb"``, ``"none"`` or ``"module:factory"``
+    ``IM_TASK_DEAD_LETTER_STORE``          where tasks that failed permanently, gave up or were dropped are
+                                           kept (default: the payload store's kind)
+    ``IM_TASK_LOG_OUTCOMES``               one INFO line per task outcome (default ``True``)
+    ``IM_TASK_ENVELOPE_LIFETIME``          how long after its schedule time a task's envelope is accepted,
+                                           in seconds (default 31 days)
+    ``IM_TASK_ACCEPT_UNBOUND_ENVELOPES``   keep accepting envelopes made before they were bound to their
+                                           task, during a rolling deploy (default ``True``)
+    ``IM_TASK_REGISTER_LOCAL_TARGET``      register the app as the local queue's in-process target
+                                           (default ``True``)
+    =====================================  =============================================================
 
     Every ``app.config`` key that starts with ``IM_TASK_`` (in any case) must
     be one of these, written as above: ``init_app`` refuses an unknown key

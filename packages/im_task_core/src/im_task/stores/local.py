@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
+from im_task.datadir import make_data_dir, make_file_dir, make_private_file
 from im_task.errors import ConfigurationError
 from im_task.stores.base import DEFAULT_ORPHAN_TTL
 
@@ -27,8 +28,8 @@ class LocalPayloadStore:
     until :meth:`sweep`).
 
     Args:
-        path: The SQLite file (parent directories are made); ``payloads.sqlite3`` in the configured
-            ``data_dir`` when None.
+        path: The SQLite file, made ``0600`` (a missing directory is made ``0700`` with a ``.gitignore``, see
+            :mod:`im_task.datadir`); ``payloads.sqlite3`` in the configured ``data_dir`` when None.
 
     Raises:
         ConfigurationError: ``path`` is not a path.
@@ -43,6 +44,7 @@ class LocalPayloadStore:
     name = "local"
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self._in_data_dir = path is None  # the data directory is adopted (0700, .gitignore) even if it exists
         if path is None:
             from im_task.config import get_settings
             from im_task.stores.base import PAYLOAD_FILE
@@ -53,6 +55,14 @@ class LocalPayloadStore:
         self.path = Path(path)
         self._ready = False
         self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        """Makes the file's directory (a data directory: 0700, with a .gitignore) and the file itself, 0600."""
+        if self._in_data_dir:
+            make_data_dir(self.path.parent)
+        else:
+            make_file_dir(self.path)
+        make_private_file(self.path)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
@@ -69,7 +79,7 @@ class LocalPayloadStore:
         return connection
 
     def _run(self, sql: str, parameters: tuple[object, ...]) -> sqlite3.Cursor:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare()
         connection = self._connect()
         try:
             return connection.execute(sql, parameters)
@@ -90,7 +100,7 @@ class LocalPayloadStore:
 
     def get(self, key: str) -> bytes | None:
         """The payload stored under ``key``, or None."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare()
         connection = self._connect()
         try:
             row = connection.execute("SELECT data FROM payloads WHERE key = ?", (key,)).fetchone()
@@ -114,7 +124,7 @@ class LocalPayloadStore:
 
     def keys(self) -> list[str]:
         """The keys stored now (for tests and inspection)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._prepare()
         connection = self._connect()
         try:
             return [str(row[0]) for row in connection.execute("SELECT key FROM payloads ORDER BY created")]

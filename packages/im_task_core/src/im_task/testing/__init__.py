@@ -12,7 +12,7 @@ im-task registers with pytest.
 
 Example:
     >>> from im_task.testing import isolated_settings, serve_wsgi
-    >>> with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):  # doctest: +SKIP
+    >>> with isolated_settings(tmp_path, secret="a-test-secret-of-32-or-more-bytes"):  # doctest: +SKIP
     ...     with serve_wsgi(app) as base_url:
     ...         transport = LocalTransport(tmp_path / "q.sqlite3", target=base_url)
 """
@@ -67,7 +67,7 @@ def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iter
     Example:
         >>> @pytest.fixture(autouse=True)  # doctest: +SKIP
         ... def clean_im_task(tmp_path):
-        ...     with isolated_settings(tmp_path, secret="a-test-secret-of-16+-bytes"):
+        ...     with isolated_settings(tmp_path, secret="a-test-secret-of-32-or-more-bytes"):
         ...         yield
     """
     saved_environ = {name: value for name, value in os.environ.items() if _configures_im_task(name)}

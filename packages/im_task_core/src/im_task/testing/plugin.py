@@ -78,7 +78,7 @@ class ImTaskSettings:
 
     Example:
         >>> def test_with_a_fixed_secret(im_task_settings):  # doctest: +SKIP
-        ...     im_task_settings(secret="a-test-secret-of-16+-bytes", default_queue="mail")
+        ...     im_task_settings(secret="a-test-secret-of-32-or-more-bytes", default_queue="mail")
     """
 
     def __init__(self, data_dir: Path) -> None:

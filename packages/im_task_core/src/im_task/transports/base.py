@@ -6,6 +6,7 @@ import datetime as dt
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
 from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
@@ -20,6 +21,8 @@ __all__ = [
     "check_request",
     "check_size",
     "name_taken",
+    "named",
+    "request_of",
     "task_size",
 ]
 
@@ -56,6 +59,39 @@ class TaskRequest:
     retry_options: RetryOptions | None = None
 
 
+def request_of(fields: dict[str, Any]) -> TaskRequest:
+    """``TaskRequest(**fields)`` at a quarter of its cost, for fields the caller made and checked.
+
+    A frozen dataclass's ``__init__`` sets its fields one by one through
+    ``object.__setattr__``; this fills the new instance's ``__dict__`` at
+    once. ``fields`` must name every field of :class:`TaskRequest`.
+
+    Args:
+        fields: Every field, by name (the dictionary is not kept).
+
+    Returns:
+        The request.
+    """
+    request = object.__new__(TaskRequest)
+    request.__dict__.update(fields)
+    return request
+
+
+def named(request: TaskRequest, name: str) -> TaskRequest:
+    """``request`` with the name ``name``: ``dataclasses.replace(request, name=name)``, at a fifth of its cost.
+
+    Args:
+        request: A task.
+        name: Its name.
+
+    Returns:
+        A new request, equal to ``request`` but for its name.
+    """
+    fields = request.__dict__.copy()
+    fields["name"] = name
+    return request_of(fields)
+
+
 class Transport:
     """Base class of the queue backends.
 
@@ -89,6 +125,10 @@ class Transport:
     #: Whether :meth:`enqueue` runs the task at once and lets the task's own exceptions reach the caller
     #: (``ImmediateTransport``); those are then not wrapped in ``EnqueueError``.
     runs_inline: bool = False
+    #: Whether the queue delivers only to endpoints that share this process's data directory (the local queue)
+    #: or this very process (the in-process transports), so that a generated development secret can sign its
+    #: tasks; any other transport needs a configured secret (see :func:`im_task.config.uses_local_secret`).
+    shares_data_directory: bool = False
 
     def enqueue(self, request: TaskRequest) -> str | None:
         """Hands one task to the queue.
@@ -164,7 +204,8 @@ class Transport:
 
 def task_size(request: TaskRequest) -> int:
     """The size Cloud Tasks counts for a task: method, URL, headers and body."""
-    header_bytes = sum(len(k) + len(v) for k, v in request.headers.items())
+    headers = request.headers
+    header_bytes = sum(map(len, headers)) + sum(map(len, headers.values()))
     return len("POST") + len(request.url) + header_bytes + len(request.body)
 
 
@@ -185,14 +226,23 @@ def check_request(request: object, transport: Transport) -> TaskRequest:
     """
     if not isinstance(request, TaskRequest):
         raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
-    if not isinstance(request.queue, str) or not QUEUE_NAME.fullmatch(request.queue):
-        raise EnqueueError(f"Bad queue name {request.queue!r}: use {QUEUE_NAME_RULE}.")
+    queue = request.queue
+    if type(queue) is not str or queue not in _GOOD_QUEUES:
+        if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
+            raise EnqueueError(f"Bad queue name {queue!r}: use {QUEUE_NAME_RULE}.")
+        if type(queue) is str and len(_GOOD_QUEUES) < _GOOD_QUEUES_KEPT:
+            _GOOD_QUEUES.add(queue)
     if not isinstance(request.url, str) or not request.url.startswith("/"):
         raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
     if request.name is not None and (not isinstance(request.name, str) or not TASK_NAME.fullmatch(request.name)):
         raise EnqueueError(f"Bad task name {request.name!r}: use {TASK_NAME_RULE}.")
     check_size(request, transport)
     return request
+
+
+#: Queue names that passed the check (a process uses few), so that each is matched against the rule once.
+_GOOD_QUEUES: set[str] = set()
+_GOOD_QUEUES_KEPT = 1000
 
 
 def check_size(request: TaskRequest, transport: Transport) -> None:

@@ -28,6 +28,8 @@ class InProcessTransport(Transport):
         max_task_size: Largest task accepted, in bytes.
     """
 
+    shares_data_directory = True  # tasks are delivered in this very process
+
     def __init__(self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT) -> None:
         if handler is not None and not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {type(handler).__name__}.")
