@@ -53,7 +53,7 @@ assert sorted(delivered) == ["ada@example.com", "alan@example.com", "grace@examp
 
 listing = im_task_command("queue", "list")
 assert listing.returncode == 0
-assert listing.stdout.splitlines()[0].split() == ["NAME", "QUEUE", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"]
+assert listing.stdout.splitlines()[0].split() == ["QUEUE", "NAME", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"]
 states = [row.split()[2] for row in listing.stdout.splitlines()[1:]]
 assert sorted(states) == ["done", "done", "done", "queued"], states
 assert "in 59m" in listing.stdout or "in 1h00m" in listing.stdout  # the monthly report, an hour from now

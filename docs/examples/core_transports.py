@@ -79,7 +79,7 @@ configure(transport=queue)
 logging.getLogger("im_task").setLevel(logging.CRITICAL)  # the endpoint would log each failure with its traceback
 always_fails()
 queue.join(timeout=30, scheduled=True)  # scheduled=True: also wait through the retry backoff
-[failed] = queue.tasks(state="failed")
+[failed] = queue.tasks(state="gave-up")  # the queue's retry policy gave up on it
 print(f"{failed.name}: {failed.attempts} attempts, last answer {failed.last_status}: {failed.last_error}")
 assert (failed.attempts, failed.last_status) == (3, 500)
 assert queue.stats().given_up == 1
@@ -113,7 +113,11 @@ class TimingTransport(Transport):
         self.inner.close()
 
 
-configure(transport=TimingTransport(LocalTransport("tasks.sqlite3", target=app)))
+# Any transport but the local queue and the in-process ones needs a configured secret (see security):
+configure(
+    transport=TimingTransport(LocalTransport("tasks.sqlite3", target=app)),
+    secret="5b0e7c1d9a3f48e2b6c0d4a8f1e3b7c9-the-same-in-every-process",
+)
 # [end custom]
 remember("through a custom transport")
 assert get_transport().inner.join(timeout=30)

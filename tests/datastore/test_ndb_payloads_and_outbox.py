@@ -160,8 +160,8 @@ def test_a_tampered_payload_fails_permanently_without_being_unpickled(
         datastore.queue.join()
     assert sink.events() == []  # neither run nor unpickled
     assert "does not match its signed SHA-256" in caplog.text
-    (done,) = datastore.queue.transport.tasks()
-    assert (done.state, done.last_status) == ("done", 200)  # a permanent failure: answered 200, never retried
+    (dropped,) = datastore.queue.transport.tasks()
+    assert (dropped.state, dropped.last_status) == ("dropped", 200)  # answered 200 (outcome dropped), never retried
     assert payload_keys(datastore) == []
 
 

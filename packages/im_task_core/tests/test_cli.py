@@ -55,7 +55,7 @@ def test_worker_until_empty_delivers_to_a_real_server(db: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert sorted(set(app.names())) == sorted(names)
     assert len(app.names()) == 6
-    assert "5 done, 1 retried, 0 failed" in result.stdout
+    assert "5 done, 0 failed, 0 gave-up, 0 dropped (1 attempt retried)" in result.stdout
     assert "delivering tasks from" in result.stderr
     with LocalTransport(db, autostart=False) as transport:
         assert transport.stats().done == 5
@@ -108,9 +108,9 @@ def test_worker_stops_cleanly_on_sigint_and_sigterm(db: Path) -> None:
             err = "".join(lines)
             assert proc.returncode == 0, err
             assert "delivering tasks from" in lines[0]
-            assert "done 1  retrying 0  failed 0" in err  # the periodic progress line
+            assert "1 done, 0 failed, 0 gave-up, 0 dropped (0 attempts retried) | queued" in err  # the progress line
             assert "stopping" in err
-            assert "1 done, 0 retried, 0 failed" in out
+            assert "1 done, 0 failed, 0 gave-up, 0 dropped (0 attempts retried)" in out
         assert len(app.names()) == 2
 
 
@@ -133,13 +133,13 @@ def test_queue_list_table_and_json(db: Path, capsys: pytest.CaptureFixture[str])
     result = cli("queue", "list", "--db", str(db))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "QUEUE", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"]
+    assert lines[0].split() == ["QUEUE", "NAME", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"]
     assert len(lines) == 4
     assert names[0] in lines[1]
     assert "queued" in lines[1]
     assert "now" in lines[1]
     assert "/_ah/task/m/f0" in lines[1]
-    assert lines[3].split()[:5] == ["later-1", "mail", "queued", "0", "in"]
+    assert lines[3].split()[:5] == ["mail", "later-1", "queued", "0", "in"]
     assert main(["queue", "list", "--db", str(db), "--queue", "mail", "--json"]) == 0
     (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["name"] == "later-1"
@@ -158,7 +158,7 @@ def test_queue_list_shows_failures(db: Path, capsys: pytest.CaptureFixture[str])
         assert transport.join(5)
     assert main(["queue", "list", "--db", str(db)]) == 0
     line = capsys.readouterr().out.splitlines()[1]
-    assert line.split()[:4] == ["broken", "default", "failed", "1"]
+    assert line.split()[:4] == ["default", "broken", "gave-up", "1"]
     assert "HTTP 503" in line
     assert "ago" in line
 

@@ -306,7 +306,7 @@ def test_connection_refused_is_retried_then_failed(db: Path, caplog: pytest.LogC
         name = transport.enqueue(request())
         assert transport.join(10, scheduled=True)
         (task,) = transport.tasks()
-    assert (task.state, task.attempts, task.executions, task.last_status) == ("failed", 3, 0, None)
+    assert (task.state, task.attempts, task.executions, task.last_status) == ("gave-up", 3, 0, None)
     assert task.last_error is not None
     assert task.last_error.startswith("CONNECTION_FAILED")
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
@@ -329,10 +329,10 @@ def test_gives_up_after_max_attempts_and_logs(db: Path, caplog: pytest.LogCaptur
         (task,) = transport.tasks()
         stats = transport.stats()
     assert len(app.calls) == 3
-    assert (task.state, task.attempts, task.last_status) == ("failed", 3, 500)
+    assert (task.state, task.attempts, task.last_status) == ("gave-up", 3, 500)
     assert task.finished is not None
     assert task.size == len(b"payload")
-    assert (stats.failed, stats.given_up, stats.retried, stats.delivered) == (1, 1, 2, 0)
+    assert (stats.gave_up, stats.failed, stats.given_up, stats.retried, stats.delivered) == (1, 0, 1, 2, 0)
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
     assert all(part in errors[0] for part in (name, "q1", "/_ah/task/mod/fn", "3 attempt", "500"))
@@ -347,7 +347,7 @@ def test_per_task_retry_options_and_per_queue_policy(db: Path) -> None:
         transport.enqueue(request(name="by-default"))
         assert transport.join(10, scheduled=True)
         attempts = {t.name: (t.state, t.attempts) for t in transport.tasks()}
-    assert attempts == {"by-task": ("failed", 2), "by-queue": ("failed", 4), "by-default": ("failed", 5)}
+    assert attempts == {"by-task": ("gave-up", 2), "by-queue": ("gave-up", 4), "by-default": ("gave-up", 5)}
     assert transport.policy_for("strict") is queue_policy
 
 
@@ -382,7 +382,7 @@ def test_task_age_limit(db: Path) -> None:
         transport.enqueue(request(retry_options=RetryOptions(task_age_limit=0.3)))
         assert transport.join(5, scheduled=True)
         (task,) = transport.tasks()
-    assert task.state == "failed"
+    assert task.state == "gave-up"
     assert 3 <= task.attempts <= 9
 
 
@@ -397,7 +397,7 @@ def test_redirects_are_failures_and_not_followed(db: Path, over_http: bool) -> N
             assert transport.join(5, scheduled=True)
             (task,) = transport.tasks()
     assert [c["path"] for c in app.calls] == ["/_ah/task/mod/fn", "/_ah/task/mod/fn"]  # /elsewhere never asked
-    assert (task.state, task.last_status, task.executions) == ("failed", 301, 2)
+    assert (task.state, task.last_status, task.executions) == ("gave-up", 301, 2)
     assert task.last_error is not None
     assert task.last_error.startswith("HTTP 301")
 
@@ -414,7 +414,7 @@ def test_dispatch_deadline(db: Path, over_http: bool) -> None:
             assert transport.join(5)
             elapsed = time.monotonic() - start
             (task,) = transport.tasks()
-    assert (task.state, task.last_status, task.last_error, task.executions) == ("failed", None, "DEADLINE_EXCEEDED", 0)
+    assert (task.state, task.last_status, task.last_error, task.executions) == ("gave-up", None, "DEADLINE_EXCEEDED", 0)
     if over_http:
         assert elapsed < 0.55  # the answer was not awaited
     assert len(app.calls) == 1

@@ -287,7 +287,7 @@ def test_a_task_that_kills_its_process_keeps_to_the_retry_policy(db: Path) -> No
         assert wait_for(lambda: transport.tasks()[0].state != "running")
         assert transport.join(10, scheduled=True)
         (task,) = transport.tasks()
-        assert (task.state, task.attempts, task.last_error) == ("failed", 2, LEASE_EXPIRED)
+        assert (task.state, task.attempts, task.last_error) == ("gave-up", 2, LEASE_EXPIRED)
         assert task.finished is not None
         assert transport.stats().given_up == 1
     assert app.count() == 0  # given up on: never delivered a third time

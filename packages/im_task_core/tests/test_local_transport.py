@@ -88,7 +88,7 @@ def test_failed_task_name_is_also_retained(db: Path) -> None:
     with LocalTransport(db, target=app, default_policy=policy, name_retention=60) as transport:
         transport.enqueue(request(name="x"))
         assert transport.join(5)
-        assert transport.tasks()[0].state == "failed"
+        assert transport.tasks()[0].state == "gave-up"
         with pytest.raises(TaskAlreadyExistsError):
             transport.enqueue(request(name="x"))
 
@@ -298,7 +298,7 @@ def test_purge_finished_tasks(db: Path) -> None:
         transport.enqueue(request(name="good"))
         assert transport.join(5)
         assert transport.purge() == 0
-        assert transport.purge(states=("failed",)) == 1
+        assert transport.purge(states=("gave-up",)) == 1
         assert [t.name for t in transport.tasks()] == ["good"]
         assert transport.purge(states=("done",)) == 1
 

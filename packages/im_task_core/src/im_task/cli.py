@@ -6,8 +6,13 @@ Examples::
     im-task worker --target http://127.0.0.1:8000 --until-empty
     im-task queue list --state failed
     im-task queue stats
+    im-task queue show send-1
+    im-task queue retry send-1
+    im-task queue retry --state gave-up --queue emails
     im-task queue purge --queue emails --yes
     im-task sweep --setup myapp.settings --older-than 60
+    im-task dead list
+    im-task dead replay send-1 --queue emails
 
 Exit codes: 0 success, 1 failure (e.g. no queue database), 2 bad usage.
 """
@@ -16,23 +21,32 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from im_task.cli_dead import add_dead_commands
 from im_task.config import get_settings
-from im_task.errors import ConfigurationError
+from im_task.dead import describe, store_in_force
+from im_task.deadletter import DeadLetter, DeadLetterStore
+from im_task.errors import ConfigurationError, Error
+from im_task.logfallback import FallbackHandler
 from im_task.names import QUEUE_FILE
+from im_task.reruns import rerun_headers
+from im_task.state import STATE
 from im_task.transports.local import LocalTransport, TaskInfo, TaskState
-from im_task.transports.local.models import STATES
+from im_task.transports.local.models import FINISHED_STATES, STATES, QueueStats, TaskDetail
 
 __all__ = ["main"]
 
@@ -65,6 +79,7 @@ def main(argv: Sequence[str] | None = None, *, worker_prog: str | None = None) -
     """
     if worker_prog is not None and (not isinstance(worker_prog, str) or not worker_prog.strip()):
         raise ValueError(f"worker_prog must be a command name such as 'manage.py im_task_worker', not {worker_prog!r}")
+    _import_from_the_current_directory()
     parser = _parser(worker_prog)
     try:
         args = parser.parse_args(argv)
@@ -73,14 +88,86 @@ def main(argv: Sequence[str] | None = None, *, worker_prog: str | None = None) -
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "read_only", False):
+        # Reading the queue signs nothing: the development-secret warning is for the commands that enqueue or run.
+        STATE.first_warning("local-secret")
+    with _logging_to_stderr(logging.INFO if getattr(args, "verbose", False) else logging.WARNING):
+        return _run(args)
+
+
+@contextmanager
+def _logging_to_stderr(level: int) -> Iterator[None]:
+    """Within the block, im-task's log records of ``level`` and above go to stderr, unless the app logs them itself.
+
+    When the process configured logging (a Django project's ``LOGGING``, a
+    ``--setup`` module calling ``logging.basicConfig``), its handlers print
+    them and this one stays silent, so that no line is printed twice.
+    """
+    handler = FallbackHandler(level=level)
+    root = logging.getLogger("im_task")
+    previous = root.level
+    if root.getEffectiveLevel() > level:
+        root.setLevel(level)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Runs the command's handler, turning its failures into an ``im-task: error:`` line and an exit code."""
     try:
         code: int = args.handler(args)
     except CommandError as exc:
         print(f"im-task: error: {exc}", file=sys.stderr)
         return exc.code
+    except Error as exc:  # a damaged or unreadable queue file, a closed queue: said plainly, no traceback
+        print(f"im-task: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `im-task queue list | head`: the reader has all it wants
+        _silence_stdout()
+        return EXIT_OK
     return code
+
+
+def _import_from_the_current_directory() -> None:
+    """Puts the current directory first on ``sys.path``, as ``python -m`` does, for the app's tasks and ``--setup``.
+
+    The ``im-task`` script's own directory is first instead, so a task's
+    function (``queue show``) or a ``--setup`` module of the project run from
+    would not import.
+    """
+    here = os.getcwd()
+    if not any(entry in ("", ".", here) for entry in sys.path):
+        sys.path.insert(0, here)
+
+
+def _import_setup(args: argparse.Namespace) -> None:
+    """Imports the ``--setup`` module, which configures im-task (``configure()``) as the app does."""
+    module = getattr(args, "setup", None)
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise CommandError(
+            f"cannot import --setup {module}: {exc}. Give the module that configures your app, as you would "
+            "import it, and run from your project's directory (it is put on sys.path)."
+        ) from exc
+
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null, so that flushing it at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file (captured in tests): nothing to flush at exit
+        pass
 
 
 # -- argument parsing ------------------------------------------------------
@@ -140,7 +227,24 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between progress lines (default: 0.5 on a terminal, where one line is updated; else 10)",
     )
+    worker.add_argument(
+        "--lease",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help=(
+            "how long a task being delivered stays leased to this worker without renewal; it is renewed every "
+            "third of it, and a killed worker's tasks are delivered again after it (default: 30)"
+        ),
+    )
+    _add_setup(worker)
     worker.add_argument("--quiet", "-q", action="store_true", help="print only the final summary")
+    worker.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also log each retry and what the queue does at INFO (warnings and errors are always logged)",
+    )
     worker.set_defaults(handler=_worker)
 
     queue = commands.add_parser(
@@ -165,14 +269,19 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
         "--limit", type=_positive_int, default=50, metavar="N", help="most tasks to list (default: 50)"
     )
     listing.add_argument("--json", action="store_true", help="print one JSON object per task instead of a table")
-    listing.set_defaults(handler=_list)
+    _add_setup(listing)
+    listing.set_defaults(handler=_list, read_only=True)
 
     stats = queue_commands.add_parser(
         "stats", help="count tasks by state", description="Count the tasks of the local queue by state."
     )
     _add_db(stats)
     stats.add_argument("--queue", metavar="Q", help="only tasks of this queue")
-    stats.set_defaults(handler=_stats)
+    stats.add_argument("--json", action="store_true", help="print the counts as one JSON object")
+    _add_setup(stats)
+    stats.set_defaults(handler=_stats, read_only=True)
+
+    _add_show_and_retry(queue_commands)
 
     purge = queue_commands.add_parser(
         "purge",
@@ -186,12 +295,15 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     purge.add_argument("--queue", metavar="Q", help="only tasks of this queue (default: every queue)")
     purge.add_argument(
         "--state",
-        choices=("queued", "failed", "done", "all"),
+        choices=(*(s for s in STATES if s != "running"), "all"),
         default="queued",
-        help="which tasks to delete (default: queued); 'all' is queued, failed and done ones",
+        help="which tasks to delete (default: queued); 'all' is every task not being delivered",
     )
     purge.add_argument("--yes", "-y", action="store_true", help="really delete them")
+    _add_setup(purge)
     purge.set_defaults(handler=_purge)
+
+    add_dead_commands(commands)
 
     sweeper = commands.add_parser(
         "sweep",
@@ -233,6 +345,43 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_show_and_retry(queue_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    show = queue_commands.add_parser(
+        "show",
+        help="print one task: its function, arguments, attempts and last error",
+        description=(
+            "Print a task of the local queue: its state, the function it calls and its arguments (decoded only "
+            "once the body's signature verified with the secrets in force; a safe, shortened repr), its attempts, "
+            "the last status and the last error in full (a traceback, or what the app answered). A done task's "
+            "body is not kept."
+        ),
+    )
+    _add_db(show)
+    show.add_argument("name", help="the task's name, or the start of it that only one task's name has")
+    show.add_argument("--queue", metavar="Q", help="the task's queue (default: the task of that name in any queue)")
+    _add_setup(show)
+    show.set_defaults(handler=_show, read_only=True)
+
+    retry = queue_commands.add_parser(
+        "retry",
+        help="queue tasks that failed, gave up or were dropped again",
+        description=(
+            "Queue again, due now and with their attempts counted afresh, the task NAME, or every task in the "
+            f"--state given ({', '.join(s for s in FINISHED_STATES if s != 'done')}). Fix the cause first."
+        ),
+    )
+    _add_db(retry)
+    retry.add_argument("name", nargs="?", help="the task's name, or the start of it that only one task's name has")
+    retry.add_argument("--queue", metavar="Q", help="only tasks of this queue")
+    retry.add_argument(
+        "--state",
+        choices=[s for s in FINISHED_STATES if s != "done"],
+        help="every task in this state (with NAME: only if it is in this state)",
+    )
+    _add_setup(retry)
+    retry.set_defaults(handler=_retry)
+
+
 def _add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--db",
@@ -240,6 +389,17 @@ def _add_db(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help=f"the queue's SQLite file (default: {QUEUE_FILE} in the data directory, $IM_TASK_DATA_DIR or .im_task)",
+    )
+
+
+def _add_setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--setup",
+        metavar="MODULE",
+        help=(
+            "module to import first, e.g. myapp.settings: it configures im-task as your app does (secrets, data "
+            "directory) and makes the tasks' functions importable"
+        ),
     )
 
 
@@ -279,16 +439,10 @@ def _non_negative_float(text: str) -> float:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    import importlib
-
     from im_task.stores.base import get_payload_store
     from im_task.sweeping import sweep_outbox
 
-    if args.setup:
-        try:
-            importlib.import_module(args.setup)
-        except ImportError as exc:
-            raise CommandError(f"cannot import --setup {args.setup}: {exc}") from exc
+    _import_setup(args)
     storage = None
     if args.ndb is not None:
         try:
@@ -323,14 +477,33 @@ def _db_path(args: argparse.Namespace, *, must_exist: bool) -> Path:
 
 
 def _open(
-    path: Path, *, target: str | None = None, concurrency: int = 8, dispatch_deadline: float = 600.0
+    path: Path,
+    *,
+    target: str | None = None,
+    concurrency: int = 8,
+    dispatch_deadline: float = 600.0,
+    lease: float = 30.0,
 ) -> LocalTransport:
     try:
         return LocalTransport(
-            path, target=target, autostart=False, concurrency=concurrency, dispatch_deadline=dispatch_deadline
+            path,
+            target=target,
+            autostart=False,
+            concurrency=concurrency,
+            dispatch_deadline=dispatch_deadline,
+            lease_duration=lease,
+            dead_letters=_dead_letters() if target is not None else None,
         )
     except ConfigurationError as exc:
         raise CommandError(str(exc), EXIT_USAGE if "target" in str(exc).lower() else EXIT_FAILURE) from exc
+
+
+def _dead_letters() -> DeadLetterStore | None:
+    """The dead-letter store in force, where the worker records the tasks it gives up on; None if there is none."""
+    try:
+        return store_in_force()
+    except Error:
+        return None
 
 
 # -- worker ----------------------------------------------------------------
@@ -339,13 +512,20 @@ def _open(
 def _worker(args: argparse.Namespace) -> int:
     if args.wait_scheduled and not args.until_empty:
         raise CommandError("--wait-scheduled only makes sense with --until-empty", EXIT_USAGE)
+    _import_setup(args)
     target = urlsplit(args.target)
     if target.scheme not in ("http", "https") or not target.hostname:
         raise CommandError(
             f"--target must be the app's base URL, like http://127.0.0.1:8000, not {args.target!r}.", EXIT_USAGE
         )
     path = _db_path(args, must_exist=False)
-    transport = _open(path, target=args.target, concurrency=args.concurrency, dispatch_deadline=args.dispatch_deadline)
+    transport = _open(
+        path,
+        target=args.target,
+        concurrency=args.concurrency,
+        dispatch_deadline=args.dispatch_deadline,
+        lease=args.lease,
+    )
     out = sys.stderr
     stop = threading.Event()
     signals = 0
@@ -380,12 +560,15 @@ def _worker(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     elapsed = time.monotonic() - started
-    print(
-        f"im-task worker: {stats.delivered} done, {stats.retried} retried, {stats.given_up} failed "
-        f"in {elapsed:.1f} s; {stats.queued} still queued.",
-        flush=True,
-    )
+    print(f"im-task worker: {_summary(stats)} in {elapsed:.1f} s; {stats.queued} still queued.", flush=True)
     return EXIT_OK
+
+
+def _summary(stats: QueueStats) -> str:
+    """What the worker's deliveries came to: tasks by the state they ended in, then the retried attempts apart."""
+    ended = ", ".join(f"{stats.ended.get(state, 0)} {state}" for state in FINISHED_STATES if state != "done")
+    retried = f"{stats.retried} attempt{'' if stats.retried == 1 else 's'} retried"
+    return f"{stats.delivered} done, {ended} ({retried})"
 
 
 def _watch(transport: LocalTransport, args: argparse.Namespace, stop: threading.Event, out: TextIO) -> None:
@@ -412,16 +595,14 @@ def _watch(transport: LocalTransport, args: argparse.Namespace, stop: threading.
 
 def _progress(transport: LocalTransport) -> str:
     s = transport.stats()
-    return (
-        f"done {s.delivered}  retrying {s.retried}  failed {s.given_up}  "
-        f"| queued {s.queued} (due {s.due})  running {s.running}"
-    )
+    return f"{_summary(s)} | queued {s.queued} (due {s.due}), running {s.running}"
 
 
 # -- queue -----------------------------------------------------------------
 
 
 def _list(args: argparse.Namespace) -> int:
+    _import_setup(args)
     with _open(_db_path(args, must_exist=True)) as transport:
         tasks = transport.tasks(state=args.state, queue=args.queue, limit=args.limit)
     if args.json:
@@ -441,6 +622,7 @@ def _list(args: argparse.Namespace) -> int:
                         "url": task.url,
                         "last_status": task.last_status,
                         "last_error": task.last_error,
+                        "outcome": task.outcome,
                     }
                 )
             )
@@ -449,10 +631,10 @@ def _list(args: argparse.Namespace) -> int:
         print("No tasks.")
         return EXIT_OK
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [
+    rows = [  # the name in full, to copy into `queue show` (and in dead list's order: QUEUE, NAME)
         [
-            _clip(t.name, 34),
-            _clip(t.queue, 16),
+            t.queue,
+            t.name,
             t.state,
             str(t.attempts),
             _when(t, now),
@@ -461,28 +643,171 @@ def _list(args: argparse.Namespace) -> int:
         ]
         for t in tasks
     ]
-    _table(["NAME", "QUEUE", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"], rows, sys.stdout)
+    _table(["QUEUE", "NAME", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"], rows, sys.stdout)
     return EXIT_OK
 
 
 def _stats(args: argparse.Namespace) -> int:
+    _import_setup(args)
     with _open(_db_path(args, must_exist=True)) as transport:
         s = transport.stats(queue=args.queue)
+    if args.json:
+        counts = {state: getattr(s, state.replace("-", "_")) for state in STATES}
+        print(json.dumps({"queue": args.queue, "due": s.due, **counts}))
+        return EXIT_OK
     scope = f"queue {args.queue}" if args.queue else "all queues"
-    print(f"{scope}: queued {s.queued} (due now {s.due}), running {s.running}, done {s.done}, failed {s.failed}")
+    print(
+        f"{scope}: queued {s.queued} (due now {s.due}), running {s.running}, done {s.done}, "
+        f"failed {s.failed}, gave-up {s.gave_up}, dropped {s.dropped}"
+    )
     return EXIT_OK
 
 
+def _show(args: argparse.Namespace) -> int:
+    _import_setup(args)
+    path = _db_path(args, must_exist=True)
+    with _open(path) as transport:
+        found = _find(transport, args.name, args.queue, path)
+    if len(found) > 1:
+        queues = ", ".join(d.info.queue for d in found)
+        raise CommandError(f"tasks named {args.name!r} are in several queues ({queues}); give one with --queue.")
+    [detail] = found
+    for label, value in _described(detail):
+        print(f"{label + ':':<13}{value}")
+    if detail.error_detail:
+        print("last error:")
+        print(detail.error_detail.rstrip())
+    return EXIT_OK
+
+
+#: Most tasks ``queue show`` and ``queue retry`` look through for the names that start as the one given.
+_PREFIX_SCAN = 100_000
+
+
+def _find(transport: LocalTransport, name: str, queue: str | None, path: Path) -> list[TaskDetail]:
+    """The tasks named ``name`` (one per queue), or the one task whose name starts with it.
+
+    Raises:
+        CommandError: No task has that name or a name starting with it, or several names start with it.
+    """
+    found = transport.task(name, queue=queue)
+    if found:
+        return found
+    where = f" in queue {queue!r}" if queue else ""
+    names = sorted({t.name for t in transport.tasks(queue=queue, limit=_PREFIX_SCAN) if t.name.startswith(name)})
+    if len(names) == 1:
+        return transport.task(names[0], queue=queue)
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise CommandError(f"{len(names)} tasks{where} have a name starting with {name!r} ({shown}); give more of it.")
+    raise CommandError(
+        f"no task named {name!r} (nor starting so){where} in {path}. Either it was purged or retried under another "
+        "name; or it was done more than the queue's name retention ago (an hour by default), and forgotten; or it "
+        "is in another queue file: give that with --db, or run from your app's directory with the same "
+        "$IM_TASK_DATA_DIR. `im-task queue list` lists the tasks in this one."
+    )
+
+
+def _described(detail: TaskDetail) -> list[tuple[str, str]]:
+    """The lines of ``queue show``, as (label, value)."""
+    t = detail.info
+    now = dt.datetime.now(dt.timezone.utc)
+    lines = [
+        ("name", t.name),
+        ("queue", t.queue),
+        ("url", t.url),
+        ("state", t.state + _state_note(t, now)),
+        ("attempts", _attempts(t)),
+        ("created", t.created.isoformat(timespec="seconds")),
+    ]
+    if t.state == "done" or not detail.body:
+        lines.append(("function", "(the body is not kept once a task is done)"))
+    else:
+        function, arguments = _call_of(detail)
+        lines.append(("function", function))
+        if arguments:
+            lines.append(("arguments", arguments))
+    if t.last_status is not None or t.last_error is not None:
+        lines.append(("last status", _last(t.last_status, t.last_error) if t.last_error else str(t.last_status)))
+    if t.outcome:
+        lines.append(("outcome", t.outcome))
+    return lines
+
+
+def _attempts(task: TaskInfo) -> str:
+    """The attempts started, and how many reached the app's code (executions, in Cloud Tasks' words)."""
+    if task.attempts == 0:
+        return "0 (not delivered yet)"
+    failed = task.attempts - task.executions
+    if not failed:
+        return f"{task.attempts} (each answered by the app)"
+    return (
+        f"{task.attempts} ({task.executions} answered by the app, {failed} got no answer or a 5xx: "
+        "a crash, a timeout, the app unreachable)"
+    )
+
+
+def _state_note(task: TaskInfo, now: dt.datetime) -> str:
+    if task.state == "queued":
+        return f" (due {_when(task, now)})"
+    if task.finished is not None:
+        return f" (since {_duration((now - task.finished).total_seconds())} ago)"
+    return ""
+
+
+def _call_of(detail: TaskDetail) -> tuple[str, str]:
+    """The function a task calls and its arguments, decoded only after its signature verified."""
+    t = detail.info
+    # describe() reads only the body (and the secrets in force); the rest just makes a valid letter.
+    letter = DeadLetter(t.name, t.queue, t.url, detail.body, "failed", t.attempts, "", detail.headers)
+    described = describe(letter)
+    if described.note:
+        return f"({described.note})", ""
+    return described.function, described.arguments
+
+
+def _retry(args: argparse.Namespace) -> int:
+    if args.name is None and args.state is None:
+        raise CommandError("give the task's NAME, or --state to retry every task in a state.", EXIT_USAGE)
+    _import_setup(args)
+    states: tuple[TaskState, ...] = (args.state,) if args.state else ()
+    path = _db_path(args, must_exist=True)
+    name = args.name
+    with _open(path) as transport:
+        if name is not None:
+            name = _find(transport, name, args.queue, path)[0].info.name
+        count = transport.retry(name, queue=args.queue, states=states, headers=_rerun_mark())
+    if name is not None and not count:
+        raise CommandError(
+            f"task {name!r} cannot be retried: only failed, gave-up and dropped tasks can "
+            f"(see `im-task queue show {name}`)."
+        )
+    print(f"Queued {count} task(s) again.")
+    return EXIT_OK
+
+
+def _rerun_mark() -> dict[str, str]:
+    """The signed mark telling the endpoint the tasks were asked for again (im_task.reruns); {} without a secret."""
+    try:
+        return rerun_headers()
+    except ConfigurationError as exc:
+        print(f"im-task: warning: the tasks go without the mark of a re-run ({exc}).", file=sys.stderr)
+        return {}
+
+
 def _purge(args: argparse.Namespace) -> int:
-    states: tuple[TaskState, ...] = ("queued", "failed", "done") if args.state == "all" else (args.state,)
+    _import_setup(args)
+    states: tuple[TaskState, ...] = tuple(s for s in STATES if s != "running") if args.state == "all" else (args.state,)
     with _open(_db_path(args, must_exist=True)) as transport:
         stats = transport.stats(queue=args.queue)
-        count = sum(getattr(stats, s) for s in states)
+        count = sum(getattr(stats, s.replace("-", "_")) for s in states)
         scope = f"queue {args.queue!r}" if args.queue else "every queue"
-        what = f"{count} {args.state if args.state != 'all' else 'queued, failed and done'} task(s) of {scope}"
+        what = f"{count} {args.state if args.state != 'all' else 'finished or queued'} task(s) of {scope}"
         if not args.yes:
             raise CommandError(f"refusing to delete {what} without --yes (nothing was deleted).", EXIT_USAGE)
         deleted = transport.purge(queue=args.queue, states=states)
+        if deleted:
+            transport.compact()  # give the room back to the disk when much of the file is now free
     print(f"Deleted {deleted} task(s).")
     return EXIT_OK
 

@@ -6,7 +6,10 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["ProjectWSGIApplication", "project_wsgi_application"]
+__all__ = ["ProjectWSGIApplication", "delivery_host", "project_wsgi_application"]
+
+#: The environ key the local queue sets on its in-process deliveries (im_task.transports.local.delivery).
+_LOCAL_DELIVERY_KEY = "im_task.local_delivery"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -26,7 +29,10 @@ class ProjectWSGIApplication:
         self._app: WSGIApp | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """Serves one request with the project's application."""
+        """Serves one request with the project's application; a local-queue delivery gets an allowed ``Host``."""
+        if environ.get(_LOCAL_DELIVERY_KEY):
+            host = delivery_host()
+            environ["HTTP_HOST"] = environ["SERVER_NAME"] = host
         return self.load()(environ, start_response)
 
     def load(self) -> WSGIApp:
@@ -53,6 +59,22 @@ class ProjectWSGIApplication:
 
     def __repr__(self) -> str:
         return "<ProjectWSGIApplication settings.WSGI_APPLICATION>"
+
+
+def delivery_host() -> str:
+    """The ``Host`` of in-process task deliveries: ``localhost`` if ``ALLOWED_HOSTS`` accepts it, else one it does.
+
+    ``"*"`` and ``".example.com"`` give ``localhost`` and ``example.com``. With
+    ``DEBUG`` and no ``ALLOWED_HOSTS``, Django accepts ``localhost``.
+    """
+    from django.conf import settings
+    from django.http.request import validate_host
+
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    candidates = ["localhost", "127.0.0.1", *(pattern.lstrip(".") for pattern in allowed)]
+    return next((host for host in candidates if host and validate_host(host, allowed)), "localhost")
 
 
 #: The instance the app registers with :func:`im_task.config.register_local_target`.

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from im_task.deadletter import DeadLetterStore
 from im_task.errors import ConfigurationError
 from im_task.loading import load_named, make_named
 from im_task.names import QUEUE_FILE
@@ -54,7 +55,11 @@ def load_transport_setting(name: str) -> Callable[..., Any] | Transport:
 
 
 def make_transport(
-    setting: Transport | str | None, *, data_dir: Path, cloud: Mapping[str, Any] | None = None
+    setting: Transport | str | None,
+    *,
+    data_dir: Path,
+    cloud: Mapping[str, Any] | None = None,
+    dead_letters: DeadLetterStore | None = None,
 ) -> Transport:
     """The transport a setting asks for.
 
@@ -65,6 +70,8 @@ def make_transport(
         cloud: The keyword arguments ``"cloudtasks"`` is made with (the Google
             Cloud settings: ``project``, ``location``, ``base_url``...); None
             values are left out.
+        dead_letters: Where ``"local"`` records the tasks it gives up on by its own retry policy (the
+            dead-letter store in force), or None.
 
     Returns:
         The transport.
@@ -81,6 +88,8 @@ def make_transport(
         return found
     args: tuple[Any, ...] = (data_dir / QUEUE_FILE,) if name == "local" else ()
     options = {key: value for key, value in (cloud or {}).items() if value is not None} if name == "cloudtasks" else {}
+    if name == "local" and dead_letters is not None:
+        options["dead_letters"] = dead_letters
     transport: Transport = make_named(
         found,
         name,

@@ -8,7 +8,7 @@ delivering, retrying) and ``transport`` (the public class).
 
 from __future__ import annotations
 
-from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
+from im_task.transports.local.models import STATES, QueueLimits, QueueStats, TaskDetail, TaskInfo, TaskState
 from im_task.transports.local.transport import LocalTransport
 
-__all__ = ["STATES", "LocalTransport", "QueueStats", "TaskInfo", "TaskState"]
+__all__ = ["STATES", "LocalTransport", "QueueLimits", "QueueStats", "TaskDetail", "TaskInfo", "TaskState"]

@@ -7,22 +7,28 @@ redirects, and neither raises for a failed delivery.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import io
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from im_task.errors import ConfigurationError
+from im_task.logfallback import PassiveHandler
+from im_task.response import OUTCOME_HEADER
 
 __all__ = [
     "DEADLINE_EXCEEDED",
     "Deliverer",
+    "LOCAL_DELIVERY_KEY",
     "HTTPDelivery",
     "Outcome",
     "WSGIDelivery",
@@ -35,6 +41,9 @@ WSGIApp = Callable[..., Any]
 #: Retry reason of an attempt that got no answer before its dispatch deadline.
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 _MAX_DRAIN = 1024 * 1024  # response bytes read to keep a connection; past this it is dropped
+_MAX_DETAIL = 4096  # bytes of a failed attempt's response body kept as its error
+#: The WSGI environ key that marks a request as the local queue's in-process delivery (adapters may read it).
+LOCAL_DELIVERY_KEY = "im_task.local_delivery"
 
 
 @dataclass(frozen=True)
@@ -44,10 +53,17 @@ class Outcome:
     Attributes:
         status: The HTTP status answered, or None when there was no answer in time.
         error: Why the attempt failed (the retry reason), or None on success.
+        outcome: What the endpoint said became of the task (its ``X-Im-Task-Outcome``
+            header: ``ran``, ``failed``, ``gave-up``, ``dropped``, ``retry``,
+            ``refused``), or None when it said nothing (not an im-task endpoint).
+        detail: The error in full, for a person: a traceback, or the status
+            and the start of the body answered; None on success.
     """
 
     status: int | None
     error: str | None = None
+    outcome: str | None = None
+    detail: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -72,10 +88,18 @@ class Deliverer(Protocol):
         ...
 
 
-def _failure_for_status(status: int, reason: str) -> Outcome:
+def _failure_for_status(status: int, reason: str, outcome: str | None = None, body: bytes = b"") -> Outcome:
+    outcome = outcome.strip().lower() if outcome else None
     if 200 <= status < 300:
-        return Outcome(status)
-    return Outcome(status, f"HTTP {status} {reason}".strip())
+        if outcome in (None, "ran"):
+            return Outcome(status, outcome=outcome)
+        text = body.decode("utf-8", "replace").strip()
+        return Outcome(status, outcome=outcome, detail=f"HTTP {status} {reason} ({outcome}): {text}".strip())
+    line = f"HTTP {status} {reason}".strip()
+    if outcome == "retry" and status < 500:  # SingularTaskFailure's 408: no timeout, the task asked for a retry
+        line = f"HTTP {status}: the task asked to be retried"
+    text = body[:_MAX_DETAIL].decode("utf-8", "replace").strip()
+    return Outcome(status, line, outcome, f"{line}: {text}" if text else line)
 
 
 def _header_safe(text: str, limit: int = 200) -> str:
@@ -160,34 +184,41 @@ class HTTPDelivery:
                 if conn.sock is not None:
                     conn.sock.settimeout(remaining)
                 response = conn.getresponse()
-                self._drain(conn, response)
+                start_of_body = self._drain(conn, response)
             except TimeoutError:
                 conn.close()
-                return Outcome(None, DEADLINE_EXCEEDED)
+                return _deadline_exceeded(deadline)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 conn.close()
                 if reused and not retry:  # the server dropped an idle kept-alive connection: reconnect once
                     continue
-                return Outcome(None, _header_safe(f"CONNECTION_FAILED: {exc or type(exc).__name__}"))
+                return _connection_failed(self.base_url, exc)
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
-                return Outcome(None, _header_safe(f"CONNECTION_FAILED: {exc or type(exc).__name__}"))
+                return _connection_failed(self.base_url, exc)
             if time.monotonic() - start > deadline:
-                return Outcome(None, DEADLINE_EXCEEDED)
-            return _failure_for_status(response.status, response.reason)
+                return _deadline_exceeded(deadline)
+            return _failure_for_status(
+                response.status, response.reason, response.getheader(OUTCOME_HEADER), start_of_body
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _drain(conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> None:
+    def _drain(conn: http.client.HTTPConnection, response: http.client.HTTPResponse) -> bytes:
+        """Reads the answer (to keep the connection) and returns the start of its body."""
         read = 0
+        start = b""
         while read <= _MAX_DRAIN:
             chunk = response.read(65536)
             if not chunk:
                 break
+            if read < _MAX_DETAIL:
+                start += chunk[: _MAX_DETAIL - read]
             read += len(chunk)
         if not response.isclosed():
             response.close()
             conn.close()
+        return start
 
     def close(self) -> None:
         """Closes every connection opened by any thread."""
@@ -239,6 +270,7 @@ def build_environ(
         "wsgi.multithread": True,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
+        LOCAL_DELIVERY_KEY: True,
     }
     for name, value in headers.items():
         key = name.upper().replace("-", "_")
@@ -251,6 +283,42 @@ def build_environ(
         else:
             environ[key] = value
     return environ
+
+
+class _TracebackCatcher(PassiveHandler):
+    """Keeps the traceback the endpoint logs while a task is delivered in process, on the delivering thread.
+
+    The endpoint answers with a short plain-text body, never a traceback; it
+    logs the exception that decided the outcome (with ``exc_info``) on the
+    thread that runs the task, which for an in-process delivery is the
+    delivering one. This handler keeps it for the task's last error. Being
+    passive, it does not change where records go: with no handler of the
+    app's, Python still prints warnings on stderr.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.local = threading.local()
+
+    def keep(self, record: logging.LogRecord) -> None:
+        """Keeps the traceback of ``record`` when this thread is catching."""
+        caught: list[str] | None = getattr(self.local, "caught", None)
+        if caught is not None and record.exc_info and record.exc_info[0] is not None:
+            caught[:] = [record.getMessage() + "\n" + "".join(traceback.format_exception(*record.exc_info))]
+
+    @contextmanager
+    def catching(self) -> Iterator[list[str]]:
+        """Within the block, the last traceback logged on this thread is in the list yielded."""
+        caught: list[str] = []
+        self.local.caught = caught
+        try:
+            yield caught
+        finally:
+            self.local.caught = None
+
+
+_catcher = _TracebackCatcher()
+logging.getLogger("im_task").addHandler(_catcher)
 
 
 class WSGIDelivery:
@@ -286,25 +354,32 @@ class WSGIDelivery:
         start = time.monotonic()
         environ = build_environ(url, body, headers)
         status_line: list[str] = []
+        outcome: list[str] = []
+        start_of_body = bytearray()
 
         def start_response(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             status_line[:] = [status]
+            outcome[:] = [value for name, value in response_headers if name.lower() == OUTCOME_HEADER.lower()][:1]
             return _discard
 
         try:
-            result: Iterable[bytes] = self.app(environ, start_response)
-            try:
-                for _ in result:
-                    pass
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            with _catcher.catching() as caught:
+                result: Iterable[bytes] = self.app(environ, start_response)
+                try:
+                    for chunk in result:
+                        if len(start_of_body) < _MAX_DETAIL:
+                            start_of_body += chunk[: _MAX_DETAIL - len(start_of_body)]
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
         except Exception as exc:
             logger.exception("The WSGI application raised while handling task %s", url)
-            return Outcome(500, _header_safe(f"UNHANDLED_EXCEPTION: {type(exc).__name__}"))
+            return Outcome(
+                500, _header_safe(f"UNHANDLED_EXCEPTION: {type(exc).__name__}"), detail=traceback.format_exc()
+            )
         if time.monotonic() - start > deadline:
-            return Outcome(None, DEADLINE_EXCEEDED)
+            return _deadline_exceeded(deadline)
         if not status_line:
             return Outcome(500, "INVALID_RESPONSE: start_response was not called")
         code, _, reason = status_line[0].partition(" ")
@@ -312,10 +387,22 @@ class WSGIDelivery:
             status = int(code)
         except ValueError:
             return Outcome(500, _header_safe(f"INVALID_RESPONSE: bad status {status_line[0]!r}"))
-        return _failure_for_status(status, reason)
+        answered = _failure_for_status(status, reason, outcome[0] if outcome else None, bytes(start_of_body))
+        if caught and answered.detail is not None:  # the endpoint's traceback says more than its one-line body
+            return dataclasses.replace(answered, detail=f"{answered.detail}\n{caught[0]}")
+        return answered
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _deadline_exceeded(deadline: float) -> Outcome:
+    return Outcome(None, DEADLINE_EXCEEDED, detail=f"No answer within the dispatch deadline of {deadline:g} s.")
+
+
+def _connection_failed(base_url: str, exc: BaseException) -> Outcome:
+    reason = f"{exc or type(exc).__name__}"
+    return Outcome(None, _header_safe(f"CONNECTION_FAILED: {reason}"), detail=f"Could not reach {base_url}: {reason}")
 
 
 def _discard(data: bytes) -> None:

@@ -10,12 +10,19 @@ The loop, on one thread:
    attempt is counted when it starts, and a dispatcher never hoards tasks
    other dispatchers sharing the file could run;
 3. sleep until there is something to do (an outcome, or an enqueue while a
-   worker is free), or until the next due time (at most ``poll_interval``,
-   to notice tasks other processes enqueue).
+   worker is free), until another process commits to the file (SQLite's
+   ``data_version``, read four times a second), or until the next due time
+   (at most ``poll_interval``).
 
-A failed attempt is retried after the backoff of the queue's policy with the
-task's own retry options laid over it, until the policy gives up; the task
-is then kept as ``failed`` and logged at ERROR.
+Each queue's rate and concurrency limits (:class:`QueueLimits`) cap what is
+claimed. A failed attempt is retried after the backoff of the queue's policy
+with the task's own retry options laid over it, until the policy gives up;
+the task is then kept as ``gave-up``, recorded as a dead letter and logged
+at ERROR. A 2xx whose ``X-Im-Task-Outcome`` says the task failed, gave up or
+was dropped ends it in that state (the endpoint recorded its dead letter).
+When the file cannot be written (a full disk, a damaged file), the
+dispatcher pauses, doubling the pause up to a minute, and says so once per
+pause.
 """
 
 from __future__ import annotations
@@ -28,12 +35,22 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from im_task import headers
+from im_task.deadletter import DEAD_OUTCOMES, DeadLetter, DeadLetterStore
 from im_task.retry import RetryOptions, RetryPolicy
 from im_task.transports.local.delivery import Deliverer, Outcome
-from im_task.transports.local.models import TaskState
-from im_task.transports.local.store import ClaimedTask, LostAttempt, Settlement, TaskStore
+from im_task.transports.local.models import QueueLimits, TaskState
+from im_task.transports.local.store import (
+    ClaimedTask,
+    LostAttempt,
+    Settlement,
+    TaskStore,
+    corruption_message,
+    is_corrupt,
+    write_failure,
+)
 from im_task.transports.local.workers import WorkerPool
 
 __all__ = ["Counters", "Dispatcher", "attempt_headers", "current_dispatcher"]
@@ -41,7 +58,18 @@ __all__ = ["Counters", "Dispatcher", "attempt_headers", "current_dispatcher"]
 logger = logging.getLogger("im_task.local")
 
 _HOUSEKEEPING_INTERVAL = 60.0
-_ERROR_PAUSE = 1.0
+_ERROR_PAUSE = 1.0  # the first pause after a storage error; it doubles on each error in a row...
+_MAX_ERROR_PAUSE = 60.0  # ...up to this
+_WATCH = 0.25  # seconds between looks at the file's data_version while asleep
+_HINTS = {
+    400: "a Django project answers 400 to a Host its ALLOWED_HOSTS refuses: add the target's host "
+    "('localhost' for in-process delivery) to ALLOWED_HOSTS",
+    403: "the app did not accept the task's signature: give the process that enqueued it the same secret "
+    "(IM_TASK_SECRET) as the app",
+    404: "nothing answers at {url}: check that the task route is mounted in the app (the adapter set up, its URLs "
+    "included) and that the target (and its path prefix) is the app's",
+    405: "{url} does not take a POST: something else is mounted at the task route",
+}
 _MIN_SLEEP = 0.002
 _GATHER = 0.002
 _delivering = threading.local()  # .dispatcher: the Dispatcher whose task this worker thread is delivering
@@ -57,15 +85,23 @@ class Counters:
     """What a transport's dispatchers did: tasks delivered, retried, given up on.
 
     Attributes:
-        delivered: Attempts answered with 2xx.
+        delivered: Attempts that ran the task.
         retried: Failed attempts scheduled to run again.
-        given_up: Tasks marked failed.
+        given_up: Tasks ended as failed, gave up or dropped.
+        ended: ``given_up`` by the state the tasks ended in (``failed``, ``gave-up``, ``dropped``).
     """
 
     def __init__(self) -> None:
         self.delivered = 0
         self.retried = 0
         self.given_up = 0
+        self.ended: dict[str, int] = {}
+
+    def count_end(self, state: str, count: int = 1) -> None:
+        """Counts ``count`` tasks ended as failed, gave up or dropped (``state``)."""
+        if count:
+            self.given_up += count
+            self.ended[state] = self.ended.get(state, 0) + count
 
 
 def attempt_headers(task: ClaimedTask) -> dict[str, str]:
@@ -109,6 +145,32 @@ class _Finished:
     retry_options: RetryOptions | None
     outcome: Outcome | None  # None: not attempted (the dispatcher stopped first), to give back
     finished: float
+    headers: dict[str, str]
+    body: bytes
+    where: str = ""  # the full URL delivered to, for the log (the target's base URL, then url)
+
+
+class _Bucket:
+    """One queue's rate (a token bucket holding a second of dispatches) and its attempts in flight."""
+
+    def __init__(self, limits: QueueLimits, now: float) -> None:
+        self.limits = limits
+        self.capacity = max(1.0, limits.max_dispatches_per_second)
+        self.tokens = self.capacity
+        self.stamp = now
+        self.in_flight = 0
+
+    def allowance(self, now: float) -> int:
+        rate = self.limits.max_dispatches_per_second
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+        return max(0, min(int(self.tokens), self.limits.max_concurrent_dispatches - self.in_flight))
+
+    def wait(self) -> float | None:
+        """Seconds until a token is back, or None when the bucket has one (or concurrency is the limit)."""
+        if self.tokens >= 1 or self.in_flight >= self.limits.max_concurrent_dispatches:
+            return None
+        return (1 - self.tokens) / self.limits.max_dispatches_per_second
 
 
 class Dispatcher:
@@ -123,8 +185,10 @@ class Dispatcher:
         dispatch_deadline: Seconds to wait for an answer when the task sets no deadline.
         lease_duration: Seconds a claim lasts without renewal; it is renewed every third of it.
         name_retention: Seconds done tasks are remembered.
-        poll_interval: Longest sleep, so that tasks enqueued by other processes are seen.
+        poll_interval: Longest sleep between looks for due tasks.
         changed: Notified whenever tasks were settled, for :meth:`LocalTransport.join`.
+        limits_for: The rate and concurrency limits of a queue, by name.
+        dead_letters: Where tasks the queue gives up on are recorded, or None.
     """
 
     def __init__(
@@ -140,6 +204,8 @@ class Dispatcher:
         name_retention: float,
         poll_interval: float,
         changed: threading.Condition,
+        limits_for: Callable[[str], QueueLimits] = lambda queue: QueueLimits(),
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.owner = uuid.uuid4().hex
         self._store = store
@@ -163,6 +229,12 @@ class Dispatcher:
         self._no_target = False
         self._ended = False
         self._when_stopped: list[Callable[[], None]] = []
+        self._limits_for = limits_for
+        self._dead_letters = dead_letters
+        self._buckets: dict[str, _Bucket] = {}
+        self._seen_version: int | None = None
+        self._failures = 0  # storage errors in a row
+        self._failures_at_stop = 0  # storage errors since a stop was asked (not counted in _failures)
 
     @property
     def in_flight(self) -> int:
@@ -251,13 +323,17 @@ class Dispatcher:
         next_housekeeping = 0.0
         renew_every = self._lease / 3
         next_renewal = time.monotonic() + renew_every
+        give_up_at: float | None = None  # once stopping: when to stop trying to record the last outcomes
         while True:
             with self._cond:
-                results, self._results = self._results, []
                 stopping = self._stopping
+            if stopping and give_up_at is None:
+                give_up_at = time.monotonic() + self._lease
             timeout = self._poll
+            pause = False
             try:
                 if stopping:
+                    results = self._take_results()
                     if results:
                         self._settle(results)
                     break
@@ -267,33 +343,105 @@ class Dispatcher:
                     next_renewal = clock + renew_every
                 if clock >= next_housekeeping:
                     self._store.prune(finished_before=time.time() - self._retention)
+                    self._store.compact()
                     next_housekeeping = clock + _HOUSEKEEPING_INTERVAL
-                timeout = self._dispatch(results)
+                timeout = self._dispatch(self._take_results())  # taken last: a failure above loses none
                 if self._in_flight:
                     timeout = min(timeout, max(next_renewal - time.monotonic(), _MIN_SLEEP))
-            except Exception:
+                if self._failures:
+                    logger.warning("The local queue's database %s can be written again; delivering.", self._store.path)
+                self._failures = 0
+            except Exception as exc:
                 if self._store.closed:  # closed under us (a stop that timed out): nothing more to do
                     logger.debug("Local queue store closed; dispatcher ends")
                     return
-                logger.exception("The local queue's dispatcher failed; trying again in %g s", _ERROR_PAUSE)
-                timeout = _ERROR_PAUSE
-            self._sleep(timeout)
+                if stopping and give_up_at is not None:
+                    if time.monotonic() + _ERROR_PAUSE > give_up_at:
+                        logger.error(
+                            "The local queue could not record the last deliveries in %s (%s); their leases will run "
+                            "out and they will be delivered again.",
+                            self._store.path,
+                            exc,
+                        )
+                        return
+                    # A stop already asked: no backoff (a stop must end), and one line, not one a second.
+                    if self._failures_at_stop == 0:
+                        self._storage_failed(exc, stopping=True)
+                    self._failures_at_stop += 1
+                    time.sleep(_ERROR_PAUSE)
+                    continue
+                timeout = self._storage_failed(exc)
+                pause = True
+            self._sleep(timeout, pause=pause)
         self._drain()
 
-    def _sleep(self, timeout: float) -> None:
-        end = time.monotonic() + timeout
+    def _take_results(self) -> list[_Finished]:
+        """The outcomes the workers reported since the last turn (:meth:`_settle` puts them back if it fails)."""
         with self._cond:
-            while not self._stopping:
-                if self._results or (self._kicked and self._in_flight < self._concurrency):
+            results, self._results = self._results, []
+        return results
+
+    def _storage_failed(self, exc: Exception, *, stopping: bool = False) -> float:
+        """Says what went wrong, once per pause, and returns the pause: doubling from 1 s up to a minute.
+
+        Once a stop is asked (``stopping``), failures are no longer counted and the pause is the first one.
+        """
+        pause = _ERROR_PAUSE if stopping else min(_ERROR_PAUSE * 2.0 ** min(self._failures, 16), _MAX_ERROR_PAUSE)
+        if not stopping:
+            self._failures += 1
+        path = self._store.path
+        room = write_failure(path, exc)
+        if room is not None:
+            logger.error(
+                "The local queue cannot write %s (%s): %s. Outcomes not recorded yet are kept; trying again in %g s.",
+                path,
+                exc,
+                room,
+                pause,
+            )
+        elif is_corrupt(exc):
+            logger.error("%s Trying again in %g s.", corruption_message(path, exc), pause)
+        elif isinstance(exc, sqlite3.Error):
+            logger.error("The local queue's database %s failed (%s); trying again in %g s.", path, exc, pause)
+        else:
+            logger.exception("The local queue's dispatcher failed; trying again in %g s", pause)
+        return pause
+
+    def _sleep(self, timeout: float, *, pause: bool = False) -> None:
+        """Sleeps until there is work, another process commits to the file, or ``timeout`` passes.
+
+        With ``pause`` (after a storage error) only a stop ends it early.
+        """
+        end = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                if not pause and (self._results or (self._kicked and self._in_flight < self._concurrency)):
                     break
                 left = end - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                self._cond.wait(min(left, _WATCH))
+            if not pause and self._changed_elsewhere():
+                break
+        with self._cond:
             kicked, self._kicked = self._kicked, False
         if kicked and self._in_flight and not self._stopping:
             # Workers are busy: let a few more enqueues gather, to claim them in one go.
             time.sleep(_GATHER)
+
+    def _changed_elsewhere(self) -> bool:
+        """Whether another connection committed to the file since the last look (and a worker is free)."""
+        if self._in_flight >= self._concurrency:
+            return False
+        try:
+            version = self._store.data_version()
+        except sqlite3.Error:
+            return False
+        changed = self._seen_version is not None and version != self._seen_version
+        self._seen_version = version
+        return changed
 
     def _dispatch(self, results: list[_Finished]) -> float:
         """Records ``results`` and claims due tasks for the free workers, in one transaction.
@@ -321,28 +469,51 @@ class Dispatcher:
         lost: list[tuple[LostAttempt, float | None]] = []
         tasks: list[ClaimedTask] = []
 
+        clock = time.monotonic()
+
+        def allowance(queue: str) -> int:
+            return self._bucket(queue, clock).allowance(clock)
+
         def record_and_claim(settlements: Sequence[Settlement]) -> None:
-            tasks[:] = self._store.claim(
-                self.owner,
-                free,
-                now=now,
-                lease_until=now + self._lease,
-                on_lost=self._lost_attempt_policy(lost),
-                settle=settlements,
-            )
+            for r in results:  # what is settled is no longer in flight, for the queues' limits
+                self._bucket(r.queue, clock).in_flight -= 1
+            try:
+                tasks[:] = self._store.claim(
+                    self.owner,
+                    free,
+                    now=now,
+                    lease_until=now + self._lease,
+                    on_lost=self._lost_attempt_policy(lost),
+                    settle=settlements,
+                    allowance=allowance,
+                    blocked=[q for q, b in self._buckets.items() if b.allowance(clock) <= 0],
+                )
+            except BaseException:
+                for r in results:
+                    self._bucket(r.queue, clock).in_flight += 1
+                raise
 
         self._settle(results, record=record_and_claim)
         if lost:
             self._report_lost(lost, now)
         for task in tasks:
             self._in_flight += 1
+            bucket = self._bucket(task.queue, clock)
+            bucket.in_flight += 1
+            bucket.tokens -= 1
             self._pool.submit(self._job(task, deliverer))
         if len(tasks) == free:
             return self._poll
         wake = self._store.next_wake(self.owner)
-        if wake is None:
-            return self._poll
-        return min(max(wake - time.time(), _MIN_SLEEP), self._poll)
+        waits = [w for w in (b.wait() for b in self._buckets.values()) if w is not None]
+        timeout = min(max(wake - time.time(), _MIN_SLEEP), self._poll) if wake is not None else self._poll
+        return float(min([timeout, *(max(w, _MIN_SLEEP) for w in waits)]))
+
+    def _bucket(self, queue: str, clock: float) -> _Bucket:
+        bucket = self._buckets.get(queue)
+        if bucket is None:
+            bucket = self._buckets[queue] = _Bucket(self._limits_for(queue), clock)
+        return bucket
 
     def _lost_attempt_policy(
         self, verdicts: list[tuple[LostAttempt, float | None]]
@@ -368,7 +539,8 @@ class Dispatcher:
     def _report_lost(self, verdicts: list[tuple[LostAttempt, float | None]], now: float) -> None:
         for lost, due in verdicts:
             if due is None:
-                self._counters.given_up += 1
+                self._counters.count_end("gave-up")
+                self._record_dead_letter_of_stored(lost.queue, lost.name)
                 logger.error(
                     "Task %s of queue %s (POST %s): attempt %d lost its lease (its process died or stalled "
                     "mid-delivery). Giving up after %d attempt(s).",
@@ -415,6 +587,9 @@ class Dispatcher:
                 task.retry_options,
                 outcome,
                 time.time(),
+                task.headers,
+                task.body,
+                _full_url(deliverer, task.url),
             )
             with self._cond:
                 self._results.append(finished)
@@ -426,63 +601,162 @@ class Dispatcher:
         self, results: list[_Finished], *, record: Callable[[Sequence[Settlement]], object] | None = None
     ) -> None:
         """Records the outcome of attempts (with ``record``, by default the store's ``settle``)."""
-        settlements = []
-        delivered = retried = given_up = 0
-        for r in results:
-            outcome = r.outcome
-            if outcome is None:
-                settlements.append(Settlement(r.id, r.attempt, "queued", 0.0, None, None, False, r.finished, True))
-                continue
-            if outcome.ok:
-                delivered += 1
-                settlements.append(Settlement(r.id, r.attempt, "done", 0.0, outcome.status, None, True, r.finished))
-                continue
-            retry_at = self._retry_at(r.queue, r.retry_options, r.attempt, r.first_attempt, now=r.finished)
-            if retry_at is None:
-                given_up += 1
-                logger.error(
-                    "Task %s of queue %s (POST %s) failed after %d attempt(s); last status %s (%s). Giving up.",
-                    r.name,
-                    r.queue,
-                    r.url,
-                    r.attempt,
-                    outcome.status if outcome.status is not None else "none",
-                    outcome.error,
-                )
-                state: TaskState = "failed"
-                due = 0.0
-            else:
-                retried += 1
-                logger.info(
-                    "Task %s of queue %s (POST %s) failed (%s); retry %d in %.3g s.",
-                    r.name,
-                    r.queue,
-                    r.url,
-                    outcome.error,
-                    r.attempt,
-                    retry_at - r.finished,
-                )
-                state = "queued"
-                due = retry_at
-            settlements.append(
-                Settlement(r.id, r.attempt, state, due, outcome.status, outcome.error, outcome.executed, r.finished)
-            )
+        judged = [self._judge(r) for r in results]
         try:
             if record is not None:
-                record(settlements)
+                record([settlement for settlement, _, _ in judged])
             else:
-                self._store.settle(self.owner, settlements)
-        except sqlite3.Error:
+                self._store.settle(self.owner, [settlement for settlement, _, _ in judged])
+        except Exception:
             with self._cond:  # keep them to record on the next turn
                 self._results[:0] = results
             raise
-        self._counters.delivered += delivered
-        self._counters.retried += retried
-        self._counters.given_up += given_up
+        for r, (_, kind, log) in zip(results, judged, strict=True):
+            if log is not None:  # once recorded: a line says what happened, not what was about to
+                log()
+            if kind == "gave-up" and r.outcome is not None:
+                error = r.outcome.detail or r.outcome.error or "the queue gave up (its retry limit)"
+                self._record_dead_letter(
+                    DeadLetter(r.name, r.queue, r.url, r.body, "gave-up", r.attempt, error, dict(r.headers))
+                )
+        kinds = [kind for _, kind, _ in judged]
+        self._counters.delivered += kinds.count("delivered")
+        self._counters.retried += kinds.count("retried")
+        for settlement, kind, _ in judged:
+            if kind in ("gave-up", "ended"):
+                self._counters.count_end(settlement.state)
+        if record is None:  # (record_and_claim counts them itself, before it claims)
+            clock = time.monotonic()
+            for r in results:
+                self._bucket(r.queue, clock).in_flight -= 1
         self._in_flight -= len(results)
         if results:
             with self._changed:
                 self._changed.notify_all()
+
+    def _judge(self, r: _Finished) -> tuple[Settlement, str, Callable[[], None] | None]:
+        """What to record of an attempt, what kind of end it is, and the line to log once it is recorded.
+
+        The kind is ``released`` (not attempted), ``delivered``, ``ended`` (the endpoint
+        ended it: failed, gave up, dropped), ``retried`` or ``gave-up`` (by the queue's retry policy).
+        """
+        outcome = r.outcome
+        if outcome is None:
+            return Settlement(r.id, r.attempt, "queued", 0.0, None, None, False, r.finished, True), "released", None
+        if outcome.ok:
+            ended = outcome.outcome in DEAD_OUTCOMES  # the endpoint ended it and recorded its dead letter
+            state = cast(TaskState, outcome.outcome) if ended else "done"
+            # An ended task's last error is what the endpoint said, as for any other failed attempt.
+            error = (outcome.detail or f"{state}: HTTP {outcome.status}").splitlines()[0][:200] if ended else None
+            settlement = Settlement(
+                r.id,
+                r.attempt,
+                state,
+                0.0,
+                outcome.status,
+                error,
+                True,
+                r.finished,
+                False,
+                outcome.outcome,
+                outcome.detail,
+            )
+            return settlement, "ended" if ended else "delivered", None
+        retry_at = self._retry_at(r.queue, r.retry_options, r.attempt, r.first_attempt, now=r.finished)
+        settlement = Settlement(
+            r.id,
+            r.attempt,
+            "gave-up" if retry_at is None else "queued",
+            0.0 if retry_at is None else retry_at,
+            outcome.status,
+            outcome.error,
+            outcome.executed,
+            r.finished,
+            False,
+            outcome.outcome,
+            outcome.detail,
+        )
+        if retry_at is None:
+            return settlement, "gave-up", self._gave_up_line(r, outcome)
+        return settlement, "retried", self._retry_line(r, outcome, retry_at)
+
+    @staticmethod
+    def _gave_up_line(r: _Finished, outcome: Outcome) -> Callable[[], None]:
+        where = r.where or r.url
+
+        def log() -> None:
+            logger.error(
+                "Task %s of queue %s (POST %s) failed after %d attempt(s); last status %s (%s). Giving up: it is "
+                "kept as gave-up (`im-task queue show %s`, `im-task queue retry %s`).",
+                r.name,
+                r.queue,
+                where,
+                r.attempt,
+                outcome.status if outcome.status is not None else "none",
+                outcome.error,
+                r.name,
+                r.name,
+            )
+
+        return log
+
+    @staticmethod
+    def _retry_line(r: _Finished, outcome: Outcome, retry_at: float) -> Callable[[], None]:
+        where = r.where or r.url
+        hint = _HINTS.get(outcome.status or 0, "").format(url=where) or None
+        if outcome.outcome == "retry":  # the task asked for it (SingularTaskFailure's 408): nothing is wrong
+            hint = None
+        elif hint is None and outcome.status is not None and 400 <= outcome.status < 500:
+            hint = "the app refused the request itself; see its log"
+
+        def log() -> None:
+            if hint is None:
+                logger.info(
+                    "Task %s of queue %s (POST %s) failed (%s); retry %d in %.3g s.",
+                    r.name,
+                    r.queue,
+                    where,
+                    outcome.error,
+                    r.attempt,
+                    retry_at - r.finished,
+                )
+            else:
+                logger.warning(
+                    "Task %s of queue %s (POST %s) was refused (%s): %s. Retry %d in %.3g s.",
+                    r.name,
+                    r.queue,
+                    where,
+                    outcome.error,
+                    hint,
+                    r.attempt,
+                    retry_at - r.finished,
+                )
+
+        return log
+
+    def _record_dead_letter(self, letter: DeadLetter) -> None:
+        """Records a task the queue gave up on in the dead-letter store, if there is one; never raises."""
+        if self._dead_letters is None:
+            return
+        try:
+            self._dead_letters.record(letter)
+        except Exception:
+            logger.exception("Could not record task %s of queue %s as a dead letter", letter.name, letter.queue)
+
+    def _record_dead_letter_of_stored(self, queue: str, name: str) -> None:
+        """Records a stored task the queue gave up on (a lost lease) as a dead letter."""
+        if self._dead_letters is None:
+            return
+        try:
+            [detail] = self._store.detail(name, queue=queue)
+        except (ValueError, sqlite3.Error):
+            logger.exception("Could not read task %s of queue %s to record it as a dead letter", name, queue)
+            return
+        info = detail.info
+        error = f"{info.last_error}: its delivery's process died or stalled (attempt {info.attempts})"
+        self._record_dead_letter(
+            DeadLetter(name, queue, info.url, detail.body, "gave-up", info.attempts, error, detail.headers)
+        )
 
     def _drain(self) -> None:
         """After a stop: waits for the deliveries in flight and records them."""
@@ -500,6 +774,12 @@ class Dispatcher:
                 if not self._store.closed:
                     logger.exception("Could not record the last deliveries; their leases will run out")
                 return
+
+
+def _full_url(deliverer: Deliverer, url: str) -> str:
+    """The URL a task is delivered to: the base URL of an HTTP deliverer, then the task's path."""
+    base = getattr(deliverer, "base_url", None)
+    return f"{base.rstrip('/')}{url}" if isinstance(base, str) else url
 
 
 def _call_logged(callback: Callable[[], None]) -> None:

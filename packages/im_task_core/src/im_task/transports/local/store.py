@@ -17,25 +17,38 @@ to the file again. A child opens its own connection on first use.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, cast
 
+from im_task.datadir import make_file_dir, make_private_file
 from im_task.errors import EnqueueError, TaskAlreadyExistsError
 from im_task.retry import RetryOptions
 from im_task.transports.base import name_taken
-from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
+from im_task.transports.local.models import FINISHED_STATES, STATES, QueueStats, TaskDetail, TaskInfo, TaskState
 
-__all__ = ["LEASE_EXPIRED", "ClaimedTask", "LostAttempt", "NewTask", "Settlement", "TaskStore"]
+__all__ = [
+    "LEASE_EXPIRED",
+    "ClaimedTask",
+    "LostAttempt",
+    "NewTask",
+    "Settlement",
+    "TaskStore",
+    "corruption_message",
+    "is_corrupt",
+    "is_disk_full",
+    "write_failure",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,15 +71,45 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_until REAL,
     created REAL NOT NULL,
     finished REAL,
+    outcome TEXT,
+    error_detail TEXT,
     UNIQUE (queue, name)
 );
 CREATE INDEX IF NOT EXISTS tasks_state_due ON tasks (state, due);
 """
+#: What a file of an older schema needs, by the version it has.
+_MIGRATIONS = {1: ("ALTER TABLE tasks ADD COLUMN outcome TEXT", "ALTER TABLE tasks ADD COLUMN error_detail TEXT")}
+_DETAIL_LIMIT = 16384  # characters of the last error kept per task
+_VACUUM_FREE_SHARE = 0.5  # vacuum when at least this share of the file is free pages...
+_VACUUM_MIN_BYTES = 4 * 1024 * 1024  # ...and at least this many bytes are free
+_SQLITE_CORRUPT = (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_FULL = 13
+_SQLITE_IOERR = 10
+_LOW_SPACE = 1024 * 1024  # bytes free below which a failed write is blamed on a full disk
 _ACTIVE = ("queued", "running")
 _INSERT = (
     "INSERT INTO tasks (queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _row(task: NewTask, now: float) -> tuple[object, ...]:
+    """The values of :data:`_INSERT` for a task."""
+    return (
+        task.queue,
+        task.name,
+        task.url,
+        json.dumps(task.headers, separators=(",", ":")),
+        task.body,
+        task.eta,
+        task.eta,
+        "queued",
+        task.deadline,
+        _dump_options(task.retry_options),
+        now,
+    )
+
+
 #: Retry reason of an attempt whose dispatcher lost its lease (it died, or stalled, mid-delivery).
 LEASE_EXPIRED = "LEASE_EXPIRED"
 _REAP_BATCH = 100  # expired leases settled per claim; more wait for the next one
@@ -74,6 +117,7 @@ _CLAIM_COLUMNS = (
     "id, queue, name, url, headers, body, eta, attempts, executions, first_attempt, "
     "last_status, last_error, deadline, retry_options"
 )
+_ORDER_STATES = "CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'done' THEN 3 ELSE 2 END"
 _stores: weakref.WeakSet[TaskStore] = weakref.WeakSet()
 _stores_lock = threading.Lock()  # guards _stores, so that fork() sees every store
 _held_across_fork: list[TaskStore] = []
@@ -189,6 +233,8 @@ class Settlement:
         finished: When the attempt ended, seconds since the epoch.
         released: The task was claimed but not attempted: it is given back as it
             was (its attempt uncounted); the other fields are ignored.
+        outcome: What the endpoint said became of the task, or None.
+        detail: The error in full (a traceback, or the status and body answered), or None.
     """
 
     id: int
@@ -200,20 +246,23 @@ class Settlement:
     executed: bool
     finished: float
     released: bool = False
+    outcome: str | None = None
+    detail: str | None = None
 
 
 class TaskStore:
     """Tasks in one SQLite file, shared safely by threads and processes.
 
     Args:
-        path: The database file; parent directories are created.
+        path: The database file, made ``0600``; a missing directory is made ``0700`` (see :mod:`im_task.datadir`).
         busy_timeout: Seconds to wait for another writer before failing.
     """
 
     def __init__(self, path: Path, *, busy_timeout: float = 30.0) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_file_dir(path)  # a directory made here is private: 0700, with a .gitignore
+        make_private_file(path)  # 0600 before SQLite opens it; its -wal and -shm files take that mode
         self._lock = threading.Lock()
         self._closed = False
         self._conn: sqlite3.Connection | None = None
@@ -227,12 +276,18 @@ class TaskStore:
                     raise sqlite3.DatabaseError(
                         f"{path} was made by a newer im-task (schema {version}; this one knows {SCHEMA_VERSION})"
                     )
-                if version < SCHEMA_VERSION:  # a new file: no write lock is taken to open an existing one
+                if version < SCHEMA_VERSION:  # a new or older file: no write lock is taken to open a current one
                     self._conn.execute("BEGIN IMMEDIATE")
                     try:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                self._conn.execute(statement)
+                        (version,) = self._conn.execute("PRAGMA user_version").fetchone()  # another may have won
+                        if version == 0:
+                            for statement in _SCHEMA.split(";"):
+                                if statement.strip():
+                                    self._conn.execute(statement)
+                        else:
+                            for old in range(version, SCHEMA_VERSION):
+                                for statement in _MIGRATIONS.get(old, ()):
+                                    self._conn.execute(statement)
                         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     except BaseException:
                         self._conn.execute("ROLLBACK")
@@ -260,6 +315,17 @@ class TaskStore:
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits to the file.
+
+        SQLite's ``PRAGMA data_version``: a cheap read of the file's header,
+        so a dispatcher can watch for tasks other processes enqueue without
+        running a query.
+        """
+        with self._read() as conn:
+            (version,) = conn.execute("PRAGMA data_version").fetchone()
+        return int(version)
 
     def close(self) -> None:
         """Closes the database; later calls do nothing."""
@@ -364,19 +430,7 @@ class TaskStore:
         Raises:
             TaskAlreadyExistsError: The name is in use or remembered; nothing was changed.
         """
-        row = (
-            task.queue,
-            task.name,
-            task.url,
-            json.dumps(task.headers, separators=(",", ":")),
-            task.body,
-            task.eta,
-            task.eta,
-            "queued",
-            task.deadline,
-            _dump_options(task.retry_options),
-            now,
-        )
+        row = _row(task, now)
         try:
             conn.execute(_INSERT, row)
         except sqlite3.IntegrityError:
@@ -408,6 +462,8 @@ class TaskStore:
         lease_until: float,
         on_lost: LostAttemptPolicy,
         settle: Sequence[Settlement] = (),
+        allowance: Callable[[str], int] | None = None,
+        blocked: Collection[str] = (),
     ) -> list[ClaimedTask]:
         """Leases up to ``limit`` due queued tasks, oldest due first, and starts their attempt.
 
@@ -428,6 +484,8 @@ class TaskStore:
             on_lost: Given a lost attempt, returns when to retry it (seconds since the epoch), or None to give up.
                 It runs inside the write transaction: keep it quick and free of I/O.
             settle: Outcomes of ``owner``'s attempts to record first, in the same transaction (see :meth:`settle`).
+            allowance: Most tasks of a queue to claim now (its rate and concurrency limits), or None for no limit.
+            blocked: Queues none of whose tasks may be claimed now.
 
         Returns:
             The claimed tasks, bodies included, oldest due first.
@@ -439,10 +497,7 @@ class TaskStore:
         with self._write() as conn:
             self._record(conn, owner, settle)
             self._settle_lost(conn, now, on_lost)
-            rows = conn.execute(
-                f"SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'queued' AND due <= ? ORDER BY due, id LIMIT ?",
-                (now, limit),
-            ).fetchall()
+            rows = self._due(conn, now, limit, allowance, set(blocked))
             if not rows:
                 return []
             ids = [row[0] for row in rows]
@@ -488,6 +543,40 @@ class TaskStore:
         ]
 
     @staticmethod
+    def _due(
+        conn: sqlite3.Connection, now: float, limit: int, allowance: Callable[[str], int] | None, blocked: set[str]
+    ) -> list[Any]:
+        """Up to ``limit`` due tasks, oldest due first, within each queue's allowance (inside a transaction)."""
+        chosen: list[Any] = []
+        left: dict[str, int] = {}
+        while len(chosen) < limit:
+            skip = list(blocked)
+            taken = [row[0] for row in chosen]
+            rows = conn.execute(
+                f"SELECT {_CLAIM_COLUMNS} FROM tasks WHERE state = 'queued' AND due <= ? "
+                f"AND queue NOT IN ({','.join('?' * len(skip))}) AND id NOT IN ({','.join('?' * len(taken))}) "
+                "ORDER BY due, id LIMIT ?",
+                (now, *skip, *taken, limit - len(chosen)),
+            ).fetchall()
+            if not rows:
+                break
+            for row in rows:
+                queue = row[1]
+                if queue in blocked:
+                    continue
+                if allowance is not None:
+                    if queue not in left:
+                        left[queue] = allowance(queue)
+                    if left[queue] <= 0:
+                        blocked.add(queue)
+                        continue
+                    left[queue] -= 1
+                    if left[queue] <= 0:
+                        blocked.add(queue)
+                chosen.append(row)
+        return chosen
+
+    @staticmethod
     def _settle_lost(conn: sqlite3.Connection, now: float, on_lost: LostAttemptPolicy) -> None:
         """Settles running tasks whose lease ran out as failed attempts (inside a write transaction)."""
         rows = conn.execute(
@@ -502,7 +591,7 @@ class TaskStore:
             conn.execute(
                 "UPDATE tasks SET state = ?, due = COALESCE(?, due), finished = ?, last_status = NULL, "
                 "last_error = ?, lease_owner = NULL, lease_until = NULL WHERE id = ?",
-                ("failed" if due is None else "queued", due, now if due is None else None, LEASE_EXPIRED, row_id),
+                ("gave-up" if due is None else "queued", due, now if due is None else None, LEASE_EXPIRED, row_id),
             )
 
     def renew(self, owner: str, *, lease_until: float) -> None:
@@ -544,11 +633,13 @@ class TaskStore:
                 recorded += cursor.rowcount
                 continue
             done = s.state == "done"
+            detail = None if s.detail is None else s.detail[-_DETAIL_LIMIT:]
             cursor = conn.execute(
                 "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
                 "last_status = ?, last_error = ?, executions = executions + ?, "
                 "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
-                "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL "
+                "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL, "
+                "outcome = ?, error_detail = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_detail) END "
                 "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
                 (
                     s.state,
@@ -560,6 +651,9 @@ class TaskStore:
                     s.state,
                     s.finished,
                     done,
+                    s.outcome,
+                    done,
+                    detail,
                     s.id,
                     owner,
                     s.attempt,
@@ -611,6 +705,28 @@ class TaskStore:
         with self._write() as conn:
             return conn.execute("DELETE FROM tasks WHERE state = 'done' AND finished < ?", (finished_before,)).rowcount
 
+    def compact(self) -> bool:
+        """Checkpoints the write-ahead log, and vacuums the file when much of it is free.
+
+        The log is folded into the file and truncated (as far as readers of
+        other processes allow); the file is rewritten smaller when at least
+        half of it, and 4 MB, is free pages (after a purge, or once many done
+        tasks were forgotten).
+
+        Returns:
+            Whether the file was vacuumed.
+        """
+        with self._read() as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+            (size,) = conn.execute("PRAGMA page_size").fetchone()
+            if not (free * size >= _VACUUM_MIN_BYTES and pages and free / pages >= _VACUUM_FREE_SHARE):
+                return False
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            return True
+
     # -- inspection ------------------------------------------------------
 
     def counts(self, *, now: float, queue: str | None = None) -> QueueStats:
@@ -628,6 +744,8 @@ class TaskStore:
             running=by_state.get("running", 0),
             done=by_state.get("done", 0),
             failed=by_state.get("failed", 0),
+            gave_up=by_state.get("gave-up", 0),
+            dropped=by_state.get("dropped", 0),
         )
 
     def tasks(self, *, state: TaskState | None = None, queue: str | None = None, limit: int = 100) -> list[TaskInfo]:
@@ -642,32 +760,66 @@ class TaskStore:
             args.append(queue)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         query = (
-            "SELECT queue, name, url, state, attempts, executions, eta, "
-            "CASE WHEN state = 'running' THEN lease_until ELSE due END, created, finished, "
-            f"last_status, last_error, LENGTH(body) FROM tasks {where} "
-            "ORDER BY CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'failed' THEN 2 ELSE 3 END, "
+            f"SELECT {_INFO_COLUMNS} FROM tasks {where} ORDER BY {_ORDER_STATES}, "
             "CASE WHEN state IN ('queued', 'running') THEN due ELSE -finished END, id LIMIT ?"
         )
         with self._read() as conn:
             rows = conn.execute(query, (*args, limit)).fetchall()
+        return [_info(row) for row in rows]
+
+    def detail(self, name: str, *, queue: str | None = None) -> list[TaskDetail]:
+        """The tasks of that name (one per queue, or the one of ``queue``), with body and last error in full."""
+        where, args = ("name = ?", [name]) if queue is None else ("name = ? AND queue = ?", [name, queue])
+        query = f"SELECT {_INFO_COLUMNS}, headers, body, error_detail FROM tasks WHERE {where} ORDER BY queue"
+        with self._read() as conn:
+            rows = conn.execute(query, args).fetchall()
         return [
-            TaskInfo(
-                queue=q,
-                name=name,
-                url=url,
-                state=cast(TaskState, st),
-                attempts=attempts,
-                executions=executions,
-                eta=_datetime(eta),
-                due=_datetime(due if due is not None else eta),
-                created=_datetime(created),
-                finished=None if finished is None else _datetime(finished),
-                last_status=last[0],
-                last_error=last[1],
-                size=size or 0,
-            )
-            for (q, name, url, st, attempts, executions, eta, due, created, finished, *last, size) in rows
+            TaskDetail(info=_info(row[:-3]), headers=json.loads(row[-3]), body=bytes(row[-2]), error_detail=row[-1])
+            for row in rows
         ]
+
+    def retry(
+        self,
+        *,
+        now: float,
+        name: str | None = None,
+        queue: str | None = None,
+        states: Sequence[TaskState] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Queues finished tasks again, due now, as new tasks (attempts start again from 0).
+
+        A done task has no body left, so it cannot be retried; tasks being
+        delivered or waiting are left alone.
+
+        Args:
+            now: The time, seconds since the epoch.
+            name: Only the task of this name.
+            queue: Only tasks of this queue.
+            states: Only tasks in these states (among failed, gave-up, dropped); all three when empty.
+            headers: Headers to add to (or replace in) each task's own, e.g. the signed mark of a re-run.
+
+        Returns:
+            How many tasks were queued again.
+        """
+        chosen = [s for s in states or FINISHED_STATES if s != "done"]
+        marks = ",".join("?" * len(chosen))
+        where = f"state IN ({marks})"
+        args: list[Any] = list(chosen)
+        if name is not None:
+            where += " AND name = ?"
+            args.append(name)
+        if queue is not None:
+            where += " AND queue = ?"
+            args.append(queue)
+        patch = json.dumps(dict(headers or {}), separators=(",", ":"))
+        with self._write() as conn:
+            return conn.execute(
+                "UPDATE tasks SET state = 'queued', due = ?, attempts = 0, executions = 0, first_attempt = NULL, "
+                "finished = NULL, lease_owner = NULL, lease_until = NULL, headers = json_patch(headers, ?) "
+                f"WHERE {where}",
+                (now, patch, *args),
+            ).rowcount
 
     def purge(self, *, queue: str | None = None, states: Sequence[TaskState] = ("queued",)) -> int:
         """Deletes tasks in the given states (never running ones); returns how many."""
@@ -716,6 +868,107 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
+
+
+_INFO_COLUMNS = (
+    "queue, name, url, state, attempts, executions, eta, "
+    "CASE WHEN state = 'running' THEN lease_until ELSE due END, created, finished, "
+    "last_status, last_error, LENGTH(body), outcome"
+)
+
+
+def _info(row: Sequence[Any]) -> TaskInfo:
+    q, name, url, st, attempts, executions, eta, due, created, finished, status, error, size, outcome = row
+    return TaskInfo(
+        queue=q,
+        name=name,
+        url=url,
+        state=cast(TaskState, st),
+        attempts=attempts,
+        executions=executions,
+        eta=_datetime(eta),
+        due=_datetime(due if due is not None else eta),
+        created=_datetime(created),
+        finished=None if finished is None else _datetime(finished),
+        last_status=status,
+        last_error=error,
+        size=size or 0,
+        outcome=outcome,
+    )
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Whether a SQLite error says the file is damaged, or is not a database at all."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF in _SQLITE_CORRUPT)
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether a SQLite error says the disk is full (``SQLITE_FULL``), or an OS error says no space is left."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == _SQLITE_FULL)
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG)
+
+
+def write_failure(path: Path, exc: BaseException) -> str | None:
+    """What to free when writing the file failed for want of room, or None for another failure.
+
+    SQLite says ``SQLITE_FULL`` for a full disk, but only "disk I/O error"
+    when a write fails because the process's file size limit (``ulimit -f``)
+    is reached; so for an I/O error the disk and the limit are looked at.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    full = is_disk_full(exc)
+    if not full and not (code is not None and code & 0xFF == _SQLITE_IOERR):
+        return None
+    free = _free_bytes(path.parent)
+    if free is not None and free < _LOW_SPACE:
+        return (
+            f"the disk holding {path.parent} is full ({free // 1024} KB free): free space there (old logs, build "
+            "files, `im-task queue purge --state done`), or move the data directory"
+        )
+    limit = _file_size_limit()
+    if limit is not None:
+        return (
+            f"this process may write files of at most {limit} bytes (ulimit -f): raise the limit, or free room "
+            f"in {path} (`im-task queue purge --state done`)"
+        )
+    if full:
+        return f"the disk holding {path.parent} is full: free space there, or move the data directory"
+    return None
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        stat = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def _file_size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def corruption_message(path: Path, exc: BaseException) -> str:
+    """What to tell a person whose queue file is damaged: which file, and what to do."""
+    return (
+        f"The local queue's database {path} is damaged ({exc}). Stop every process using it, move it aside "
+        f"(mv {path} {path}.corrupt; also move any {path.name}-wal and {path.name}-shm next to it) and start "
+        f"again: a new, empty queue is made. The tasks in it are lost unless you recover them, e.g. "
+        f"`sqlite3 {path}.corrupt .recover | sqlite3 {path}`."
+    )
 
 
 def _dump_options(options: RetryOptions | None) -> str | None:

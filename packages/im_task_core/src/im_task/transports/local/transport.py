@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import itertools
 import logging
 import os
 import sqlite3
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from im_task.deadletter import DeadLetterStore
 from im_task.errors import ConfigurationError, EnqueueError, Error
 from im_task.names import QUEUE_FILE
 from im_task.retry import RetryPolicy
@@ -23,8 +24,16 @@ from im_task.state import STATE
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, Transport, check_open, check_request
 from im_task.transports.local.delivery import Deliverer, HTTPDelivery, WSGIDelivery
 from im_task.transports.local.dispatcher import Counters, Dispatcher, current_dispatcher
-from im_task.transports.local.models import STATES, QueueStats, TaskInfo, TaskState
-from im_task.transports.local.store import NewTask, TaskStore
+from im_task.transports.local.models import (
+    FINISHED_STATES,
+    STATES,
+    QueueLimits,
+    QueueStats,
+    TaskDetail,
+    TaskInfo,
+    TaskState,
+)
+from im_task.transports.local.store import NewTask, TaskStore, corruption_message, is_corrupt
 
 __all__ = ["LocalTransport"]
 
@@ -67,17 +76,28 @@ class LocalTransport(Transport):
         name_retention: Seconds a finished task's name stays taken.
         lease_duration: Seconds a claimed task stays leased without renewal; a
             dispatcher that dies loses its tasks to others after this long.
-        poll_interval: Longest the dispatcher sleeps, so that it sees tasks
-            enqueued by other processes.
+        poll_interval: Longest the dispatcher sleeps between looks for due
+            tasks; tasks other processes enqueue are seen within a quarter of
+            a second (it watches the file's ``data_version``).
+        queue_limits: Rate and concurrency limits by queue name
+            (:class:`~im_task.transports.local.models.QueueLimits`); other
+            queues use ``default_limits``.
+        default_limits: Limits of queues not in ``queue_limits``: by default
+            those of Cloud Tasks, 500 dispatches a second and 1,000 at once.
+        dead_letters: Where tasks the queue gives up on (its retry policy
+            reached, e.g. while the target was down) are recorded, or None.
 
     Raises:
-        ConfigurationError: For a bad argument.
+        ConfigurationError: For a bad argument, or a file that cannot be
+            opened or is damaged (the message names it and says what to do).
 
     Example:
         >>> with LocalTransport("/tmp/q.sqlite3", target="http://127.0.0.1:8000") as queue:  # doctest: +SKIP
         ...     queue.enqueue(TaskRequest(queue="default", url="/_ah/task/m/f", body=b"..."))
         ...     queue.join()
     """
+
+    shares_data_directory = True  # the enqueuer and the endpoint share the queue file and its data directory
 
     def __init__(
         self,
@@ -93,6 +113,9 @@ class LocalTransport(Transport):
         name_retention: float = 3600.0,
         lease_duration: float = 30.0,
         poll_interval: float = 1.0,
+        queue_limits: Mapping[str, QueueLimits] | None = None,
+        default_limits: QueueLimits = QueueLimits(),  # noqa: B008 - frozen, so sharing it is safe
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         _check_positive("concurrency", concurrency, integer=True)
         _check_positive("dispatch_deadline", dispatch_deadline)
@@ -106,6 +129,7 @@ class LocalTransport(Transport):
         for queue, policy in (queues or {}).items():
             if not isinstance(policy, RetryPolicy):
                 raise ConfigurationError(f"queues[{queue!r}] must be a RetryPolicy, not {type(policy).__name__}.")
+        _check_limits(queue_limits, default_limits, dead_letters)
         self._fixed: Deliverer | None = None
         if isinstance(target, str):
             self._fixed = HTTPDelivery(target)
@@ -128,10 +152,10 @@ class LocalTransport(Transport):
         self._policies = dict(queues or {})
         self._lease = float(lease_duration)
         self._poll = float(poll_interval)
-        try:
-            self._store = TaskStore(self.path)
-        except (sqlite3.Error, OSError) as exc:
-            raise ConfigurationError(f"The local queue cannot open {self.path}: {exc}") from exc
+        self.default_limits = default_limits
+        self._limits = dict(queue_limits or {})
+        self.dead_letters = dead_letters
+        self._store, unfinished = _open_store(self.path)
         self._lock = threading.Lock()
         self._changed = threading.Condition()
         self._counters = Counters()
@@ -140,8 +164,10 @@ class LocalTransport(Transport):
         self._closed = False
         self._registered: tuple[WSGIApp, WSGIDelivery] | None = None
         _live.add(self)
-        if autostart and self._has_unfinished_tasks():
-            self.start()  # resume what was left when the last process stopped
+        if autostart and (unfinished or self._resolve() is not None):
+            # Resume what was left when the last process stopped; with a target, deliver what other processes
+            # (a script, cron, a shell) enqueue from now on, without waiting for an enqueue here.
+            self.start()
 
     def __repr__(self) -> str:
         return f"LocalTransport({str(self.path)!r}, target={self.target!r})"
@@ -282,6 +308,8 @@ class LocalTransport(Transport):
                 name_retention=self.name_retention,
                 poll_interval=self._poll,
                 changed=self._changed,
+                limits_for=self.limits_for,
+                dead_letters=self.dead_letters,
             )
             self._dispatcher.start()
 
@@ -406,6 +434,10 @@ class LocalTransport(Transport):
         """The retry policy of a queue."""
         return self._policies.get(queue, self.default_policy)
 
+    def limits_for(self, queue: str) -> QueueLimits:
+        """The rate and concurrency limits of a queue."""
+        return self._limits.get(queue, self.default_limits)
+
     def _resolve(self) -> Deliverer | None:
         if self._fixed is not None:
             return self._fixed
@@ -435,9 +467,12 @@ class LocalTransport(Transport):
             running=counts.running,
             done=counts.done,
             failed=counts.failed,
+            gave_up=counts.gave_up,
+            dropped=counts.dropped,
             delivered=self._counters.delivered,
             retried=self._counters.retried,
             given_up=self._counters.given_up,
+            ended=dict(self._counters.ended),
         )
 
     def tasks(self, state: TaskState | None = None, queue: str | None = None, limit: int = 100) -> list[TaskInfo]:
@@ -477,8 +512,75 @@ class LocalTransport(Transport):
         """
         bad = [s for s in states if s not in STATES or s == "running"]
         if bad:
-            raise ConfigurationError(f"Cannot purge tasks in state(s) {bad!r}; use queued, done or failed.")
+            raise ConfigurationError(
+                f"Cannot purge tasks in state(s) {bad!r}; use {', '.join(s for s in STATES if s != 'running')}."
+            )
         return self._run(lambda: self._store.purge(queue=queue, states=states))
+
+    def task(self, name: str, queue: str | None = None) -> list[TaskDetail]:
+        """The stored tasks of that name, with their body and last error in full.
+
+        Args:
+            name: The task's name.
+            queue: Only this queue's task; by default the task of that name in every queue.
+
+        Returns:
+            One per queue holding a task of that name (none when there is none).
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"name must be a task name, not {name!r}.")
+        return self._run(lambda: self._store.detail(name, queue=queue))
+
+    def retry(
+        self,
+        name: str | None = None,
+        *,
+        queue: str | None = None,
+        states: Sequence[TaskState] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Queues tasks that failed, gave up or were dropped again, due now, with their attempts counted afresh.
+
+        Args:
+            name: Only the task of this name.
+            queue: Only this queue's tasks.
+            states: Only tasks in these states, among ``"failed"``, ``"gave-up"``
+                and ``"dropped"``; all three when empty.
+            headers: Headers to add to each task's own (``im-task queue retry`` adds the signed mark of a
+                re-run, :func:`im_task.reruns.rerun_headers`, so that a task that keeps a final state runs again).
+
+        Returns:
+            How many tasks were queued again.
+
+        Raises:
+            ConfigurationError: For a state that cannot be retried.
+        """
+        bad = [s for s in states if s not in FINISHED_STATES or s == "done"]
+        if bad:
+            raise ConfigurationError(
+                f"Cannot retry tasks in state(s) {bad!r}: a done task keeps no body; use failed, gave-up or dropped."
+            )
+        if headers is not None and (
+            not isinstance(headers, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
+        ):
+            raise ConfigurationError(f"headers must be a mapping of str to str, not {headers!r}.")
+        count = self._run(
+            lambda: self._store.retry(now=time.time(), name=name, queue=queue, states=states, headers=headers)
+        )
+        if count:
+            self._wake()
+        return count
+
+    def compact(self) -> bool:
+        """Checkpoints the write-ahead log and vacuums the file when at least half of it is free.
+
+        The dispatcher does this once a minute by itself.
+
+        Returns:
+            Whether the file was vacuumed.
+        """
+        return self._run(self._store.compact)
 
     def _after_fork(self) -> None:
         """In a child process: starts afresh with its own database connection and no dispatcher.
@@ -502,6 +604,10 @@ class LocalTransport(Transport):
             return read()
         except sqlite3.ProgrammingError as exc:
             raise Error(f"The local queue at {self.path} is closed.") from exc
+        except sqlite3.DatabaseError as exc:
+            if is_corrupt(exc):
+                raise Error(corruption_message(self.path, exc)) from exc
+            raise Error(f"The local queue's database {self.path} failed: {exc}") from exc
 
 
 def _new_task(request: TaskRequest, now: float) -> NewTask:
@@ -512,7 +618,7 @@ def _new_task(request: TaskRequest, now: float) -> NewTask:
     deadline = request.dispatch_deadline
     return NewTask(
         queue=request.queue,
-        name=request.name or uuid.uuid4().hex,
+        name=request.name or _new_name(),
         url=request.url,
         headers=dict(request.headers),
         body=request.body,
@@ -522,11 +628,68 @@ def _new_task(request: TaskRequest, now: float) -> NewTask:
     )
 
 
+def _new_name() -> str:
+    """A generated task name: 32 hex digits, a random prefix per process and a counter.
+
+    Unique as ``uuid4().hex`` is, and in order within a process, so that the
+    names of one process's tasks go to neighbouring pages of the name index
+    instead of to random ones (a commit then writes fewer pages).
+    """
+    return f"{_names.prefix}{next(_names.counter) & 0xFFFFFFFF:08x}"
+
+
+class _Names:
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.counter = itertools.count()
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count()
+
+
+_names = _Names()
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's names
+    os.register_at_fork(after_in_child=_names.renew)
+
+
 def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:  # type: ignore[operator]
         kind = "whole number" if integer else "number"
         raise ConfigurationError(f"{name} must be a {kind} > 0, not {value!r}.")
+
+
+def _open_store(path: Path) -> tuple[TaskStore, bool]:
+    """Opens the file, and says whether it holds tasks waiting or running; a damaged file is a clear error."""
+    try:
+        store = TaskStore(path)
+    except (sqlite3.Error, OSError) as exc:
+        if is_corrupt(exc):
+            raise ConfigurationError(corruption_message(path, exc)) from exc
+        raise ConfigurationError(f"The local queue cannot open {path}: {exc}") from exc
+    try:
+        stats = store.counts(now=time.time())
+    except sqlite3.DatabaseError as exc:
+        store.close()
+        if is_corrupt(exc):
+            raise ConfigurationError(corruption_message(path, exc)) from exc
+        raise ConfigurationError(f"The local queue cannot read {path}: {exc}") from exc
+    return store, bool(stats.queued or stats.running)
+
+
+def _check_limits(queue_limits: Mapping[str, QueueLimits] | None, default_limits: object, dead_letters: object) -> None:
+    if not isinstance(default_limits, QueueLimits):
+        raise ConfigurationError(f"default_limits must be a QueueLimits, not {type(default_limits).__name__}.")
+    for queue, limits in (queue_limits or {}).items():
+        if not isinstance(limits, QueueLimits):
+            raise ConfigurationError(f"queue_limits[{queue!r}] must be a QueueLimits, not {type(limits).__name__}.")
+    if dead_letters is not None and not isinstance(dead_letters, DeadLetterStore):
+        raise ConfigurationError(
+            "dead_letters must be a DeadLetterStore (with record, get, list, delete and purge), "
+            f"not {type(dead_letters).__name__}."
+        )
 
 
 def _after_fork_in_child() -> None:
