@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import json
 import os
 import pickle
 import platform
@@ -40,9 +41,10 @@ from im_task import configure
 from im_task.headers import make_task_headers
 from im_task.runtime import get_transport
 from im_task.transports import LocalTransport, RecordingTransport, TaskRequest
+from im_task.transports.local import QueueLimits
 from im_task_flask import ImTask
 
-SECRET = "benchmark-secret-0123456789"
+SECRET = "benchmark-secret-0123456789abcdef"
 ARGS: tuple[Any, ...] = (1, "two")
 KWARGS: dict[str, Any] = {"c": 3.0}
 
@@ -55,7 +57,8 @@ class Profile:
         number: Calls per timed batch (rows 1 and 2).
         repeats: Timed batches of each side, interleaved.
         tasks: Tasks through the local queue (row 3).
-        queue_repeats: Runs of the local queue benchmark.
+        queue_repeats: Runs of the local queue benchmark (and of each side of rows 3d-3e).
+        huey_tasks: Tasks through the local queue and huey (rows 3d-3e).
         imports: Interpreters started for each side of the import-cost rows.
         cloud_calls: Calls per timed batch through the Cloud Tasks emulator (rows 5a-5b).
         cloud_repeats: Timed batches (rows 5a-5b) and runs (rows 5c-5d) of each side, interleaved.
@@ -69,6 +72,7 @@ class Profile:
     tasks: int
     queue_repeats: int
     imports: int
+    huey_tasks: int
     cloud_calls: int
     cloud_repeats: int
     cloud_tasks: int
@@ -77,13 +81,16 @@ class Profile:
 
 
 FULL = Profile(
-    number=2000, repeats=15, tasks=5000, queue_repeats=3, imports=15,
+    number=2000, repeats=15, tasks=5000, queue_repeats=3, imports=15, huey_tasks=10_000,
     cloud_calls=500, cloud_repeats=5, cloud_tasks=1000, latency_calls=200, latency_repeats=2,
 )  # fmt: skip
 QUICK = Profile(
-    number=100, repeats=2, tasks=200, queue_repeats=1, imports=2,
+    number=100, repeats=2, tasks=200, queue_repeats=1, imports=2, huey_tasks=200,
     cloud_calls=50, cloud_repeats=1, cloud_tasks=1000, latency_calls=20, latency_repeats=1,
 )  # fmt: skip
+#: The local queue's rate limit in rows 3a-3e: none to speak of (Cloud Tasks' default, 500 a second, would be
+#: what these rows measure).
+UNLIMITED = QueueLimits(max_dispatches_per_second=1e9)
 #: The round trip rows 5e-5f add between the client and the emulator, in seconds.
 ROUND_TRIP = 0.010
 
@@ -305,6 +312,119 @@ def bench_route(app: Flask, recorder: RecordingTransport, profile: Profile) -> R
     )
 
 
+#: The adapter rows: what serves the task route, and the bare no-op POST route it is compared with.
+ADAPTER_ROWS = {
+    "2b": ("django", "2b. run a no-op task via the Django view (WSGI)", "bare Django no-op POST view"),
+    "2c": ("webapp2", "2c. run a no-op task via the webapp2 route (WSGI)", "bare webapp2 no-op POST handler"),
+    "2d": ("wsgi", "2d. run a no-op task via TaskWSGIApp (plain WSGI)", "bare WSGI no-op app"),
+}
+
+
+def bench_adapter(label: str, profile: Profile) -> Row:
+    """Rows 2b-2d: row 2 for another adapter, measured in a process of its own (a framework sets up once).
+
+    The child (``run.py --adapter-row LABEL``) times the task route and its
+    baseline as row 2 does and prints the two costs as JSON.
+    """
+    _, name, baseline_name = ADAPTER_ROWS[label]
+    command = [sys.executable, __file__, "--adapter-row", label, "--number", str(profile.number)]
+    command += ["--repeats", str(profile.repeats)]
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        NOTES.append(f"Row {label} skipped: {last}")
+        return Row(name, "skipped", baseline_name, "-")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    subject_s, baseline_s = measured["subject"], measured["baseline"]
+    return Row(name, micro(subject_s), f"{baseline_name}: {micro(baseline_s)}", times(subject_s / baseline_s))
+
+
+def adapter_apps(label: str) -> tuple[Any, Any]:
+    """The WSGI app serving the task route with ``label``'s adapter, and the one answering the bare route."""
+    framework = ADAPTER_ROWS[label][0]
+    if framework == "django":
+        return _django_apps()
+    if framework == "webapp2":
+        import webapp2
+
+        from im_task_webapp2 import routes, setup
+
+        class Noop(webapp2.RequestHandler):  # type: ignore[misc]
+            def post(self) -> None:
+                pass
+
+        app = setup(webapp2.WSGIApplication([*routes(), ("/noop", Noop)]))
+        return app, app
+    from im_task.wsgi import TaskWSGIApp
+
+    def bare(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))  # as a real app reads its body
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "0")])
+        return [b""]
+
+    return TaskWSGIApp(fallback=bare), bare
+
+
+def _django_apps() -> tuple[Any, Any]:
+    """A Django project of one URLconf: im-task's URLs and a bare no-op view, without middleware."""
+    import types
+
+    import django
+    from django.conf import settings
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.http import HttpRequest, HttpResponse
+    from django.urls import include, path
+    from django.views.decorators.csrf import csrf_exempt
+
+    @csrf_exempt
+    def noop(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(b"")
+
+    urlconf = types.ModuleType("im_task_bench_urls")
+    urlconf.urlpatterns = [path("noop", noop), path("", include("im_task_django.urls"))]  # type: ignore[attr-defined]
+    sys.modules[urlconf.__name__] = urlconf
+    settings.configure(
+        ROOT_URLCONF=urlconf.__name__,
+        INSTALLED_APPS=["im_task_django"],
+        MIDDLEWARE=[],
+        ALLOWED_HOSTS=["*"],
+        DATABASES={},
+        USE_TZ=True,
+        IM_TASK={"SECRET": SECRET, "ENVIRONMENT": "development"},
+        LOGGING_CONFIG=None,
+    )
+    django.setup()
+    app = WSGIHandler()
+    return app, app
+
+
+def run_adapter_row(label: str, number: int, repeats: int) -> None:
+    """The child of :func:`bench_adapter`: times one adapter's task route and baseline, prints them as JSON."""
+    with tempfile.TemporaryDirectory(prefix="im-task-bench-") as tmp:
+        subject_app, baseline_app = adapter_apps(label)
+        recorder = RecordingTransport(max_task_size=10 * 1024 * 1024)
+        configure(secret=SECRET, data_dir=Path(tmp), transport=recorder)
+        request, headers = task_request_for_noop(recorder)
+        for app, path in ((subject_app, request.url), (baseline_app, "/noop")):
+            status = wsgi_status(app, path, request.body, headers)
+            if status != 200:
+                raise RuntimeError(f"POST {path} answered {status}, not 200: the benchmark would measure a failure.")
+        subject = wsgi_caller(subject_app, request.url, request.body, headers)
+        baseline = wsgi_caller(baseline_app, "/noop", request.body, headers)
+        subject_s, baseline_s = best_of_interleaved(subject, baseline, number=number, repeats=repeats)
+        print(json.dumps({"subject": subject_s, "baseline": baseline_s}))
+
+
+def wsgi_status(app: Any, path: str, body: bytes, headers: dict[str, str]) -> int:
+    """The status one in-process WSGI POST gets."""
+    statuses: list[str] = []
+    environ = EnvironBuilder(path=path, method="POST", data=body, headers=list(headers.items())).get_environ()
+    result = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    b"".join(result)
+    getattr(result, "close", lambda: None)()
+    return int(statuses[0].split()[0])
+
+
 @dataclass(frozen=True)
 class QueueRun:
     """One pass of tasks through the local queue."""
@@ -318,7 +438,7 @@ class QueueRun:
 def run_local_queue(app: Flask, data_dir: Path, count: int) -> QueueRun:
     """Enqueues ``count`` no-op tasks on a fresh local queue, then delivers them in process to ``app``."""
     path = data_dir / f"bench-{time.monotonic_ns()}.sqlite3"
-    queue = LocalTransport(path, target=app, autostart=False)
+    queue = LocalTransport(path, target=app, autostart=False, default_limits=UNLIMITED)
     configure(transport=queue)
     try:
         gc.collect()
@@ -384,6 +504,110 @@ def bench_local_queue(app: Flask, recorder: RecordingTransport, data_dir: Path, 
     ]  # fmt: skip
 
 
+# -- the local queue against huey ----------------------------------------------------------------------------
+
+#: How rows 3d and 3e set up both queues, printed with them: the same durability and threads on each side.
+HUEY_SETTINGS = (
+    "both: one SQLite file in WAL mode with synchronous=NORMAL, a fresh file per run, tasks enqueued from this "
+    "thread, then run by 8 worker threads of this process; im-task's LocalTransport(concurrency=8, no rate limit) "
+    "delivering to "
+    "TaskWSGIApp() (the endpoint, signature checked, no web framework); huey's SqliteHuey storage "
+    "(results=False) with an in-process Consumer(workers=8, worker_type='thread')"
+)
+
+
+def bench_against_huey(data_dir: Path, profile: Profile) -> list[Row]:
+    """Rows 3d-3e: the local queue against huey's SqliteHuey, enqueueing then running the same no-op tasks."""
+    try:
+        import huey  # noqa: F401 - the benchmark environment's only
+    except ImportError:
+        NOTES.append("Rows 3d-3e skipped: huey is not installed (nox -s bench installs it).")
+        return [Row("3d. local queue vs huey: enqueue", "skipped", "huey", "-"),
+                Row("3e. local queue vs huey: run in process", "skipped", "huey", "-")]  # fmt: skip
+    count = profile.huey_tasks
+    ours: list[tuple[float, float]] = []
+    theirs: list[tuple[float, float]] = []
+    for _ in range(profile.queue_repeats):
+        theirs.append(run_huey(data_dir, count))
+        ours.append(run_local_for_huey(data_dir, count))
+    our_enqueue, our_run = (count / min(run[i] for run in ours) for i in (0, 1))
+    their_enqueue, their_run = (count / min(run[i] for run in theirs) for i in (0, 1))
+    NOTES.append(f"Rows 3d-3e: {HUEY_SETTINGS}.")
+    return [
+        Row(f"3d. local queue vs huey: enqueue {count:,}", per_second(our_enqueue),
+            f"huey SqliteHuey: {per_second(their_enqueue)}", times(their_enqueue / our_enqueue)),
+        Row(f"3e. local queue vs huey: run {count:,} in process", per_second(our_run),
+            f"huey SqliteHuey: {per_second(their_run)}", times(their_run / our_run)),
+    ]  # fmt: skip
+
+
+def run_local_for_huey(data_dir: Path, count: int) -> tuple[float, float]:
+    """Seconds to enqueue ``count`` no-op tasks on a fresh local queue, then to deliver them to TaskWSGIApp."""
+    from im_task.wsgi import TaskWSGIApp
+
+    path = data_dir / f"bench-{time.monotonic_ns()}.sqlite3"
+    queue = LocalTransport(path, target=TaskWSGIApp(), autostart=False, concurrency=8, default_limits=UNLIMITED)
+    configure(transport=queue)
+    try:
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(count):
+            bench_tasks.noop(*ARGS, **KWARGS)
+        enqueued = time.perf_counter()
+        queue.start()
+        if not queue.join(timeout=600):
+            raise RuntimeError("The local queue did not deliver the tasks within 10 minutes.")
+        delivered = time.perf_counter()
+        done = queue.stats().done
+        if done != count:
+            raise RuntimeError(f"The local queue finished {done} of {count} tasks: the benchmark measured failures.")
+    finally:
+        configure(transport=None)
+        queue.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return enqueued - started, delivered - enqueued
+
+
+def run_huey(data_dir: Path, count: int) -> tuple[float, float]:
+    """Seconds to enqueue ``count`` no-op tasks on a fresh SqliteHuey, then to run them with an in-process consumer."""
+    from huey import Huey
+    from huey.storage import SqliteStorage
+
+    class NormalSync(SqliteStorage):  # type: ignore[misc]
+        """SqliteHuey's storage (WAL by default) with synchronous=NORMAL, as the local queue has."""
+
+        def _create_connection(self) -> Any:
+            connection = super()._create_connection()
+            connection.execute("pragma synchronous=NORMAL")
+            return connection
+
+    path = data_dir / f"huey-{time.monotonic_ns()}.sqlite3"
+    queue = Huey("bench", storage_class=NormalSync, filename=str(path), results=False)
+    noop, runs = bench_tasks.huey_tasks(queue)
+    try:
+        gc.collect()
+        started = time.perf_counter()
+        for _ in range(count):
+            noop(*ARGS, **KWARGS)  # type: ignore[operator]
+        enqueued = time.perf_counter()
+        consumer = queue.create_consumer(workers=8, worker_type="thread", periodic=False, initial_delay=0.001,
+                                         max_delay=0.01, check_worker_health=False)  # fmt: skip
+        consumer.start()
+        deadline = time.monotonic() + 600
+        while len(runs) < count and time.monotonic() < deadline:
+            time.sleep(0.001)
+        delivered = time.perf_counter()
+        consumer.stop(graceful=True)
+        if len(runs) != count:
+            raise RuntimeError(f"huey ran {len(runs)} of {count} tasks: the benchmark measured failures.")
+    finally:
+        queue.storage.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return enqueued - started, delivered - enqueued
+
+
 # -- Cloud Tasks, through gcloud-tasks-emulator ----------------------------------------------------------
 
 
@@ -400,8 +624,8 @@ CLOUD_PAIRS = (("5a", "5b"), ("5c", "5d"), ("5e", "5f"))
 #: Every row label ``--only`` takes, by the number that selects a whole group.
 ROW_LABELS = {
     "1": ("1",),
-    "2": ("2",),
-    "3": ("3a", "3b", "3c"),
+    "2": ("2", "2b", "2c", "2d"),
+    "3": ("3a", "3b", "3c", "3d", "3e"),
     "4": ("4a", "4b"),
     "5": ("5a", "5b", "5c", "5d", "5e", "5f"),
 }
@@ -663,6 +887,9 @@ def parse_only(text: str) -> frozenset[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="im-task benchmarks: ratios against same-process baselines.")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with few iterations")
+    parser.add_argument("--adapter-row", choices=sorted(ADAPTER_ROWS), help=argparse.SUPPRESS)
+    parser.add_argument("--number", type=int, default=FULL.number, help=argparse.SUPPRESS)
+    parser.add_argument("--repeats", type=int, default=FULL.repeats, help=argparse.SUPPRESS)
     parser.add_argument(
         "--only",
         type=parse_only,
@@ -670,6 +897,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these rows, e.g. '5a,5b' or '1,5' (rows measured together run together)",
     )
     args = parser.parse_args(argv)
+    if args.adapter_row:
+        run_adapter_row(args.adapter_row, args.number, args.repeats)
+        return 0
     only: frozenset[str] | None = args.only
 
     def wanted(*labels: str) -> bool:
@@ -693,8 +923,11 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(bench_enqueue(recorder, profile))
         if wanted("2"):
             rows.append(bench_route(app, recorder, profile))
-        if wanted(*ROW_LABELS["3"]):
+        rows += [bench_adapter(label, profile) for label in ADAPTER_ROWS if wanted(label)]
+        if wanted("3a", "3b", "3c"):
             rows += bench_local_queue(app, recorder, Path(tmp), profile)
+        if wanted("3d", "3e"):
+            rows += bench_against_huey(Path(tmp), profile)
     if wanted(*ROW_LABELS["4"]):
         rows += bench_import_cost(profile)
     if wanted(*ROW_LABELS["5"]):

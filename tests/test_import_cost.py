@@ -43,13 +43,26 @@ def test_the_local_queue_is_loaded_when_it_is_used() -> None:
 
 
 def test_sending_a_task_loads_cloudpickle_then() -> None:
+    # A closure needs cloudpickle (its code travels by value); a module-level function with plain
+    # arguments travels by reference with the standard pickle, and does not load it (see below).
     code = (
         "from im_task import task, configure\nfrom im_task.transports import RecordingTransport\n"
-        "configure(transport=RecordingTransport(), secret='a-test-secret-of-16+-bytes')\n"
-        "@task\ndef f(): pass\nf()"
+        "configure(transport=RecordingTransport(), secret='a-test-secret-of-32-or-more-bytes')\n"
+        "@task\ndef f(g): pass\nf(lambda: None)"
     )
     modules = loaded_by(code)
     assert "cloudpickle" in modules
+    assert not {m for m in modules if m.startswith(LOCAL_QUEUE) or m == "sqlite3"}
+
+
+def test_sending_a_plain_call_needs_no_cloudpickle() -> None:
+    code = (
+        "from im_task import task, configure\nfrom im_task.transports import RecordingTransport\n"
+        "configure(transport=RecordingTransport(), secret='a-test-secret-of-32-or-more-bytes')\n"
+        "@task\ndef f(a, b=None): pass\nf(1, b='two')"
+    )
+    modules = loaded_by(code)
+    assert "cloudpickle" not in modules
     assert not {m for m in modules if m.startswith(LOCAL_QUEUE) or m == "sqlite3"}
 
 

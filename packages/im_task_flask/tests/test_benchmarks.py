@@ -27,6 +27,7 @@ def test_the_quick_benchmarks_print_the_table() -> None:
     header = next(line for line in lines if line.startswith("benchmark"))
     assert "baseline (same process)" in header
     assert "ratio" in header
-    for prefix in ("1. enqueue", "2. run a no-op task", "3a. local queue", "3b. local queue", "3c. local queue"):
+    rows = ("1. enqueue", "2. run a no-op task", "2b. ", "2c. ", "2d. ", "3a. local queue", "3b. local queue")
+    for prefix in (*rows, "3c. local queue", "3d. local queue vs huey", "3e. local queue vs huey"):
         row = next(line for line in lines if line.startswith(prefix))
         assert row.rstrip().endswith(("x", "-")), row

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import importlib
 import inspect
+import keyword
 import logging
 import random
 import reprlib
 import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from im_task import endpoints  # noqa: F401 - loads this process's endpoints, which in-process transports serve
-from im_task.config import get_keyring, get_settings
-from im_task.envelope import CONTENT_TYPE, PayloadReference, seal, seal_reference
+from im_task.config import Settings, get_keyring, get_settings
+from im_task.envelope import CONTENT_TYPE, Binding, PayloadReference, TaskSealer, seal_reference
 from im_task.errors import (
     BulkEnqueueError,
     ConfigurationError,
@@ -30,10 +33,11 @@ from im_task.keys import Keyring
 from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.runtime import get_transport
-from im_task.serialization import TaskCall, TaskWrapper, dumps_call
+from im_task.serialization import CallTemplate, TaskWrapper, all_atomic, dumps_parts
+from im_task.state import STATE
 from im_task.stores.base import NO_STORE, get_payload_store, store_payload
 from im_task.transactions import current_binder, enqueue_transactional
-from im_task.transports.base import TaskRequest, Transport, task_size
+from im_task.transports.base import TaskRequest, Transport, request_of, task_size
 
 __all__ = ["TaskFunction", "TaskHandle", "task"]
 
@@ -88,6 +92,12 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
         self._signature: inspect.Signature | None = _UNKNOWN  # looked up at the first call, then kept
         self._bound_signature: inspect.Signature | None = _UNKNOWN  # the same less its first parameter
+        self._checker: Callable[..., None] | None = _UNKNOWN  # binds arguments as the signature does, fast
+        self._bound_checker: Callable[..., None] | None = _UNKNOWN
+        # What every call of this task shares under the settings in force (_Plan), in a box that the
+        # TaskFunctions a method's __get__ makes share (see __get__).
+        self._plans: list[_Plan | None] = [None]
+        self._bound_plans: list[_Plan | None] = [None]
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function with these arguments.
@@ -101,10 +111,13 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 ``BadTransactionStateError`` as the specific cases).
         """
         request, stored = self._request(args, kwargs, _Moment.current())
-        transport = get_transport()
+        transport = STATE.transport or get_transport()
+        name: str | None
         try:
-            enqueue = enqueue_transactional if self.options.transactional else _enqueue_now
-            name = enqueue(request, transport)
+            if self.options.transactional:
+                name = enqueue_transactional(request, transport)
+            else:
+                name = transport.enqueue(request)
         except Exception as exc:
             return self._recover(exc, request, transport, stored)
         return self._handle(request, name)
@@ -282,27 +295,37 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         """
         options = self.options
         self._check_arguments(args, kwargs)
-        call = TaskCall(
-            func=self,
-            args=args,
-            kwargs=kwargs,
-            includeheaders=options.includeheaders,
-            retry_limit=_endpoint_retry_limit(options),
-            description=self.url,
-        )
-        payload = dumps_call(call)
-        request = TaskRequest(
-            queue=options.pick_queue(moment.default_queue, random.choice),
-            url=self.url,
-            body=seal(payload, moment.keyring),
-            headers={"Content-Type": CONTENT_TYPE, **(options.headers or {})},
-            name=options.name,
-            schedule_time=options.schedule_time(moment.now),
-            target=options.target,
-            dispatch_deadline=options.dispatch_deadline,
-            retry_options=options.retry_options,
-        )
-        return _offload_if_large(request, payload, moment.keyring, in_transaction=options.transactional)
+        plan = self._plan(moment)
+        template = plan.template
+        if template is not None and all_atomic(args, kwargs):
+            payload = template.dumps(args, kwargs)
+        else:
+            payload = dumps_parts(self, args, kwargs, plan.meta)
+        queue = plan.queue or options.pick_queue(moment.settings.default_queue, random.choice)
+        if plan.scheduled:
+            schedule_time = options.schedule_time(moment.now)
+            due = None if schedule_time is None else schedule_time.timestamp()
+        else:
+            schedule_time = due = None
+        sealer = plan.sealers.get(queue) or plan.sealer(queue)
+        body = sealer.seal(payload, now=moment.time, due=due)
+        fields = plan.fields.copy()
+        fields["queue"], fields["body"], fields["headers"] = queue, body, plan.headers.copy()
+        if schedule_time is not None:
+            fields["schedule_time"] = schedule_time
+        request = request_of(fields)
+        if plan.size + len(body) <= (STATE.transport or get_transport()).max_task_size:
+            return request, None  # the common case: it travels inline
+        binding = sealer.binding_of(body)
+        return _offload_if_large(request, payload, moment.keyring, binding, in_transaction=options.transactional)
+
+    def _plan(self, moment: _Moment) -> _Plan:
+        """What every call shares under the settings of ``moment``: made at the first call, again when they change."""
+        plans = self._plans
+        plan = plans[0]
+        if plan is None or plan.settings is not moment.settings or plan.keyring is not moment.keyring:
+            plan = plans[0] = _Plan(self, moment.settings, moment.keyring)
+        return plan
 
     def _check_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         """Refuses, at the call, arguments that would make the task fail with a ``TypeError`` when it runs.
@@ -310,12 +333,21 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         Raises:
             EnqueueError: Saying which argument does not fit, and what to use for a ``deferred`` habit.
         """
+        checker = self._checker
+        if checker is _UNKNOWN:
+            if self._signature is _UNKNOWN:
+                self._signature = _signature_of(self.func)
+            checker = self._checker = _checker_of(self._signature)
+        given = {**kwargs, "headers": None} if self.options.includeheaders else kwargs
+        if checker is not None:
+            try:
+                checker(*args, **given)
+                return
+            except TypeError:
+                pass  # the signature's own binding says why
         signature = self._signature
-        if signature is _UNKNOWN:
-            signature = self._signature = _signature_of(self.func)
         if signature is None:
             return
-        given = {**kwargs, "headers": None} if self.options.includeheaders else kwargs
         try:
             signature.bind(*args, **given)
         except TypeError as exc:
@@ -387,7 +419,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             ConfigurationError: For an unknown option or a bad value.
         """
         copy = TaskFunction(self.func, TaskOptions.from_kwargs(options, base=self.options))
-        copy._signature = self._signature
+        copy._signature, copy._checker = self._signature, self._checker
         return copy
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -401,7 +433,9 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         bound.url = self.url  # the route was fixed when the method was decorated
         if self._bound_signature is _UNKNOWN:  # one lookup per method, not one per attribute access
             self._bound_signature = _without_first_parameter(_signature_of(self.func))
-        bound._signature = self._bound_signature
+            self._bound_checker = _checker_of(self._bound_signature)
+        bound._signature, bound._checker = self._bound_signature, self._bound_checker
+        bound._plans = self._bound_plans  # what its calls share does not depend on the instance
         return bound
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -425,13 +459,19 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         return f"<TaskFunction {self.url}>"
 
 
-@dataclass(frozen=True)
 class _Moment:
-    """What the calls enqueued together share: the time their countdown starts, the keyring, the default queue."""
+    """What the calls enqueued together share: the time their countdown starts, the settings and the keyring.
 
-    now: dt.datetime
-    keyring: Keyring
-    default_queue: str
+    Attributes:
+        time: When, in seconds since the epoch.
+        settings: The settings in force.
+        keyring: The keyring that signs.
+    """
+
+    __slots__ = ("keyring", "settings", "time")
+
+    def __init__(self, time: float, settings: Settings, keyring: Keyring) -> None:
+        self.time, self.settings, self.keyring = time, settings, keyring
 
     @classmethod
     def current(cls) -> _Moment:
@@ -440,7 +480,126 @@ class _Moment:
         Raises:
             ConfigurationError: No secret to sign with (in production).
         """
-        return cls(dt.datetime.now(dt.timezone.utc), get_keyring(), get_settings().default_queue)
+        # Read without the lock once resolved (one reference each): configure() sets them to None, and the
+        # look-ups below resolve them again under the lock.
+        settings, keyring = STATE.settings, STATE.keyring
+        if settings is None or keyring is None:
+            settings, keyring = get_settings(), get_keyring()
+        return cls(time.time(), settings, keyring)
+
+    @property
+    def now(self) -> dt.datetime:
+        """:attr:`time` as an aware UTC datetime."""
+        return dt.datetime.fromtimestamp(self.time, dt.timezone.utc)
+
+
+class _Plan:
+    """What every call of one task function shares under one set of settings and keyring, made once.
+
+    Attributes:
+        settings: The settings it was made under.
+        keyring: The keyring it signs with.
+        meta: What the payload tells the endpoint: ``(includeheaders, retry_limit, description)``.
+        template: The calls' payloads with their constant part pickled, when the task function pickles by
+            reference (it is importable by its module and name); None otherwise.
+        queue: The queue of every call, or None when each call picks one of several.
+        scheduled: Whether calls have a schedule time (``eta`` or ``countdown``).
+        headers: The request headers of every call (copied per call).
+        fields: The fields of every call's :class:`~im_task.transports.TaskRequest`, less those set per call.
+        size: The size of a call's task less its body (method, URL, headers; see ``task_size``).
+        sealers: A :class:`~im_task.envelope.TaskSealer` per queue.
+    """
+
+    __slots__ = (
+        "fields",
+        "headers",
+        "keyring",
+        "meta",
+        "own_headers",
+        "path",
+        "queue",
+        "scheduled",
+        "sealers",
+        "settings",
+        "size",
+        "template",
+    )
+
+    def __init__(self, function: TaskFunction[Any, Any], settings: Settings, keyring: Keyring) -> None:
+        options = function.options
+        self.settings, self.keyring, self.path = settings, keyring, function.url
+        self.meta = (options.includeheaders, _endpoint_retry_limit(options), function.url)
+        self.template: CallTemplate | None = None  # for a task function that pickles by reference
+        if function.__reduce__()[0] is _import_task_function:
+            with contextlib.suppress(ValueError):  # a callable that pickles with a memo: no template
+                self.template = CallTemplate(function, self.meta)
+        queue = settings.default_queue if options.queue is None else options.queue
+        self.queue: str | None = queue if isinstance(queue, str) else None  # several: one is picked per call
+        self.scheduled = options.eta is not None or bool(options.countdown)
+        self.own_headers: Mapping[str, str] = options.headers or {}
+        self.headers = {"Content-Type": CONTENT_TYPE, **self.own_headers}
+        self.size = len("POST") + len(function.url) + sum(len(k) + len(v) for k, v in self.headers.items())
+        self.sealers: dict[str, TaskSealer] = {}
+        self.fields: dict[str, Any] = {  # of the TaskRequest; queue, body and headers are set per call
+            "queue": None,
+            "url": function.url,
+            "body": b"",
+            "headers": None,
+            "name": options.name,
+            "schedule_time": None,
+            "target": options.target,
+            "dispatch_deadline": options.dispatch_deadline,
+            "retry_options": options.retry_options,
+        }
+
+    def sealer(self, queue: str) -> TaskSealer:
+        """The sealer of the calls sent to ``queue``."""
+        sealer = self.sealers[queue] = TaskSealer(
+            self.keyring,
+            path=self.path,
+            queue=queue,
+            headers=self.own_headers,
+            lifetime=self.settings.envelope_lifetime,
+        )
+        return sealer
+
+
+def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | None:
+    """A function that takes the arguments ``signature`` takes and does nothing, to check a call's arguments.
+
+    Binding arguments to a real function's parameters is done by the interpreter, about twenty times as
+    fast as :meth:`inspect.Signature.bind`; it raises ``TypeError`` in the same cases. None when the
+    signature is unknown or cannot be written as a ``def`` (then ``bind`` checks each call).
+    """
+    if signature is None:
+        return None
+    parameters = list(signature.parameters.values())
+    parts: list[str] = []
+    star = False
+    for index, parameter in enumerate(parameters):
+        name = parameter.name
+        if not name.isidentifier() or keyword.iskeyword(name):
+            return None
+        kind = parameter.kind
+        if kind is parameter.VAR_POSITIONAL:
+            parts.append(f"*{name}")
+            star = True
+        elif kind is parameter.VAR_KEYWORD:
+            parts.append(f"**{name}")
+        else:
+            if kind is parameter.KEYWORD_ONLY and not star:
+                parts.append("*")
+                star = True
+            parts.append(name if parameter.default is parameter.empty else f"{name}=None")
+            last_positional_only = kind is parameter.POSITIONAL_ONLY and (
+                index + 1 == len(parameters) or parameters[index + 1].kind is not parameter.POSITIONAL_ONLY
+            )
+            if last_positional_only:
+                parts.append("/")
+    namespace: dict[str, Any] = {}
+    exec(f"def check({', '.join(parts)}):\n    pass", namespace)  # only identifiers: checked above
+    checker: Callable[..., None] = namespace["check"]
+    return checker
 
 
 def _signature_of(func: Any) -> inspect.Signature | None:
@@ -509,7 +668,7 @@ def _endpoint_retry_limit(options: TaskOptions) -> int | None:
 
 
 def _offload_if_large(
-    request: TaskRequest, payload: bytes, keyring: Keyring, *, in_transaction: bool
+    request: TaskRequest, payload: bytes, keyring: Keyring, binding: Binding, *, in_transaction: bool
 ) -> tuple[TaskRequest, PayloadReference | None]:
     """The task as sent: over the transport's inline limit, its payload goes to the payload store.
 
@@ -536,11 +695,7 @@ def _offload_if_large(
         raise EnqueueError(
             f"Could not store the {len(payload)}-byte payload of {request.url} in the payload store: {exc}"
         ) from exc
-    return replace(request, body=seal_reference(reference, keyring)), reference
-
-
-def _enqueue_now(request: TaskRequest, transport: Transport) -> str | None:
-    return transport.enqueue(request)
+    return replace(request, body=seal_reference(reference, keyring, binding)), reference
 
 
 def _lookup(module_name: str | None, qualname: str) -> Any:
@@ -556,7 +711,9 @@ def _importable(obj: TaskFunction[Any, Any]) -> bool:
 
 
 def _import_task_function(module_name: str, qualname: str) -> TaskFunction[Any, Any]:
-    found: Any = importlib.import_module(module_name)
+    found: Any = sys.modules.get(module_name)
+    if found is None or getattr(getattr(found, "__spec__", None), "_initializing", False):
+        found = importlib.import_module(module_name)  # not imported yet, or being imported by another thread
     for part in qualname.split("."):
         found = getattr(found, part)
     if not isinstance(found, TaskFunction):

@@ -1,16 +1,27 @@
-"""Serialising a call with cloudpickle, and reading it back."""
+"""Serialising a call, and reading it back.
+
+A call is pickled with the standard :mod:`pickle` when it can carry it by
+reference: module-level functions and classes of importable modules, and
+values made of them. Anything that needs its code copied (closures, lambdas,
+nested functions, what ``__main__`` defines, modules registered with
+``cloudpickle.register_pickle_by_value``) is pickled with cloudpickle. Both
+make a standard pickle of the same tuple, which :func:`loads_call` reads
+with :func:`pickle.loads`.
+"""
 
 from __future__ import annotations
 
+import io
 import pickle
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from im_task.errors import EnqueueError
 
-__all__ = ["FORMAT", "TaskCall", "TaskWrapper", "dumps_call", "loads_call"]
+__all__ = ["FORMAT", "CallTemplate", "TaskCall", "TaskWrapper", "all_atomic", "dumps_call", "dumps_parts", "loads_call"]
 
 FORMAT = 1
 
@@ -67,13 +78,146 @@ def dumps_call(call: TaskCall) -> bytes:
             pickled, so the error shows at the call and not in the handler.
     """
     meta = (call.includeheaders, call.retry_limit, call.description)
+    return dumps_parts(call.func, call.args, call.kwargs, meta)
+
+
+#: Types whose values the standard pickle writes as they are, with no global to look up.
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None), complex})
+
+
+def dumps_parts(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    meta: tuple[bool, int | None, str],
+) -> bytes:
+    """Serialises a call given as its parts: what :func:`dumps_call` does without making a :class:`TaskCall`.
+
+    Args:
+        func: The callable.
+        args: Positional arguments.
+        kwargs: Keyword arguments.
+        meta: ``(includeheaders, retry_limit, description)``.
+
+    Returns:
+        The payload bytes.
+
+    Raises:
+        EnqueueError: Naming the callable or the argument that cannot be pickled.
+    """
+    value = (FORMAT, func, args, dict(kwargs), meta)
+    buffer = io.BytesIO()
     try:
-        data: bytes = _cloudpickle().dumps(
-            (FORMAT, call.func, call.args, dict(call.kwargs), meta), protocol=pickle.HIGHEST_PROTOCOL
-        )
+        _ReferencePickler(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
+    except Exception:  # needs cloudpickle (_ByValue), or cannot be pickled at all: cloudpickle tells which
+        pass
+    else:
+        return buffer.getvalue()
+    try:
+        data: bytes = _cloudpickle().dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        raise EnqueueError(_what_cannot_be_pickled(call, exc)) from exc
+        raise EnqueueError(_what_cannot_be_pickled(TaskCall(func, args, kwargs, *meta), exc)) from exc
     return data
+
+
+class CallTemplate:
+    """The payloads of one callable's calls, its constant part pickled once.
+
+    ``template.dumps(args, kwargs)`` is ``dumps_parts(func, args, kwargs,
+    meta)``, read back the same by :func:`pickle.loads`, for a callable that
+    pickles by reference (a module-level ``@task`` function) and arguments of
+    plain types: only ``(args, kwargs)`` is pickled per call, between the
+    opcodes of ``FORMAT``, the callable and ``meta``, pickled when the
+    template is made. Those constant opcodes use no memo, so the memo of the
+    part pickled per call numbers its entries from 0, as it would alone.
+
+    Args:
+        func: The callable.
+        meta: ``(includeheaders, retry_limit, description)``.
+
+    Raises:
+        ValueError: The callable or ``meta`` do not pickle to plain opcodes
+            without a memo (then use :func:`dumps_parts`).
+    """
+
+    __slots__ = ("_head", "_tail")
+
+    def __init__(self, func: Callable[..., Any], meta: tuple[bool, int | None, str]) -> None:
+        protocol = pickle.HIGHEST_PROTOCOL
+        self._head = bytes([pickle.PROTO[0], protocol]) + pickle.MARK + _opcodes(FORMAT) + _opcodes(func)
+        self._tail = _opcodes(meta) + pickle.TUPLE + pickle.STOP
+
+    def dumps(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+        """The payload of one call (arguments of plain types: see :func:`dumps_parts` for the others).
+
+        Raises:
+            EnqueueError: The arguments cannot be pickled.
+        """
+        try:
+            pair = pickle.dumps((args, dict(kwargs)), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise EnqueueError(f"Cannot enqueue a call: its arguments cannot be pickled: {exc}") from exc
+        # PROTO 5, an optional FRAME, the two values, TUPLE2 MEMOIZE STOP: keep the two values.
+        start = 11 if pair[2:3] == pickle.FRAME else 2
+        return b"".join((self._head, memoryview(pair)[start:-3], self._tail))
+
+
+def _opcodes(value: object) -> bytes:
+    """The opcodes that push ``value`` on the unpickler's stack, with no memo (for :class:`CallTemplate`)."""
+    import pickletools  # only when a template is made
+
+    data = pickletools.optimize(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    ops = list(pickletools.genops(data))
+    if any(op.name in _MEMO_OPCODES for op, _, _ in ops):
+        raise ValueError(f"{value!r} pickles with a memo; no template can hold it.")
+    first = 2 if ops[1][0].name == "FRAME" else 1  # after PROTO and its FRAME, if any
+    return data[ops[first][2] : ops[-1][2]]  # up to STOP
+
+
+_MEMO_OPCODES = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE", "GET", "BINGET", "LONG_BINGET"})
+
+
+def all_atomic(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether every argument is of a plain type (numbers, strings, bytes, None), as :class:`CallTemplate` needs."""
+    return all(type(item) in _ATOMIC for item in args) and all(type(item) in _ATOMIC for item in kwargs.values())
+
+
+class _ByValue(Exception):
+    """A function or class the standard pickle would write by a reference that cannot be trusted."""
+
+
+class _ReferencePickler(pickle.Pickler):
+    """The standard pickler, refusing (with :class:`_ByValue`) what cloudpickle would copy by value.
+
+    The standard pickle writes any function or class as a reference to its
+    module and name, and checks only that the name finds it again here. That
+    is wrong for ``__main__`` (another program's main module runs the task),
+    for a module made at run time (no spec: it cannot be imported), and for
+    the modules registered with ``cloudpickle.register_pickle_by_value``;
+    cloudpickle copies those by value, so they are left to it.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (FunctionType, type)) and not _trusted_reference(obj):
+            raise _ByValue(obj)
+        return NotImplemented
+
+
+def _trusted_reference(obj: FunctionType | type) -> bool:
+    module_name = getattr(obj, "__module__", None)
+    if not isinstance(module_name, str) or module_name == "__main__":
+        return False
+    module = sys.modules.get(module_name)
+    if module is None or (getattr(module, "__spec__", None) is None and module_name != "builtins"):
+        return False
+    registered = sys.modules.get("cloudpickle")  # only cloudpickle's registry can say "by value"
+    if registered is not None:
+        by_value = getattr(registered, "list_registry_pickle_by_value", None)
+        if by_value is not None and any(
+            module_name == name or module_name.startswith(name + ".") for name in by_value()
+        ):
+            return False
+    return True
 
 
 def loads_call(payload: bytes) -> TaskCall:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import threading
-import uuid
-from dataclasses import replace
 
 from im_task.response import Handler, TaskResponse
-from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request
+from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request, named
 from im_task.transports.inprocess import InProcessTransport
 
 __all__ = ["RecordingTransport"]
@@ -36,15 +36,20 @@ class RecordingTransport(InProcessTransport):
         super().__init__(handler, max_task_size=max_task_size)
         self.requests: list[TaskRequest] = []
         self._lock = threading.Lock()
+        self._name_prefix = os.urandom(12).hex()
+        self._name_counter = itertools.count()
 
     def enqueue(self, request: TaskRequest) -> str:
         """Records the task; see :meth:`Transport.enqueue`."""
         check_open(self.closed, self)
         check_request(request, self)
-        name = request.name or uuid.uuid4().hex
+        name = request.name
+        if not name:
+            name = f"{self._name_prefix}{next(self._name_counter):08x}"  # 32 hex digits or more
+            request = named(request, name)
         self.names.claim(request.queue, name)
         with self._lock:
-            self.requests.append(request if request.name else replace(request, name=name))
+            self.requests.append(request)
         return name
 
     def clear(self) -> None:
