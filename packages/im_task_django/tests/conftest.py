@@ -23,10 +23,13 @@ from django.core.wsgi import get_wsgi_application
 
 from django_testproject import tasks
 from django_testproject.models import Note
+from im_task import configure
+from im_task.retry import RetryPolicy
 from im_task.testing import serve_wsgi
 from im_task.testing.plugin import ImTaskSettings
 from im_task.transactions import register_binder, unregister_binder
 from im_task.transports import RecordingTransport
+from im_task.transports.local import LocalTransport
 from im_task_django.conf import apply_settings
 from im_task_django.models import OutboxTask
 from im_task_django.transactions import binder
@@ -75,3 +78,15 @@ def server() -> Iterator[str]:
     """The test project served over real HTTP on 127.0.0.1; yields its base URL."""
     with serve_wsgi(get_wsgi_application()) as url:
         yield url
+
+
+@pytest.fixture
+def http_local_queue(tmp_path: Path, server: str) -> Iterator[LocalTransport]:
+    """The local queue, delivering over HTTP to the project served on 127.0.0.1, with quick retries."""
+    with LocalTransport(
+        tmp_path / "queue.sqlite3",
+        target=server,
+        default_policy=RetryPolicy(min_backoff=0.05, max_backoff=0.2, max_attempts=5),
+    ) as queue:
+        configure(transport=queue)
+        yield queue

@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from django_testproject import framework_tasks as tasks
 from django_testproject.client import post_task
 from im_task import EnqueueError, configure
 from im_task.endpoints import handle_request
-from im_task.retry import RetryPolicy
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, Transport
 from im_task.transports.base import TaskRequest
 from im_task_django.backends import ImTaskBackend
@@ -56,15 +54,9 @@ def clean_results() -> Iterator[None]:
 
 
 @pytest.fixture
-def local_queue(tmp_path: Path, server: str) -> Iterator[LocalTransport]:
-    """The local queue, delivering over HTTP to the project served on 127.0.0.1, with quick retries."""
-    with LocalTransport(
-        tmp_path / "queue.sqlite3",
-        target=server,
-        default_policy=RetryPolicy(min_backoff=0.05, max_backoff=0.2, max_attempts=5),
-    ) as queue:
-        configure(transport=queue)
-        yield queue
+def local_queue(http_local_queue: LocalTransport) -> LocalTransport:
+    """The local queue of conftest's ``http_local_queue``."""
+    return http_local_queue
 
 
 @pytest.fixture

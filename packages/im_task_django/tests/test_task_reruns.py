@@ -29,10 +29,8 @@ from django.test import Client
 
 from django_testproject import framework_tasks as tasks
 from django_testproject.client import post_task
-from im_task import configure
 from im_task.dead import find_letter, replay
 from im_task.reruns import RERUN_HEADER, rerun_headers
-from im_task.retry import RetryPolicy
 from im_task.transports import LocalTransport, RecordingTransport
 from im_task_django.djangotasks import TaskResultStatus
 from im_task_django.models import DeadLetterRecord, TaskResultRecord
@@ -52,15 +50,9 @@ def clean() -> Iterator[None]:
 
 
 @pytest.fixture
-def local_queue(tmp_path: Path, server: str) -> Iterator[LocalTransport]:
-    """The local queue delivering to the served project, with quick retries."""
-    with LocalTransport(
-        tmp_path / "queue.sqlite3",
-        target=server,
-        default_policy=RetryPolicy(min_backoff=0.05, max_backoff=0.2, max_attempts=5),
-    ) as queue:
-        configure(transport=queue)
-        yield queue
+def local_queue(http_local_queue: LocalTransport) -> LocalTransport:
+    """The local queue of conftest's ``http_local_queue``."""
+    return http_local_queue
 
 
 def fail_once(queue: LocalTransport, marker: Path) -> tuple[object, DeadLetterRecord]:

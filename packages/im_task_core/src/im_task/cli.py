@@ -36,6 +36,17 @@ from types import FrameType
 from typing import TextIO
 from urllib.parse import urlsplit
 
+from im_task.cli_common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    clip,
+    non_negative_float,
+    positive_float,
+    positive_int,
+    print_table,
+    usage,
+)
 from im_task.cli_dead import add_dead_commands
 from im_task.config import get_settings
 from im_task.dead import describe, store_in_force
@@ -49,10 +60,6 @@ from im_task.transports.local import LocalTransport, TaskInfo, TaskState
 from im_task.transports.local.models import FINISHED_STATES, STATES, QueueStats, TaskDetail
 
 __all__ = ["main"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class CommandError(Exception):
@@ -200,7 +207,7 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     )
     _add_db(worker)
     worker.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N", help="deliveries in flight at once (default: 8)"
+        "--concurrency", type=positive_int, default=8, metavar="N", help="deliveries in flight at once (default: 8)"
     )
     worker.add_argument(
         "--until-empty",
@@ -215,21 +222,21 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--dispatch-deadline",
-        type=_positive_float,
+        type=positive_float,
         default=600.0,
         metavar="SECONDS",
         help="how long to wait for an answer to a task that sets no deadline of its own (default: 600)",
     )
     worker.add_argument(
         "--interval",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="SECONDS",
         help="seconds between progress lines (default: 0.5 on a terminal, where one line is updated; else 10)",
     )
     worker.add_argument(
         "--lease",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help=(
@@ -253,7 +260,7 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
         description="Inspect or empty the local queue database.",
     )
     queue_commands = queue.add_subparsers(title="queue commands", metavar="QUEUE_COMMAND")
-    queue.set_defaults(handler=lambda args: _usage(queue))
+    queue.set_defaults(handler=lambda args: usage(queue))
 
     listing = queue_commands.add_parser(
         "list",
@@ -265,9 +272,7 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     _add_db(listing)
     listing.add_argument("--queue", metavar="Q", help="only tasks of this queue")
     listing.add_argument("--state", choices=STATES, help="only tasks in this state")
-    listing.add_argument(
-        "--limit", type=_positive_int, default=50, metavar="N", help="most tasks to list (default: 50)"
-    )
+    listing.add_argument("--limit", type=positive_int, default=50, metavar="N", help="most tasks to list (default: 50)")
     listing.add_argument("--json", action="store_true", help="print one JSON object per task instead of a table")
     _add_setup(listing)
     listing.set_defaults(handler=_list, read_only=True)
@@ -328,15 +333,15 @@ def _parser(worker_prog: str | None = None) -> argparse.ArgumentParser:
     )
     sweeper.add_argument(
         "--older-than",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=60.0,
         metavar="SECONDS",
         help="only rows whose send's claim ended at least this long ago (default: 60)",
     )
-    sweeper.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="most rows per outbox")
+    sweeper.add_argument("--limit", type=positive_int, default=None, metavar="N", help="most rows per outbox")
     sweeper.add_argument(
         "--payloads",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=None,
         metavar="SECONDS",
         help="also delete stored payloads older than this (orphans of tasks that never ran)",
@@ -401,41 +406,6 @@ def _add_setup(parser: argparse.ArgumentParser) -> None:
             "directory) and makes the tasks' functions importable"
         ),
     )
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
-    return value
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -638,12 +608,12 @@ def _list(args: argparse.Namespace) -> int:
             t.state,
             str(t.attempts),
             _when(t, now),
-            _clip(t.url, 48),
+            clip(t.url, 48),
             _last(t.last_status, t.last_error),
         ]
         for t in tasks
     ]
-    _table(["QUEUE", "NAME", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"], rows, sys.stdout)
+    print_table(["QUEUE", "NAME", "STATE", "ATTEMPTS", "DUE", "URL", "LAST"], rows, sys.stdout)
     return EXIT_OK
 
 
@@ -815,10 +785,6 @@ def _purge(args: argparse.Namespace) -> int:
 # -- formatting ------------------------------------------------------------
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _duration(seconds: float) -> str:
     total = round(abs(seconds))
     if total < 60:
@@ -846,13 +812,7 @@ def _last(status: int | None, error: str | None) -> str:
         return "-"
     if error is None:
         return str(status)
-    return _clip(error, 40)
-
-
-def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=out)
+    return clip(error, 40)
 
 
 if __name__ == "__main__":

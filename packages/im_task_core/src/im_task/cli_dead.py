@@ -23,17 +23,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
+from im_task.cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, clip, positive_int, print_table, usage
 from im_task.dead import DeadLetterError, describe, find_letter, purge, replay, store_in_force
 from im_task.deadletter import DeadLetter, DeadLetterStore
 from im_task.errors import ConfigurationError, EnqueueError
 
 __all__ = ["add_dead_commands"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 class _Failure(Exception):
@@ -57,13 +53,13 @@ def add_dead_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
             "directory, or Datastore on Google Cloud)."
         ),
     )
-    dead.set_defaults(handler=lambda args: _usage(dead))
+    dead.set_defaults(handler=lambda args: usage(dead))
     sub = dead.add_subparsers(title="dead commands", metavar="DEAD_COMMAND")
 
     listing = sub.add_parser("list", help="list dead letters, newest first", description="List dead letters.")
     _common(listing)
     listing.add_argument("--queue", metavar="Q", help="only dead letters of this queue")
-    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="most to list (default: 50)")
+    listing.add_argument("--limit", type=positive_int, default=50, metavar="N", help="most to list (default: 50)")
     listing.add_argument("--json", action="store_true", help="print one JSON object per dead letter")
     listing.set_defaults(handler=_guarded(_list))
 
@@ -117,21 +113,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="a local dead-letter SQLite file (default: the store the settings name)",
     )
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return EXIT_USAGE
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _guarded(handler: Callable[[argparse.Namespace, DeadLetterStore], int]) -> Callable[[argparse.Namespace], int]:
@@ -205,10 +186,10 @@ def _list(args: argparse.Namespace, store: DeadLetterStore) -> int:
         return EXIT_OK
     now = dt.datetime.now(dt.timezone.utc)
     rows = [
-        [_clip(x.queue, 16), _clip(x.name, 40), x.outcome, str(x.attempts), _ago(now, x.recorded_at), _clip(x.url, 48)]
+        [clip(x.queue, 16), x.name, x.outcome, str(x.attempts), _ago(now, x.recorded_at), clip(x.url, 48)]
         for x in letters
     ]
-    _table(["QUEUE", "NAME", "OUTCOME", "ATTEMPTS", "RECORDED", "URL"], rows, out)
+    print_table(["QUEUE", "NAME", "OUTCOME", "ATTEMPTS", "RECORDED", "URL"], rows, out)
     out.flush()
     return EXIT_OK
 
@@ -289,13 +270,3 @@ def _ago(now: dt.datetime, then: dt.datetime) -> str:
     if seconds < 86400:
         return f"{seconds // 3600}h ago"
     return f"{seconds // 86400}d ago"
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _table(headers: list[str], rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip(), file=out)

@@ -21,8 +21,28 @@ from im_task_django.models import DeadLetterRecord, OutboxTask, TaskResultRecord
 __all__ = ["DeadLetterRecordAdmin", "OutboxTaskAdmin", "TaskResultRecordAdmin"]
 
 
+class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Shows rows; nobody adds, changes or deletes them here."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        """Every field."""
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Rows are written by im-task only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are viewed, not changed."""
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows are left to im-task (the outbox sweep, ``manage.py im_task_dead purge``) or to code (old results)."""
+        return False
+
+
 @admin.register(TaskResultRecord)
-class TaskResultRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TaskResultRecordAdmin(_ReadOnly):
     """Lists and shows task results; nobody adds, changes or deletes them here (the runner writes them).
 
     Each names the im-task task that ran it last (``im_task_name``, on its
@@ -59,39 +79,7 @@ class TaskResultRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         """Every field, and the link to the dead letter: results are written by the task runner only."""
-        return [*(f.name for f in TaskResultRecord._meta.fields), "dead_letter"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Nobody adds results by hand."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Results are viewed, not changed."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Results are kept as the runner wrote them (delete old ones in code, e.g. from a periodic task)."""
-        return False
-
-
-class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Shows rows; nobody adds, changes or deletes them here."""
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        """Every field."""
-        return [f.name for f in self.model._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        """Rows are written by im-task only."""
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Rows are viewed, not changed."""
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        """Rows are left to im-task (the outbox sweep, ``manage.py im_task_dead purge``)."""
-        return False
+        return [*super().get_readonly_fields(request, obj), "dead_letter"]
 
 
 @admin.register(OutboxTask)
