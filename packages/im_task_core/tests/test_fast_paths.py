@@ -11,25 +11,50 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import inspect
+import io
+import itertools
 import os
 import pickle
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from im_task import EnqueueError, configure, task
-from im_task.config import get_keyring
+from im_task import ConfigurationError, EnqueueError, configure, task
+from im_task.config import get_keyring, get_settings
 from im_task.decorator import _checker_of
-from im_task.envelope import BOUND_VERSION, Binding, TaskSealer, new_task_id, seal, unseal
+from im_task.envelope import (
+    BOUND_VERSION,
+    MAX_BINDING_SIZE,
+    Binding,
+    TaskSealer,
+    _ids,
+    largest_binding_size,
+    new_task_id,
+    seal,
+    unseal,
+)
 from im_task.errors import EnqueueError as EnqueueErrorClass
 from im_task.headers import Headers, TaskHeaders, make_task_headers, queue_headers
 from im_task.keys import Keyring
-from im_task.serialization import CallTemplate, all_atomic, dumps_parts, loads_call
+from im_task.serialization import (
+    _CLOUDPICKLE_TYPES,
+    CallTemplate,
+    TaskWrapper,
+    _ByValue,
+    _cloudpickles_own_types,
+    _ReferencePickler,
+    all_atomic,
+    dumps_parts,
+    loads_call,
+)
+from im_task.state import STATE, State
 from im_task.transports import RecordingTransport, TaskRequest
 from im_task.transports.base import check_request, named, request_of
 
@@ -329,3 +354,288 @@ def test_queue_headers_keep_the_names_as_given() -> None:
     assert queue_headers(given) == expected
     assert Headers(given).get("COOKIE") == "c"
     assert Headers(given).get("nope", 5) == 5
+
+
+# -- what cloudpickle reduces its own way goes to cloudpickle (review of issue 13) --------------------------------
+
+PARAMS = typing.ParamSpec("PARAMS")  # at module level: found by name in another program too
+
+
+def test_every_type_cloudpickle_reduces_its_own_way_is_left_to_it() -> None:
+    # The written-out list must hold every type of the installed cloudpickle's dispatch table (less copyreg's).
+    import cloudpickle
+
+    assert _cloudpickles_own_types(cloudpickle) <= _CLOUDPICKLE_TYPES
+    assert typing.TypeVar in _CLOUDPICKLE_TYPES
+    assert types.MethodType in _CLOUDPICKLE_TYPES
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        types.MethodType(module_level, 3),  # written by plain pickle as getattr(3, "module_level")
+        typing.TypeVar("Unlisted"),
+        dataclasses._FIELD,  # type: ignore[attr-defined]  # a marker that must stay the same object
+    ],
+    ids=["bound-method", "typevar", "dataclass-field-marker"],
+)
+def test_the_reference_pickler_hands_cloudpickles_own_types_to_it(value: object) -> None:
+    with pytest.raises(_ByValue):
+        _ReferencePickler(io.BytesIO(), pickle.HIGHEST_PROTOCOL).dump(value)
+    payload = dumps_parts(len, (value,), {}, META)
+    assert b"cloudpickle" in payload
+
+
+def test_a_dataclass_marker_reads_back_as_the_same_object() -> None:
+    marker = dataclasses._FIELD  # type: ignore[attr-defined]
+    assert loads_call(dumps_parts(len, (marker,), {}, META)).args[0] is marker
+
+
+def test_a_type_parameter_its_module_finds_by_name_travels_by_reference() -> None:
+    payload = dumps_parts(len, (PARAMS,), {}, META)
+    assert b"cloudpickle" not in payload
+    assert loads_call(payload).args[0] is PARAMS
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="needs typing.TypeVarTuple (Python 3.11)")
+def test_what_cloudpickle_copies_from_main_runs_in_another_program(tmp_path: Path) -> None:
+    # A script's __main__ passes type parameters it defines and a bound method of a module-level function
+    # that its object does not hold under that name; this process (another __main__) must read them back.
+    helpers = "fast_paths_method_helpers"
+    (tmp_path / f"{helpers}.py").write_text(
+        "def doubled(self):\n    return self.n * 2\n\n\nclass Box:\n    def __init__(self, n):\n        self.n = n\n"
+    )
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys, types, typing
+            from im_task.serialization import dumps_parts
+            import {helpers} as helpers
+
+            T = typing.TypeVar("T", bound=int)
+            P = typing.ParamSpec("P", bound=str)
+            Ts = typing.TypeVarTuple("Ts")
+            method = types.MethodType(helpers.doubled, helpers.Box(3))
+            for value in (T, P, Ts, method, (P, lambda: 7)):
+                print(dumps_parts(len, (value,), {{}}, (False, None, "main")).hex())
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True, env=env)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        typevar, paramspec, typevartuple, method, (with_lambda, seven) = (
+            loads_call(bytes.fromhex(line)).args[0] for line in done.stdout.split()
+        )
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(helpers, None)
+    assert (type(typevar), typevar.__name__, typevar.__bound__) == (typing.TypeVar, "T", int)
+    assert (type(paramspec), paramspec.__name__, paramspec.__bound__) == (typing.ParamSpec, "P", str)
+    assert (type(typevartuple).__name__, typevartuple.__name__) == ("TypeVarTuple", "Ts")
+    assert method() == 6
+    assert (with_lambda.__name__, seven()) == ("P", 7)
+
+
+# -- a template is used only while its module's name holds the task function ---------------------------------
+
+
+@task
+def rebindable(x: object) -> tuple[str, object]:
+    """A module-level task that a test rebinds, as a reload, a monkeypatch or ``mock.patch`` would."""
+    return ("original", x)
+
+
+def stand_in(x: object) -> tuple[str, object]:
+    """What the rebound name holds."""
+    return ("stand-in", x)
+
+
+def test_a_call_after_its_module_name_is_rebound_still_runs_its_own_function(
+    im_task_recorder: RecordingTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = rebindable
+    original(1)  # the plan and its template are made
+    replacement = task(stand_in)
+    replacement.__qualname__ = "rebindable"  # type: ignore[attr-defined]
+    monkeypatch.setattr(sys.modules[__name__], "rebindable", replacement)
+    original(2)  # plain arguments: the template's path, before the fix a reference to the rebound name
+    original([3])
+    keyring = get_keyring()
+    ran: list[object] = []
+    for request in im_task_recorder.requests[1:]:
+        payload = unseal(request.body, keyring).payload
+        assert isinstance(payload, bytes)
+        call = loads_call(payload)
+        assert isinstance(call.func, TaskWrapper)
+        ran.append(call.func.func(*call.args, **call.kwargs))
+    assert ran == [("original", 2), ("original", [3])]
+
+
+# -- the argument checker: names a def cannot spell, and where it follows the real call ------------------------
+
+
+class Signed:
+    """A callable whose ``__signature__`` is made by hand (as makefun or pydantic do)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.__signature__ = inspect.Signature(
+            [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+        )
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        """Does nothing."""
+
+
+@pytest.mark.parametrize("names", [["ﬁle", "file"], ["__debug__"], ["ﬁle"], ["x", "ǅ"]])
+def test_names_a_def_would_spell_otherwise_are_left_to_signature_bind(names: list[str]) -> None:
+    assert _checker_of(inspect.signature(Signed(names))) is None
+
+
+def test_a_signature_no_def_can_have_is_left_to_signature_bind() -> None:
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    unordered = inspect.Signature(
+        [inspect.Parameter("a", kind, default=1), inspect.Parameter("b", kind)], __validate_parameters__=False
+    )
+    assert _checker_of(unordered) is None  # the def would be a SyntaxError: b has no default and follows a
+
+
+def test_hand_made_signatures_are_checked_as_signature_bind_does(im_task_recorder: RecordingTransport) -> None:
+    task(Signed(["ﬁle", "file"]))(1, 2)
+    task(Signed(["__debug__"]))(1)
+    with pytest.raises(EnqueueError, match="missing a required argument"):
+        task(Signed(["ﬁle"]))(file=1)  # the signature's name is ﬁle, not file
+    assert len(im_task_recorder.requests) == 2
+
+
+def positional_default_and_kwargs(a: int = 1, /, **kw: int) -> tuple[int, dict[str, int]]:
+    """``a=5`` goes to ``kw``: the real call takes it."""
+    return a, kw
+
+
+def test_the_checker_follows_the_real_call_where_signature_bind_differs(
+    im_task_recorder: RecordingTransport,
+) -> None:
+    # Finding 7 of the review: Signature.bind refuses f(a=5) before Python 3.13; the call itself takes it.
+    assert positional_default_and_kwargs(a=5) == (1, {"a": 5})
+    checker = _checker_of(inspect.signature(positional_default_and_kwargs))
+    assert checker is not None
+    checker(a=5)
+    task(positional_default_and_kwargs)(a=5)
+    assert [response.status for response in im_task_recorder.run_all()] == [200]
+
+
+# -- headers too large for the binding are refused with the options ---------------------------------------
+
+
+def headed(x: int) -> None:
+    """A function given headers."""
+
+
+@pytest.fixture
+def roomy_recorder(im_task_settings: object) -> Iterator[RecordingTransport]:
+    """A recording transport taking tasks of 300 kB: large headers travel twice (request and binding)."""
+    recorder = RecordingTransport(max_task_size=300_000)
+    configure(transport=recorder)
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+def test_headers_too_large_for_the_binding_are_refused_when_the_options_are_made(
+    roomy_recorder: RecordingTransport,
+) -> None:
+    url = "/_ah/task/headed"
+    room = MAX_BINDING_SIZE - largest_binding_size(url, {"X-Big": ""})
+    fits = task(headed, url=url, headers={"X-Big": "a" * room})
+    assert largest_binding_size(url, fits.options.headers or {}) == MAX_BINDING_SIZE
+    fits.map([1, 2])  # before the fix: a bare ValueError from the sealer, out of map()'s per-call errors
+    bindings = [unseal(request.body, get_keyring()).binding for request in roomy_recorder.requests]
+    assert [binding.headers for binding in bindings if binding is not None] == [{"X-Big": "a" * room}] * 2
+    with pytest.raises(ConfigurationError, match="at most 65,535"):
+        task(headed, url=url, headers={"X-Big": "a" * (room + 1)})
+    with pytest.raises(ConfigurationError, match="at most 65,535"):
+        fits.using(headers={"X-Big": "é" * room})  # six bytes each in the JSON
+
+
+# -- names and ids never repeat -------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_names_recorded_tasks_otherwise_than_its_parent() -> None:
+    transport = RecordingTransport()
+    request = TaskRequest(queue="q", url="/u", body=b"")
+    transport.enqueue(request)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(read)
+        os.write(write, transport.enqueue(request).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    os.waitpid(pid, 0)
+    parent = transport.enqueue(request)
+    assert len(child) == 32
+    assert child[:24] != parent[:24]  # another random prefix
+
+
+def test_task_ids_do_not_repeat_after_two_to_the_32_tasks() -> None:
+    keyring = Keyring([KEY])
+    sealer = TaskSealer(keyring, path="/u", queue="q", headers={}, lifetime=60)
+    _ids.counter = itertools.count(2**32 - 2)
+    try:
+        made = [new_task_id(), new_task_id()]
+        made += [unseal(sealer.seal(b"p", now=1e9), keyring).binding.task_id for _ in range(2)]  # type: ignore[union-attr]
+    finally:
+        _ids.renew()
+    prefix = made[0][:16]
+    assert made == [f"{prefix}{n:08x}" for n in range(2**32 - 2, 2**32 + 2)]
+
+
+# -- a restored state never pairs settings with another keyring ---------------------------------------------
+
+
+def test_restoring_the_state_never_shows_the_restored_settings_with_the_previous_keyring() -> None:
+    configure(secret="first-secret-0123456789abcdef-0123456789")
+    first = (get_settings(), get_keyring())
+    snapshot = STATE.snapshot()
+    configure(secret="second-secret-9876543210fedcba-9876543210")
+    second = (get_settings(), get_keyring())
+    seen: list[tuple[object, object]] = []
+
+    def in_restore(frame: types.FrameType, event: str, arg: object) -> Any:
+        seen.append((STATE.settings, STATE.keyring))  # what a reader without the lock would take, line by line
+        return in_restore
+
+    def tracer(frame: types.FrameType, event: str, arg: object) -> Any:
+        return in_restore if frame.f_code is State.restore.__code__ else None
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        STATE.restore(snapshot)
+    finally:
+        sys.settrace(previous)
+    assert (STATE.settings, STATE.keyring) == first
+    assert len(seen) > 3
+    assert all(keyring is None or (settings, keyring) in (first, second) for settings, keyring in seen)
+
+
+def test_the_local_queues_generated_names_do_not_repeat_after_2_to_the_32(monkeypatch: pytest.MonkeyPatch) -> None:
+    import itertools
+
+    from im_task.transports.local import transport as local_transport
+
+    names = local_transport._names
+    monkeypatch.setattr(names, "counter", itertools.count(0xFFFFFFFF))
+    prefix = names.prefix
+    last, after = local_transport._new_name(), local_transport._new_name()
+    assert last == f"{prefix}ffffffff"
+    assert len(after) == len(last) == 32
+    assert not after.startswith(prefix)  # a new prefix, not a wrapped counter
+    assert after.endswith("00000000")

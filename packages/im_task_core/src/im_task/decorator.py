@@ -19,7 +19,15 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from im_task import endpoints  # noqa: F401 - loads this process's endpoints, which in-process transports serve
 from im_task.config import Settings, get_keyring, get_settings
-from im_task.envelope import CONTENT_TYPE, Binding, PayloadReference, TaskSealer, seal_reference
+from im_task.envelope import (
+    CONTENT_TYPE,
+    MAX_BINDING_SIZE,
+    Binding,
+    PayloadReference,
+    TaskSealer,
+    largest_binding_size,
+    seal_reference,
+)
 from im_task.errors import (
     BulkEnqueueError,
     ConfigurationError,
@@ -90,6 +98,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         self.func = func
         self.options = options
         self.url = options.url or f"{get_taskroute()}/{task_path(func, options.logname)}"
+        if options.headers:
+            _check_headers_fit(self.url, options.headers)
         self._signature: inspect.Signature | None = _UNKNOWN  # looked up at the first call, then kept
         self._bound_signature: inspect.Signature | None = _UNKNOWN  # the same less its first parameter
         self._checker: Callable[..., None] | None = _UNKNOWN  # binds arguments as the signature does, fast
@@ -297,7 +307,9 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         self._check_arguments(args, kwargs)
         plan = self._plan(moment)
         template = plan.template
-        if template is not None and all_atomic(args, kwargs):
+        # The template refers to this function by module and name: right only while that name holds it
+        # (a reload, a monkeypatch or mock.patch rebinds it; then __reduce__ chooses, per call).
+        if template is not None and all_atomic(args, kwargs) and _importable(self):
             payload = template.dumps(args, kwargs)
         else:
             payload = dumps_parts(self, args, kwargs, plan.meta)
@@ -481,9 +493,10 @@ class _Moment:
             ConfigurationError: No secret to sign with (in production).
         """
         # Read without the lock once resolved (one reference each): configure() sets them to None, and the
-        # look-ups below resolve them again under the lock.
+        # look-ups below resolve them again under the lock. A keyring is published only after the settings it
+        # goes with (see State.restore), so one read while the settings read are still in force goes with them.
         settings, keyring = STATE.settings, STATE.keyring
-        if settings is None or keyring is None:
+        if settings is None or keyring is None or STATE.settings is not settings:
             settings, keyring = get_settings(), get_keyring()
         return cls(time.time(), settings, keyring)
 
@@ -564,12 +577,34 @@ class _Plan:
         return sealer
 
 
+def _check_headers_fit(url: str, headers: Mapping[str, str]) -> None:
+    """Refuses headers too large for the signed binding of any envelope (see ``largest_binding_size``).
+
+    Raises:
+        ConfigurationError: Saying the limit and the size.
+    """
+    # The JSON of a character takes 12 bytes at most (a surrogate pair): the exact size only near the limit.
+    rough = 12 * (len(url) + sum(len(name) + len(value) + 6 for name, value in headers.items())) + 512
+    if rough <= MAX_BINDING_SIZE:
+        return
+    size = largest_binding_size(url, headers)
+    if size > MAX_BINDING_SIZE:
+        raise ConfigurationError(
+            f"The headers of {url} take too much room: with them the signed binding of a task would take up to "
+            f"{size:,} bytes, and it can take at most {MAX_BINDING_SIZE:,} (64 KiB). Pass large values as "
+            "arguments of the function (which travel in the payload), not as headers=."
+        )
+
+
 def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | None:
     """A function that takes the arguments ``signature`` takes and does nothing, to check a call's arguments.
 
     Binding arguments to a real function's parameters is done by the interpreter, about twenty times as
     fast as :meth:`inspect.Signature.bind`; it raises ``TypeError`` in the same cases. None when the
     signature is unknown or cannot be written as a ``def`` (then ``bind`` checks each call).
+
+    Where the two differ, the checker does as the real call does: ``def f(a=1, /, **kw)`` takes
+    ``f(a=5)`` (``a`` goes to ``kw``), which ``Signature.bind`` refuses before Python 3.13.
     """
     if signature is None:
         return None
@@ -578,7 +613,7 @@ def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | No
     star = False
     for index, parameter in enumerate(parameters):
         name = parameter.name
-        if not name.isidentifier() or keyword.iskeyword(name):
+        if not _spelled_as_is(name):
             return None
         kind = parameter.kind
         if kind is parameter.VAR_POSITIONAL:
@@ -597,9 +632,27 @@ def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | No
             if last_positional_only:
                 parts.append("/")
     namespace: dict[str, Any] = {}
-    exec(f"def check({', '.join(parts)}):\n    pass", namespace)  # only identifiers: checked above
+    try:
+        exec(f"def check({', '.join(parts)}):\n    pass", namespace)  # only identifiers: checked above
+    except SyntaxError:  # a signature no def can have (a __signature__ made by hand): bind checks each call
+        return None
     checker: Callable[..., None] = namespace["check"]
     return checker
+
+
+def _spelled_as_is(name: str) -> bool:
+    """Whether ``name`` is a parameter name a ``def`` takes as it is written.
+
+    The parser folds identifiers to NFKC (``ﬁle`` is ``file``), so a name that is not in that form
+    would bind other keywords than the signature does; ``__debug__`` and keywords cannot be assigned.
+    """
+    if not name.isidentifier() or keyword.iskeyword(name) or name == "__debug__":
+        return False
+    if name.isascii():
+        return True
+    import unicodedata  # only for names beyond ASCII, which NFKC may change
+
+    return unicodedata.normalize("NFKC", name) == name
 
 
 def _signature_of(func: Any) -> inspect.Signature | None:

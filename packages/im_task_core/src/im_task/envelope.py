@@ -52,12 +52,14 @@ __all__ = [
     "BOUND_REFERENCE_VERSION",
     "BOUND_VERSION",
     "CONTENT_TYPE",
+    "MAX_BINDING_SIZE",
     "REFERENCE_VERSION",
     "VERSION",
     "Binding",
     "Opened",
     "PayloadReference",
     "TaskSealer",
+    "largest_binding_size",
     "new_task_id",
     "open_envelope",
     "open_sealed",
@@ -78,19 +80,22 @@ CONTENT_TYPE = "application/octet-stream"
 _MAC_SIZE = 32
 _HEADER_SIZE = 1 + KEY_ID_SIZE + _MAC_SIZE
 _BINDING_LENGTH_SIZE = 2
-_MAX_BINDING_SIZE = 2 ** (8 * _BINDING_LENGTH_SIZE) - 1
+#: The largest binding an envelope carries, in bytes (its size takes two bytes): 65,535.
+MAX_BINDING_SIZE = 2 ** (8 * _BINDING_LENGTH_SIZE) - 1
+_MAX_BINDING_SIZE = MAX_BINDING_SIZE
 _BINDING_FIELDS = frozenset({"path", "queue", "made", "due", "expires", "id", "headers"})
 
 
 def new_task_id() -> str:
-    """A new task id: 24 hex digits, unique across processes and time.
+    """A new task id: 24 hex digits or more, unique across processes and time.
 
     A random prefix of 16 hex digits drawn once per process (again in a
-    forked child), then a counter of 8: as unique as ``os.urandom(12).hex()``
-    made per task, without a system call per task. The id need not be
-    secret: it travels inside the signed envelope, which no one can alter.
+    forked child), then a counter of at least 8 (more after 2**32 ids in one
+    process: it never wraps): as unique as ``os.urandom(12).hex()`` made per
+    task, without a system call per task. The id need not be secret: it
+    travels inside the signed envelope, which no one can alter.
     """
-    return _ID_FORMAT.format(_ids.prefix, next(_ids.counter) & 0xFFFFFFFF)
+    return _ID_FORMAT.format(_ids.prefix, next(_ids.counter))
 
 
 class _TaskIds:
@@ -112,6 +117,22 @@ _ID_FORMAT = "{}{:08x}"
 _ids = _TaskIds()
 if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
     os.register_at_fork(after_in_child=_ids.renew)
+
+
+def largest_binding_size(path: str, headers: Mapping[str, str]) -> int:
+    """The size of the largest binding a task with this path and these headers can have, on any queue.
+
+    With the longest queue name (100 characters), times of 20 digits and a
+    task id of 32 hex digits; compare it with :data:`MAX_BINDING_SIZE` to
+    refuse, when a task's options are made, headers that no envelope could carry.
+
+    Args:
+        path: The URL path the task is POSTed to.
+        headers: The task's own headers (``Content-Type`` is left out).
+    """
+    own = {name: value for name, value in headers.items() if name.lower() != "content-type"}
+    longest = 10**19
+    return len(Binding(bound_path(path), "q" * 100, longest, longest, "f" * 32, own, longest).to_bytes())
 
 
 @dataclass(frozen=True)
@@ -342,7 +363,7 @@ class TaskSealer:
         due_time = now if due is None or due < now else due
         expires = int(due_time + self._lifetime) + 1
         ids = _ids  # the task id, as new_task_id() makes it
-        data = self._template % (int(due_time), expires, ids.prefix_bytes, next(ids.counter) & 0xFFFFFFFF, int(now))
+        data = self._template % (int(due_time), expires, ids.prefix_bytes, next(ids.counter), int(now))
         size = len(data)
         if size > _MAX_BINDING_SIZE:
             raise ValueError(f"The task's binding is {size} bytes; its headers must take under 64 KiB.")

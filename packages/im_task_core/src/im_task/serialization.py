@@ -4,20 +4,30 @@ A call is pickled with the standard :mod:`pickle` when it can carry it by
 reference: module-level functions and classes of importable modules, and
 values made of them. Anything that needs its code copied (closures, lambdas,
 nested functions, what ``__main__`` defines, modules registered with
-``cloudpickle.register_pickle_by_value``) is pickled with cloudpickle. Both
-make a standard pickle of the same tuple, which :func:`loads_call` reads
-with :func:`pickle.loads`.
+``cloudpickle.register_pickle_by_value``), and any value of a type
+cloudpickle reduces its own way (bound methods, type variables, code...),
+is pickled with cloudpickle. Both make a standard pickle of the same tuple,
+which :func:`loads_call` reads with :func:`pickle.loads`.
 """
 
 from __future__ import annotations
 
+import abc
+import collections
+import copyreg
+import dataclasses
+import functools
 import io
+import logging
 import pickle
 import sys
+import types
+import typing
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from im_task.errors import EnqueueError
 
@@ -39,8 +49,67 @@ def _cloudpickle() -> ModuleType:
     """cloudpickle, imported when the first task is serialised (it costs a quarter of a Flask import)."""
     import cloudpickle
 
+    global _SPECIAL_TYPES  # noqa: PLW0603 - widened once, with what this cloudpickle adds to the mirror below
+    if not _cloudpickles_own_types(cloudpickle) <= _SPECIAL_TYPES:
+        _SPECIAL_TYPES = _SPECIAL_TYPES | _cloudpickles_own_types(cloudpickle)
     module: ModuleType = cloudpickle
     return module
+
+
+def _cloudpickles_own_types(cloudpickle: ModuleType) -> frozenset[type]:
+    """The types cloudpickle's pickler reduces its own way (its dispatch table less :mod:`copyreg`'s)."""
+    table = getattr(getattr(cloudpickle, "CloudPickler", None), "dispatch_table", {})
+    return frozenset(kind for kind in table if isinstance(kind, type) and kind not in copyreg.dispatch_table)
+
+
+def _odict_view_types() -> set[type]:
+    ordered: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+    return {type(ordered.keys()), type(ordered.values()), type(ordered.items())}
+
+
+#: The type parameters cloudpickle leaves to the standard pickle, which writes them by name only (one
+#: defined in ``__main__`` cannot be found in another program): :func:`_reduce_type_parameter` copies them.
+_TYPE_PARAMETERS: frozenset[type] = frozenset(
+    kind for kind in (getattr(typing, "ParamSpec", None), getattr(typing, "TypeVarTuple", None)) if kind is not None
+)
+
+#: The types whose values cloudpickle reduces otherwise than the standard pickle: the keys of
+#: ``cloudpickle.CloudPickler.dispatch_table`` not in :mod:`copyreg`'s, as of cloudpickle 3.1 (written
+#: out, so that the common case does not import cloudpickle; a test checks the installed cloudpickle has
+#: no other, and :func:`_cloudpickle` adds any other when it loads). For instance the standard pickle
+#: writes a bound method as ``getattr(obj, name)``, wrong when the function is not found on the object
+#: under that name, and a ``TypeVar`` as a reference by name, wrong for one ``__main__`` defines.
+_CLOUDPICKLE_TYPES: frozenset[type] = frozenset(
+    {
+        classmethod,
+        staticmethod,
+        property,
+        memoryview,
+        io.TextIOWrapper,
+        logging.Logger,
+        logging.RootLogger,
+        types.CellType,
+        types.CodeType,
+        types.GetSetDescriptorType,
+        types.MappingProxyType,
+        types.MethodType,
+        types.ModuleType,
+        weakref.WeakSet,
+        typing.TypeVar,
+        type({}.keys()),
+        type({}.values()),
+        type({}.items()),
+        abc.abstractclassmethod,
+        abc.abstractstaticmethod,
+        abc.abstractproperty,
+        dataclasses._FIELD_BASE,  # type: ignore[attr-defined]  # the MISSING-like markers, kept identical
+        *_odict_view_types(),
+    }
+)
+
+#: The types whose values :class:`_ReferencePickler` leaves to cloudpickle (with :data:`_TYPE_PARAMETERS`
+#: not found by name, which :func:`_value_pickler` copies).
+_SPECIAL_TYPES: frozenset[type] = _CLOUDPICKLE_TYPES | _TYPE_PARAMETERS
 
 
 @dataclass(frozen=True)
@@ -113,11 +182,49 @@ def dumps_parts(
         pass
     else:
         return buffer.getvalue()
+    buffer = io.BytesIO()
     try:
-        data: bytes = _cloudpickle().dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        _value_pickler()(buffer, pickle.HIGHEST_PROTOCOL).dump(value)
     except Exception as exc:
         raise EnqueueError(_what_cannot_be_pickled(TaskCall(func, args, kwargs, *meta), exc)) from exc
-    return data
+    return buffer.getvalue()
+
+
+@functools.cache
+def _value_pickler() -> type[pickle.Pickler]:
+    """The pickler of cloudpickle, also copying the type parameters it writes by name (:data:`_TYPE_PARAMETERS`)."""
+    base: Any = _cloudpickle().CloudPickler
+
+    class ValuePickler(base):  # type: ignore[misc]
+        dispatch_table: ClassVar[Mapping[type, Callable[[Any], Any]]] = collections.ChainMap(
+            dict.fromkeys(_TYPE_PARAMETERS, _reduce_type_parameter), base.dispatch_table
+        )
+
+    pickler: type[pickle.Pickler] = ValuePickler
+    return pickler
+
+
+def _reduce_type_parameter(obj: Any) -> Any:
+    """A ``ParamSpec`` or ``TypeVarTuple``: by reference when its module finds it by name, else copied."""
+    if _found_by_name(obj, obj.__name__):
+        return obj.__name__  # a global, as the standard pickle writes it
+    options: dict[str, Any] = {}
+    for attribute, option in (
+        ("__bound__", "bound"),
+        ("__covariant__", "covariant"),
+        ("__contravariant__", "contravariant"),
+        ("__infer_variance__", "infer_variance"),
+    ):
+        if getattr(obj, attribute, None):
+            options[option] = getattr(obj, attribute)
+    if getattr(obj, "has_default", lambda: False)():
+        options["default"] = obj.__default__
+    return (_make_type_parameter, (type(obj), obj.__name__, options))
+
+
+def _make_type_parameter(kind: type, name: str, options: dict[str, Any]) -> Any:
+    """Makes a copy of a type parameter (what :func:`_reduce_type_parameter` wrote)."""
+    return kind(name, **options)
 
 
 class CallTemplate:
@@ -183,28 +290,45 @@ def all_atomic(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
 
 
 class _ByValue(Exception):
-    """A function or class the standard pickle would write by a reference that cannot be trusted."""
+    """A value the standard pickle would write otherwise than cloudpickle (see :class:`_ReferencePickler`)."""
 
 
 class _ReferencePickler(pickle.Pickler):
-    """The standard pickler, refusing (with :class:`_ByValue`) what cloudpickle would copy by value.
+    """The standard pickler, refusing (with :class:`_ByValue`) what cloudpickle would write otherwise.
 
     The standard pickle writes any function or class as a reference to its
     module and name, and checks only that the name finds it again here. That
     is wrong for ``__main__`` (another program's main module runs the task),
     for a module made at run time (no spec: it cannot be imported), and for
     the modules registered with ``cloudpickle.register_pickle_by_value``;
-    cloudpickle copies those by value, so they are left to it.
+    cloudpickle copies those by value, so they are left to it. So are the
+    values of every type cloudpickle's dispatch table reduces its own way
+    (:data:`_SPECIAL_TYPES`): its ``reducer_override`` handles classes and
+    functions only, and its dispatch table the rest.
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (FunctionType, type)) and not _trusted_reference(obj):
+        kind = type(obj)
+        if issubclass(kind, type) or kind is FunctionType:  # what cloudpickle's reducer_override takes
+            if not _trusted_reference(obj):
+                raise _ByValue(obj)
+        elif kind in _SPECIAL_TYPES and not (kind in _TYPE_PARAMETERS and _found_by_name(obj, obj.__name__)):
             raise _ByValue(obj)
         return NotImplemented
 
 
 def _trusted_reference(obj: FunctionType | type) -> bool:
+    return _trusted_module(getattr(obj, "__module__", None))
+
+
+def _found_by_name(obj: Any, name: str) -> bool:
+    """Whether ``obj`` is what its module, one another program can import too, holds at ``name``."""
     module_name = getattr(obj, "__module__", None)
+    return _trusted_module(module_name) and getattr(sys.modules[str(module_name)], name, None) is obj
+
+
+def _trusted_module(module_name: object) -> bool:
+    """Whether another program imports the module ``module_name`` as this one did (and none copies it)."""
     if not isinstance(module_name, str) or module_name == "__main__":
         return False
     module = sys.modules.get(module_name)

@@ -36,8 +36,6 @@ class RecordingTransport(InProcessTransport):
         super().__init__(handler, max_task_size=max_task_size)
         self.requests: list[TaskRequest] = []
         self._lock = threading.Lock()
-        self._name_prefix = os.urandom(12).hex()
-        self._name_counter = itertools.count()
 
     def enqueue(self, request: TaskRequest) -> str:
         """Records the task; see :meth:`Transport.enqueue`."""
@@ -45,7 +43,7 @@ class RecordingTransport(InProcessTransport):
         check_request(request, self)
         name = request.name
         if not name:
-            name = f"{self._name_prefix}{next(self._name_counter):08x}"  # 32 hex digits or more
+            name = f"{_names.prefix}{next(_names.counter):08x}"  # 32 hex digits or more
             request = named(request, name)
         self.names.claim(request.queue, name)
         with self._lock:
@@ -72,3 +70,21 @@ class RecordingTransport(InProcessTransport):
 
     def __repr__(self) -> str:
         return f"RecordingTransport({len(self.requests)} recorded)"
+
+
+class _Names:
+    """The generated task names: a random prefix per process and a counter (as the local queue's)."""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.counter = itertools.count()
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix = os.urandom(12).hex()
+        self.counter = itertools.count()
+
+
+_names = _Names()
+if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's names
+    os.register_at_fork(after_in_child=_names.renew)

@@ -633,9 +633,14 @@ def _new_name() -> str:
 
     Unique as ``uuid4().hex`` is, and in order within a process, so that the
     names of one process's tasks go to neighbouring pages of the name index
-    instead of to random ones (a commit then writes fewer pages).
+    instead of to random ones (a commit then writes fewer pages). After
+    2**32 names the prefix is drawn again, so that no name repeats.
     """
-    return f"{_names.prefix}{next(_names.counter) & 0xFFFFFFFF:08x}"
+    number = next(_names.counter)
+    if number > 0xFFFFFFFF:
+        _names.renew()
+        number = next(_names.counter)
+    return f"{_names.prefix}{number:08x}"
 
 
 class _Names:
