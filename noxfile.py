@@ -165,15 +165,21 @@ def dist(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """Fault injection of the transactional outbox at full size: kills, racing sweepers, SQLite and PostgreSQL.
+    """Fault injection at full size: the transactional outbox (kills, racing sweepers, SQLite and PostgreSQL), then
+    the local queue (workers killed with SIGKILL, a full disk, idle CPU, purge and compact).
 
-    ``nox -s faults -- --kills 400`` passes its options to ``tests/faults/outbox_faults.py``.
+    ``nox -s faults -- --kills 400`` passes its options to ``tests/faults/outbox_faults.py``;
+    ``nox -s faults -- --local-queue-only`` runs only ``tests/faults/local_queue_faults.py``, at its default sizes.
     """
     install_packages(session, "psycopg[binary]>=3.1")
-    script = "tests/faults/outbox_faults.py"
-    for database in ("sqlite", "postgresql"):
-        for names in ([], ["--refuse-names"]):
-            session.run("python", script, "--database", database, *names, *session.posargs)
+    posargs = [arg for arg in session.posargs if arg != "--local-queue-only"]
+    if posargs == session.posargs:
+        script = "tests/faults/outbox_faults.py"
+        for database in ("sqlite", "postgresql"):
+            for names in ([], ["--refuse-names"]):
+                session.run("python", script, "--database", database, *names, *posargs)
+    for run in ("kill9", "fulldisk", "idle", "compact"):
+        session.run("python", "tests/faults/local_queue_faults.py", run)
 
 
 @nox.session
