@@ -45,6 +45,9 @@ def check(report: dict[str, Any]) -> None:
     assert report["lost"] == 0, report
     assert report["phantoms"] == 0, report
     assert report["duplicates_other"] == 0, report  # no race, slow send, long transaction or killed connection
+    assert report["duplicates"] == 0, report  # kills after the send included: the endpoint marked their rows
+    assert report["failed_deliveries"] == 0, report
+    assert report["runs"] == report["committed"]
     assert report["long_transactions"] == 2
     assert report["ok"]
 
@@ -53,9 +56,16 @@ def check(report: dict[str, Any]) -> None:
 def test_sqlite_with_a_queue_that_accepts_reused_names() -> None:
     report = run_faults("--database", "sqlite")
     check(report)
-    # The one window no outbox closes (killed after the queue took the task, before the sent mark):
-    assert report["duplicates_ambiguous"] <= report["kills"]["after_send"]
-    assert report["duplicates"] == report["duplicates_ambiguous"]
+    assert report["marked_on_delivery"] >= report["kills"]["after_send"]  # the window the sender cannot close
+
+
+@pytest.mark.timeout(110)
+def test_without_the_endpoint_s_delivery_marks_a_kill_after_the_send_runs_the_task_twice() -> None:
+    """The control: the harness sees the duplicates the endpoint's marks prevent."""
+    report = run_faults("--database", "sqlite", "--without-delivery-marks")
+    assert report["duplicates_ambiguous"] == report["kills"]["after_send"] > 0, report
+    assert report["duplicates_other"] == 0, report
+    assert not report["ok"]
 
 
 @pytest.mark.timeout(110)
@@ -69,4 +79,3 @@ def test_sqlite_with_a_queue_that_refuses_reused_names() -> None:
 def test_postgresql_with_a_queue_that_accepts_reused_names() -> None:
     report = run_faults("--database", "postgresql")  # skips when no PostgreSQL server can be started here
     check(report)
-    assert report["duplicates"] == report["duplicates_ambiguous"]

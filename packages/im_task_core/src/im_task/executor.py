@@ -264,8 +264,10 @@ def serve(
         )
         return answer(403, "Forbidden: malformed task queue headers.")
     try:
-        settings, keyring = STATE.settings, STATE.keyring  # read without the lock once resolved
-        if settings is None or keyring is None:
+        # Read without the lock once resolved; a pair read while the settings changed is read again under it
+        # (see State.restore and decorator._Moment.current).
+        settings, keyring = STATE.settings, STATE.keyring
+        if settings is None or keyring is None or STATE.settings is not settings:
             settings, keyring = get_settings(), get_keyring()
         check_caller(task.family, view, settings)  # before the body is read: a refused caller sends nothing we read
     except CallerError as exc:
@@ -287,6 +289,9 @@ def serve(
     except SignatureError as exc:
         logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the task signature does not verify.", exc)
+    hook = STATE.delivery_hook  # the outbox's: marks an outbox task's row sent, whatever the task then does
+    if hook is not None:
+        hook(task.task_name)
     started = time.monotonic()
     if payload.reference is not None:
         response = _run_stored(task, view, path, payload, payload.reference)

@@ -13,6 +13,12 @@ The send after commit runs in a non-transactional context: ndb still says
 ``in_transaction()`` inside a commit callback, and writing the sent mark
 there would join the finished transaction.
 
+The task endpoint writes to the outbox kind too: when the queue delivers an
+outbox task (its name starts with ``outbox-``), the endpoint marks its entity
+sent before running it (:meth:`NdbOutboxStorage.mark_delivered`, one lookup
+and one write in a Datastore transaction), so that a sweep never sends again
+a task whose sender died after the queue took it.
+
 Example:
     >>> from google.cloud import ndb  # doctest: +SKIP
     >>> from im_task.ndb import install_outbox
@@ -79,8 +85,11 @@ def _outbox_model(kind: str) -> type[ndb.Model]:
 class NdbOutboxStorage:
     """The :class:`~im_task.outbox.OutboxStorage` of google-cloud-ndb: entities of one kind, keyed by random ids.
 
-    Claims, releases and clock starts are Datastore transactions (compare and
-    set); every call but :meth:`add` runs outside the caller's transaction.
+    An entity's id is the random part of its task's outbox name
+    (``outbox-<id>``), so the task endpoint finds it by the task name
+    (:meth:`mark_delivered`). Claims, releases, clock starts and delivery
+    marks are Datastore transactions (compare and set); every call but
+    :meth:`add` runs outside the caller's transaction.
 
     Args:
         client: The ``ndb.Client`` of the contexts opened when none is open (sweeps from cron or the command
@@ -119,7 +128,7 @@ class NdbOutboxStorage:
             raise BadTransactionStateError(
                 "transactional=True with the ndb outbox needs an open ndb.transaction(); call the task inside one."
             )
-        key = outbox.outbox_task_name().removeprefix(outbox.NAME_PREFIX)
+        key = _key_of(request.name) or outbox.outbox_task_name().removeprefix(outbox.NAME_PREFIX)
         options = request.retry_options
         deadline = request.dispatch_deadline
         self._model(
@@ -191,6 +200,33 @@ class NdbOutboxStorage:
                 entry.put(use_cache=False)
 
         self._call(mark)
+
+    def mark_delivered(self, name: str) -> bool:
+        """Marks the unsent entity of the task named ``name`` sent (the endpoint got it), in a Datastore transaction.
+
+        The entity is found by its key, the hexadecimal part of the outbox
+        name (a lookup, strongly consistent), outside any transaction of the
+        caller's.
+
+        Args:
+            name: The task's name.
+
+        Returns:
+            Whether an entity was marked.
+        """
+        key = _key_of(name)
+        if key is None:
+            return False
+
+        def mark() -> bool:
+            entry: Any = ndb.Key(self.kind, key).get(use_cache=False)
+            if entry is None or entry.sent or entry.name != name:
+                return False
+            entry.sent = True
+            entry.put(use_cache=False)
+            return True
+
+        return self._call(lambda: bool(ndb.transaction(mark, retries=3)))
 
     def due(self, older_than: float, after: str | None, limit: int) -> Sequence[tuple[str, TaskRequest]]:
         """Unsent entities whose claim ended ``older_than`` seconds ago, by key; starts the clock of unclaimed ones."""
@@ -307,6 +343,13 @@ def install_outbox(
 def uninstall_outbox(binder: NdbTransactionBinder) -> None:
     """Undoes :func:`install_outbox`."""
     unregister_binder(binder)
+
+
+def _key_of(name: str | None) -> str | None:
+    """The entity id of an outbox task: its name's random part, so the endpoint finds it; None for other names."""
+    if name is None or not outbox.is_outbox_task_name(name):
+        return None
+    return name.removeprefix(outbox.NAME_PREFIX)
 
 
 def _now() -> dt.datetime:

@@ -29,12 +29,24 @@ race or die, except in the one window no outbox can close (see below).
   last claim: never from the task call, so a long transaction's row is not
   taken while its own send is under way.
 
-The window no outbox can close: a process that dies after the queue took a
-task but before the sent mark is written leaves a row that looks unsent, and
-the sweep sends it again. Every row carries its task name from the start, so
-a queue that remembers names (Cloud Tasks for about an hour, the local queue
-for its ``name_retention``) refuses that second copy: sweep well within the
-queue's name memory (``lease + older_than`` plus the sweep interval).
+The window the sending side cannot close: a process that dies after the
+queue took a task but before the sent mark is written leaves a row that looks
+unsent. Two things keep the sweep from sending it again:
+
+* **The receiving side marks it.** When the endpoint receives a task whose
+  name is an outbox name (:data:`NAME_PREFIX`), after its signature verified
+  and before it runs, it calls :func:`record_delivery`, which marks the row
+  sent in the outbox of every registered transaction binder that has it
+  (:meth:`DeliveryMarks.mark_delivered`, by task name). The queue has the
+  task, whatever it then does, so no sweep sends it again. This holds while
+  the queue delivers within ``lease + older_than`` of the send: the sweep
+  threshold must exceed the queue's delivery latency (a task with a
+  countdown is delivered late by design: for it, only the queue's name
+  memory below prevents a second copy).
+* **The queue refuses the name.** Every row carries its task name from the
+  start, so a queue that remembers names (Cloud Tasks for about an hour, the
+  local queue for its ``name_retention``) refuses a second copy: sweep well
+  within the queue's name memory (``lease + older_than`` plus the sweep interval).
 
 Example:
     A storage keeping rows in a dict, in a "transaction" that commits at once::
@@ -91,18 +103,22 @@ from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from im_task.errors import ConfigurationError, EnqueueError, TaskAlreadyExistsError
+from im_task.state import STATE
 from im_task.transports.base import TaskRequest, Transport, check_size
 
 __all__ = [
     "CLAIM_SECONDS",
     "NAME_PREFIX",
     "SWEEP_BATCH",
+    "DeliveryMarks",
     "OutboxStorage",
     "SweepResult",
     "check_sweep_arguments",
     "enqueue_on_commit",
+    "is_outbox_task_name",
     "new_owner",
     "outbox_task_name",
+    "record_delivery",
     "send_after_commit",
     "sweep",
 ]
@@ -143,6 +159,8 @@ class OutboxStorage(Protocol[KeyT]):
       claimed again, and stays until :meth:`purge_sent` deletes it.
     * **A stable order of keys**, so that a sweep can go on after the last
       key of a batch while rows change.
+    * **Optionally, marks by name** (:class:`DeliveryMarks`): the endpoint
+      marks an outbox task's row sent when the queue delivers it.
 
     Times are those of the storage's own clock (one clock, or clocks kept in
     sync well within the claim lease).
@@ -234,6 +252,29 @@ class OutboxStorage(Protocol[KeyT]):
         """
 
 
+class DeliveryMarks(Protocol):
+    """What a storage does, optionally, for the receiving side: marks a row sent by its task name.
+
+    A storage that has it (the Django and ndb storages do) closes the one
+    window the sending side cannot: see :func:`record_delivery`.
+    """
+
+    def mark_delivered(self, name: str) -> bool:
+        """Durably marks the unsent row of the task named ``name`` sent, outside any transaction of the caller's.
+
+        The endpoint calls it when the queue delivers the task, before the
+        task runs; a row already marked sent, or gone, or never in this
+        storage is left alone. It must be cheap: the row is found by its
+        name (an index, or a key derived from the name).
+
+        Args:
+            name: The task's name, an outbox name (:func:`is_outbox_task_name`).
+
+        Returns:
+            Whether a row was marked now.
+        """
+
+
 @dataclass(frozen=True)
 class SweepResult:
     """What a sweep did.
@@ -256,6 +297,67 @@ class SweepResult:
 def outbox_task_name() -> str:
     """A fresh task name for an outbox row: random, so never one a queue has seen."""
     return f"{NAME_PREFIX}{uuid.uuid4().hex}"
+
+
+def is_outbox_task_name(name: object) -> bool:
+    """Whether ``name`` is a name :func:`outbox_task_name` makes: ``"outbox-"`` and 32 hexadecimal digits."""
+    return (
+        isinstance(name, str)
+        and len(name) == _NAME_LENGTH
+        and name.startswith(NAME_PREFIX)
+        and all(c in _HEX for c in name[len(NAME_PREFIX) :])
+    )
+
+
+_NAME_LENGTH = len(NAME_PREFIX) + 32
+_HEX = frozenset("0123456789abcdef")
+
+
+def record_delivery(task_name: str) -> bool:
+    """The endpoint's hook: marks the outbox row of a task the queue delivers sent, before the task runs.
+
+    For a task whose name is not an outbox name this is one string check.
+    For an outbox task, each registered transaction binder with an
+    ``outbox_storage`` that has :meth:`DeliveryMarks.mark_delivered` is asked
+    in turn, until one marks the row: then no sweep sends the task again,
+    even when its sender died after the queue took it and before the sent
+    mark. A failure is logged as a warning and never raised: the task runs
+    all the same (the sweep may then send it again, and a queue that
+    remembers names refuses that copy).
+
+    Args:
+        task_name: The task name the queue delivered the task with.
+
+    Returns:
+        Whether a row was marked now (False: not an outbox task, already marked, or in no registered outbox).
+    """
+    if not task_name.startswith(NAME_PREFIX) or not is_outbox_task_name(task_name):
+        return False
+    with STATE.lock:
+        binders = list(STATE.binders)
+    for binder in binders:
+        storage: object = binder
+        try:
+            storage = getattr(binder, "outbox_storage", None)
+            mark = getattr(storage, "mark_delivered", None)
+            if mark is not None and mark(task_name):
+                logger.debug(
+                    "Outbox task %s was delivered before its sent mark; its row is marked sent now.", task_name
+                )
+                return True
+        except Exception:
+            logger.warning(
+                "Could not mark outbox task %s delivered in %r; it runs all the same, but a sweep may send it "
+                "again if its sender died before marking it sent.",
+                task_name,
+                storage,
+                exc_info=True,
+            )
+    return False
+
+
+# The endpoint calls this on every delivery, after the signature verified (the executor cannot import the outbox).
+STATE.delivery_hook = record_delivery
 
 
 def new_owner(kind: str = "sender") -> str:

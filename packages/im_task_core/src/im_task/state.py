@@ -79,6 +79,8 @@ class State:
         resolver: Resolves the settings from every source; set by :mod:`im_task.config`.
         endpoint_handler: The handler of this process's endpoints, which in-process
             transports made without a handler deliver to; set by :mod:`im_task.endpoints`.
+        delivery_hook: Called by the endpoint with the task name of every delivery whose signature
+            verified, before the task runs; set by :mod:`im_task.outbox` (``record_delivery``).
     """
 
     _FIELDS = (
@@ -120,6 +122,7 @@ class State:
         self.header_log_level = logging.DEBUG
         self.resolver: Callable[[], Any] | None = None
         self.endpoint_handler: Callable[..., Any] | None = None
+        self.delivery_hook: Callable[[str], object] | None = None
 
     def snapshot(self) -> Snapshot:
         """A copy of every field, to give to :meth:`restore` later."""
@@ -142,8 +145,15 @@ class State:
         """
         with self.lock:
             current, owned = self.transport, self.owns_transport
-            for name, value in snapshot.values.items():
+            # Readers take settings and keyring without the lock (see _Moment.current): the keyring goes
+            # first, so that one that sees the restored settings sees the restored keyring or None, never
+            # the previous one (None sends them to the lock).
+            self.keyring = None
+            values = dict(snapshot.values)
+            keyring = values.pop("keyring", None)
+            for name, value in values.items():
                 setattr(self, name, value.copy() if isinstance(value, (dict, list, set)) else value)
+            self.keyring = keyring
         if owned and current is not None and current is not self.transport:
             close_quietly(current)
 

@@ -52,6 +52,10 @@ class DjangoOutboxStorage:
     once on a fresh connection when the database connection fails (a killed
     connection, a restarted server): they are idempotent.
 
+    The task endpoint writes here too: :meth:`mark_delivered` marks a row
+    sent by its task name (the table's unique index) when the queue delivers
+    the task, so that no sweep sends it again.
+
     Args:
         using: Alias of the database holding the table, whose ``transaction.atomic()`` tasks join.
 
@@ -111,6 +115,32 @@ class DjangoOutboxStorage:
         """Sets the row's ``sent_at`` (committed at once: this runs outside any transaction)."""
         now = timezone.now()
         self._write(lambda: self._rows().filter(pk=key, sent_at__isnull=True).update(sent_at=now))
+
+    def mark_delivered(self, name: str) -> bool:
+        """Sets ``sent_at`` of the unsent row named ``name``: the endpoint received its task (one ``UPDATE``).
+
+        Outside a transaction (a task endpoint's request, as Django serves
+        it) the ``UPDATE`` commits at once, before the task runs and whatever
+        it does, and is retried once on a fresh connection if the database
+        failed. Inside one (``ATOMIC_REQUESTS``, a ``TestCase``) it runs in a
+        savepoint of it, so that a failure leaves the transaction usable, and
+        commits with it.
+
+        Args:
+            name: The task's name.
+
+        Returns:
+            Whether a row was marked.
+        """
+        now = timezone.now()
+
+        def update() -> int:
+            return int(self._rows().filter(name=name, sent_at__isnull=True).update(sent_at=now))
+
+        if connections[self.using].in_atomic_block:
+            with transaction.atomic(using=self.using):
+                return update() == 1
+        return self._write(update) == 1
 
     def due(self, older_than: float, after: int | None, limit: int) -> list[tuple[int, TaskRequest]]:
         """Starts the clock of rows never claimed, then returns unsent rows whose claim ended ``older_than`` ago."""

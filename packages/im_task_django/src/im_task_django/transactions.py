@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.db import connections
 
+from im_task import outbox  # noqa: F401 - loaded with the binder: the endpoint then marks delivered outbox rows
 from im_task.errors import ConfigurationError
 from im_task.transports.base import TaskRequest, Transport
 from im_task_django.conf import get_app_settings
+
+if TYPE_CHECKING:
+    from im_task_django.outbox import DjangoOutboxStorage
 
 __all__ = ["DjangoTransactionBinder", "binder"]
 
@@ -58,6 +64,13 @@ class DjangoTransactionBinder:
         if not isinstance(text, str) or not text:
             raise ConfigurationError(f"description must be a non-empty string, not {text!r}.")
         self._description = text
+
+    @property
+    def outbox_storage(self) -> DjangoOutboxStorage:
+        """The outbox of the database, where the task endpoint marks the rows of the tasks it receives."""
+        from im_task_django.outbox import DjangoOutboxStorage  # needs the models, so the apps, ready
+
+        return DjangoOutboxStorage(self.using)
 
     def in_transaction(self) -> bool:
         """Whether this thread is inside ``transaction.atomic()`` on the database."""
