@@ -37,9 +37,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import itertools
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +45,7 @@ from urllib.parse import unquote
 
 from im_task.errors import SignatureError
 from im_task.keys import KEY_ID_SIZE, Keyring
+from im_task.names import ProcessSequence
 
 __all__ = [
     "BOUND_REFERENCE_VERSION",
@@ -95,28 +94,10 @@ def new_task_id() -> str:
     task, without a system call per task. The id need not be secret: it
     travels inside the signed envelope, which no one can alter.
     """
-    return _ID_FORMAT.format(_ids.prefix, next(_ids.counter))
+    return _ids.next_name()
 
 
-class _TaskIds:
-    """The per-process part of the task ids (see :func:`new_task_id`)."""
-
-    def __init__(self) -> None:
-        self.prefix = ""
-        self.prefix_bytes = b""
-        self.counter = itertools.count()
-        self.renew()
-
-    def renew(self) -> None:
-        self.prefix = os.urandom(8).hex()
-        self.prefix_bytes = self.prefix.encode()
-        self.counter = itertools.count()
-
-
-_ID_FORMAT = "{}{:08x}"
-_ids = _TaskIds()
-if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's ids
-    os.register_at_fork(after_in_child=_ids.renew)
+_ids = ProcessSequence(8)
 
 
 def largest_binding_size(path: str, headers: Mapping[str, str]) -> int:

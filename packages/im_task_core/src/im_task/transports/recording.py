@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import threading
 
+from im_task.names import ProcessSequence
 from im_task.response import Handler, TaskResponse
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request, named
 from im_task.transports.inprocess import InProcessTransport
@@ -43,7 +42,7 @@ class RecordingTransport(InProcessTransport):
         check_request(request, self)
         name = request.name
         if not name:
-            name = f"{_names.prefix}{next(_names.counter):08x}"  # 32 hex digits or more
+            name = _names.next_name()  # 32 hex digits or more
             request = named(request, name)
         self.names.claim(request.queue, name)
         with self._lock:
@@ -72,19 +71,5 @@ class RecordingTransport(InProcessTransport):
         return f"RecordingTransport({len(self.requests)} recorded)"
 
 
-class _Names:
-    """The generated task names: a random prefix per process and a counter (as the local queue's)."""
-
-    def __init__(self) -> None:
-        self.prefix = ""
-        self.counter = itertools.count()
-        self.renew()
-
-    def renew(self) -> None:
-        self.prefix = os.urandom(12).hex()
-        self.counter = itertools.count()
-
-
-_names = _Names()
-if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's names
-    os.register_at_fork(after_in_child=_names.renew)
+#: The generated task names: a random prefix per process and a counter (as the local queue's).
+_names = ProcessSequence(12)

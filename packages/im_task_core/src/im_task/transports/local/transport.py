@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import itertools
 import logging
 import os
 import sqlite3
@@ -18,7 +17,7 @@ from typing import Any, TypeVar
 
 from im_task.deadletter import DeadLetterStore
 from im_task.errors import ConfigurationError, EnqueueError, Error
-from im_task.names import QUEUE_FILE
+from im_task.names import QUEUE_FILE, ProcessSequence
 from im_task.retry import RetryPolicy
 from im_task.state import STATE
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, Transport, check_open, check_request
@@ -643,20 +642,7 @@ def _new_name() -> str:
     return f"{_names.prefix}{number:08x}"
 
 
-class _Names:
-    def __init__(self) -> None:
-        self.prefix = ""
-        self.counter = itertools.count()
-        self.renew()
-
-    def renew(self) -> None:
-        self.prefix = os.urandom(12).hex()
-        self.counter = itertools.count()
-
-
-_names = _Names()
-if hasattr(os, "register_at_fork"):  # a forked child must not repeat its parent's names
-    os.register_at_fork(after_in_child=_names.renew)
+_names = ProcessSequence(12)
 
 
 def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
