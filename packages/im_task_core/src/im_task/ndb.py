@@ -43,7 +43,7 @@ from google.cloud import ndb  # type: ignore[attr-defined]
 from im_task import outbox
 from im_task.errors import BadTransactionStateError, ConfigurationError
 from im_task.retry import RetryOptions
-from im_task.stores.ndb import check_kind, ndb_context
+from im_task.stores.ndb import check_kind, kind_model, models_of_kind, ndb_context, outside_transaction
 from im_task.transactions import register_binder, unregister_binder
 from im_task.transports.base import TaskRequest, Transport
 
@@ -52,34 +52,28 @@ __all__ = ["DEFAULT_OUTBOX_KIND", "NdbOutboxStorage", "NdbTransactionBinder", "i
 #: The kind of outbox entities unless another is given.
 DEFAULT_OUTBOX_KIND = "_ImTaskOutbox"
 T = TypeVar("T")
-_models: dict[str, type[ndb.Model]] = {}
 
 
 def _outbox_model(kind: str) -> type[ndb.Model]:
-    found = _models.get(kind)
-    if found is None:
-        found = _models[kind] = type(
-            f"OutboxEntry_{len(_models)}",
-            (ndb.Model,),
-            {
-                "_get_kind": classmethod(lambda cls: kind),
-                "_use_cache": False,
-                "_use_global_cache": False,
-                "name": ndb.TextProperty(),
-                "queue": ndb.TextProperty(),
-                "url": ndb.TextProperty(),
-                "body": ndb.BlobProperty(),
-                "headers": ndb.JsonProperty(),
-                "schedule_time": ndb.DateTimeProperty(indexed=False),
-                "target": ndb.TextProperty(),
-                "dispatch_deadline": ndb.FloatProperty(indexed=False),
-                "retry_options": ndb.JsonProperty(),
-                "owner": ndb.TextProperty(),
-                "claimed_until": ndb.DateTimeProperty(indexed=False),
-                "sent": ndb.BooleanProperty(),
-            },
+    def make(kind: str, number: int) -> type[ndb.Model]:
+        return kind_model(
+            kind,
+            f"OutboxEntry_{number}",
+            name=ndb.TextProperty(),
+            queue=ndb.TextProperty(),
+            url=ndb.TextProperty(),
+            body=ndb.BlobProperty(),
+            headers=ndb.JsonProperty(),
+            schedule_time=ndb.DateTimeProperty(indexed=False),
+            target=ndb.TextProperty(),
+            dispatch_deadline=ndb.FloatProperty(indexed=False),
+            retry_options=ndb.JsonProperty(),
+            owner=ndb.TextProperty(),
+            claimed_until=ndb.DateTimeProperty(indexed=False),
+            sent=ndb.BooleanProperty(),
         )
-    return found
+
+    return models_of_kind("outbox", kind, make)
 
 
 class NdbOutboxStorage:
@@ -109,14 +103,7 @@ class NdbOutboxStorage:
 
     def _call(self, func: Callable[[], T]) -> T:
         """``func`` in a context of its own, never in the caller's transaction."""
-
-        def outside() -> T:
-            if not ndb.in_transaction():
-                return func()
-            with ndb.get_context().new(transaction=None).use():
-                return func()
-
-        return ndb_context(self.client, outside)
+        return ndb_context(self.client, outside_transaction(func))
 
     def add(self, request: TaskRequest, owner: str) -> str:
         """Writes the task's entity in the open ndb transaction.

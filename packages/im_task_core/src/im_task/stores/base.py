@@ -7,14 +7,13 @@ imports no store; :func:`get_payload_store` makes the store a name stands for.
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from im_task import config
 from im_task.envelope import PayloadReference
 from im_task.errors import ConfigurationError, Error
-from im_task.loading import load_named, make_named
+from im_task.stores.making import StoreSetting
 
 __all__ = [
     "BUILTIN_STORES",
@@ -97,12 +96,19 @@ class PayloadStore(Protocol):
         """
 
 
-_lock = threading.Lock()
-_made: dict[tuple[Any, ...], PayloadStore] = {}
-
-
 def _is_store(value: object) -> bool:
     return not isinstance(value, type) and all(callable(getattr(value, m, None)) for m in ("put", "get", "delete"))
+
+
+_SETTING: StoreSetting[PayloadStore] = StoreSetting(
+    setting="payload_store",
+    kind="payload store",
+    expected="PayloadStore",
+    forms=_FORMS,
+    builtins=BUILTIN_STORES,
+    file=PAYLOAD_FILE,
+    accept=_is_store,
+)
 
 
 def make_payload_store(setting: object = None, *, data_dir: Path | None = None) -> PayloadStore:
@@ -119,23 +125,16 @@ def make_payload_store(setting: object = None, *, data_dir: Path | None = None) 
     Raises:
         ConfigurationError: The setting has none of those forms, cannot be imported, or its factory failed.
     """
-    if setting is not None and not isinstance(setting, str):
-        if _is_store(setting):
-            store: PayloadStore = setting  # type: ignore[assignment]
-            return store
-        raise ConfigurationError(f"payload_store must be {_FORMS}; got {type(setting).__name__}.")
-    name = setting or ("ndb" if config.on_google_cloud() else "local")
+    given = _SETTING.given(setting)
+    if given is not None:
+        return given
+    name = str(setting or ("ndb" if config.on_google_cloud() else "local"))
     if name == NO_STORE:
         raise ConfigurationError(
             "payload_store is 'none': no payload store is in force, so a task that refers to a stored payload "
             "cannot run here; configure the payload_store of the process that enqueued it."
         )
-    hint = " (install im-task[gcp] for 'ndb')" if name == "ndb" else ""
-    factory = load_named(name, BUILTIN_STORES, kind="payload store", forms=_FORMS, hint=hint)
-    args = (Path(data_dir or config.get_settings().local_data_dir()) / PAYLOAD_FILE,) if name == "local" else ()
-    made = make_named(factory, name, *args, kind="payload store", expected="PayloadStore", accept=_is_store)
-    result: PayloadStore = made
-    return result
+    return _SETTING.make(name, data_dir)
 
 
 def get_payload_store() -> PayloadStore:
@@ -149,14 +148,7 @@ def get_payload_store() -> PayloadStore:
     if setting is not None and not isinstance(setting, str):
         return make_payload_store(setting)
     key = (setting, settings.data_dir, config.on_google_cloud())
-    with _lock:
-        store = _made.get(key)
-        if store is None:
-            # an unset data_dir is left to make_payload_store, which asks local_data_dir(): the pytest plugin's
-            # guard refuses the working directory's default there, as it does for the local queue
-            data_dir = settings.data_dir if settings.data_dir_configured else None
-            store = _made[key] = make_payload_store(setting, data_dir=data_dir)
-        return store
+    return _SETTING.in_force(key, lambda data_dir: make_payload_store(setting, data_dir=data_dir))
 
 
 def store_payload(

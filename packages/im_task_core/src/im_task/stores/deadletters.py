@@ -15,14 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from im_task import config
 from im_task.deadletter import DeadLetterStore
-from im_task.errors import ConfigurationError
-from im_task.loading import load_named, make_named
+from im_task.stores.making import StoreSetting
 
 __all__ = [
     "BUILTIN_DEAD_LETTER_STORES",
@@ -46,13 +44,21 @@ NO_DEAD_LETTERS = "none"
 _FORMS = "a DeadLetterStore, 'local', 'ndb', 'none', or 'package.module:factory'"
 _METHODS = ("record", "get", "list", "delete", "purge")
 
-_lock = threading.Lock()
-_made: dict[tuple[Any, ...], DeadLetterStore] = {}
-
 
 def is_dead_letter_store(value: object) -> bool:
     """Whether ``value`` keeps the :class:`~im_task.deadletter.DeadLetterStore` protocol (an instance, not a class)."""
     return not isinstance(value, type) and all(callable(getattr(value, m, None)) for m in _METHODS)
+
+
+_SETTING: StoreSetting[DeadLetterStore] = StoreSetting(
+    setting="dead_letter_store",
+    kind="dead-letter store",
+    expected="DeadLetterStore",
+    forms=_FORMS,
+    builtins=BUILTIN_DEAD_LETTER_STORES,
+    file=DEAD_LETTER_FILE,
+    accept=is_dead_letter_store,
+)
 
 
 def dead_letter_store_name(settings: config.Settings) -> str | None:
@@ -88,33 +94,13 @@ def make_dead_letter_store(setting: object = None, *, data_dir: Path | None = No
     Raises:
         ConfigurationError: The setting has none of those forms, cannot be imported, or its factory failed.
     """
-    if setting is not None and not isinstance(setting, str):
-        if is_dead_letter_store(setting):
-            store: DeadLetterStore = setting  # type: ignore[assignment]
-            return store
-        raise ConfigurationError(f"dead_letter_store must be {_FORMS}; got {type(setting).__name__}.")
-    name = setting or "local"
+    given = _SETTING.given(setting)
+    if given is not None:
+        return given
+    name = str(setting or "local")
     if name == NO_DEAD_LETTERS:
         return None
-    hint = " (install im-task[gcp] for 'ndb')" if name == "ndb" else ""
-    factory = load_named(name, BUILTIN_DEAD_LETTER_STORES, kind="dead-letter store", forms=_FORMS, hint=hint)
-    args = (Path(data_dir or config.get_settings().local_data_dir()) / DEAD_LETTER_FILE,) if name == "local" else ()
-    kwargs: dict[str, Any] = {}
-    if name == "ndb":  # the payload store's client, when it was given one
-        client = getattr(config.get_settings().payload_store, "client", None)
-        if client is not None:
-            kwargs["client"] = client
-    made = make_named(
-        factory,
-        name,
-        *args,
-        kind="dead-letter store",
-        expected="DeadLetterStore",
-        accept=is_dead_letter_store,
-        **kwargs,
-    )
-    result: DeadLetterStore = made
-    return result
+    return _make_named(name, data_dir)
 
 
 def get_dead_letter_store() -> DeadLetterStore | None:
@@ -128,14 +114,17 @@ def get_dead_letter_store() -> DeadLetterStore | None:
     if setting is not None and not isinstance(setting, str):
         return make_dead_letter_store(setting)
     name = dead_letter_store_name(settings)
+    if name is None or name == NO_DEAD_LETTERS:
+        return None
     key = (name, settings.data_dir, settings.data_dir_configured, id(settings.payload_store))
-    with _lock:
-        if key not in _made:
-            # an unset data_dir is left to make_dead_letter_store, which asks local_data_dir(): the pytest
-            # plugin's guard refuses the working directory's default there, as it does for the local queue
-            data_dir = settings.data_dir if settings.data_dir_configured else None
-            store = make_dead_letter_store(name, data_dir=data_dir)
-            if store is None:
-                return None
-            _made[key] = store
-        return _made[key]
+    return _SETTING.in_force(key, lambda data_dir: _make_named(name, data_dir))
+
+
+def _make_named(name: str, data_dir: Path | None) -> DeadLetterStore:
+    """The store a name stands for; ``"ndb"`` is given the payload store's client, when it was given one."""
+    kwargs: dict[str, Any] = {}
+    if name == "ndb":
+        client = getattr(config.get_settings().payload_store, "client", None)
+        if client is not None:
+            kwargs["client"] = client
+    return _SETTING.make(name, data_dir, **kwargs)

@@ -10,15 +10,22 @@ Datastore's built-in single-property indexes: no ``index.yaml`` entry.
 from __future__ import annotations
 
 import datetime as dt
-import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from google.cloud import ndb  # type: ignore[attr-defined]
 
 from im_task.deadletter import DeadLetter, check_letter, check_queue_filter
 from im_task.errors import ConfigurationError
-from im_task.stores.ndb import CHUNK_SIZE, check_kind, ndb_context
+from im_task.stores.ndb import (
+    CHUNK_SIZE,
+    check_kind,
+    chunk_model,
+    kind_model,
+    models_of_kind,
+    ndb_context,
+    outside_transaction,
+)
 
 __all__ = ["DEFAULT_KIND", "NdbDeadLetterStore"]
 
@@ -28,47 +35,30 @@ DEFAULT_KIND = "_ImTaskDeadLetter"
 _HEAD_BODY = 600_000
 #: Most characters of the last error kept (a traceback of a deep recursion can be megabytes).
 _MAX_ERROR = 200_000
-
-_models_lock = threading.Lock()
-_models: dict[str, tuple[type[ndb.Model], type[ndb.Model]]] = {}
+T = TypeVar("T")
 
 
 def _letter_models(kind: str) -> tuple[type[ndb.Model], type[ndb.Model]]:
     """The letter and chunk model classes of a kind (made once per kind)."""
-    with _models_lock:
-        found = _models.get(kind)
-        if found is None:
-            letter = type(
-                f"DeadLetterEntity_{len(_models)}",
-                (ndb.Model,),
-                {
-                    "_get_kind": classmethod(lambda cls: kind),
-                    "_use_cache": False,
-                    "_use_global_cache": False,
-                    "queue": ndb.StringProperty(),
-                    "name": ndb.TextProperty(),
-                    "url": ndb.TextProperty(),
-                    "body": ndb.BlobProperty(),
-                    "chunks": ndb.IntegerProperty(indexed=False),
-                    "outcome": ndb.TextProperty(),
-                    "attempts": ndb.IntegerProperty(indexed=False),
-                    "error": ndb.TextProperty(),
-                    "headers": ndb.JsonProperty(),
-                    "recorded_at": ndb.DateTimeProperty(),
-                },
-            )
-            chunk = type(
-                f"DeadLetterChunk_{len(_models)}",
-                (ndb.Model,),
-                {
-                    "_get_kind": classmethod(lambda cls: kind + "Chunk"),
-                    "_use_cache": False,
-                    "_use_global_cache": False,
-                    "data": ndb.BlobProperty(),
-                },
-            )
-            found = _models[kind] = (letter, chunk)
-        return found
+
+    def make(kind: str, number: int) -> tuple[type[ndb.Model], type[ndb.Model]]:
+        letter = kind_model(
+            kind,
+            f"DeadLetterEntity_{number}",
+            queue=ndb.StringProperty(),
+            name=ndb.TextProperty(),
+            url=ndb.TextProperty(),
+            body=ndb.BlobProperty(),
+            chunks=ndb.IntegerProperty(indexed=False),
+            outcome=ndb.TextProperty(),
+            attempts=ndb.IntegerProperty(indexed=False),
+            error=ndb.TextProperty(),
+            headers=ndb.JsonProperty(),
+            recorded_at=ndb.DateTimeProperty(),
+        )
+        return letter, chunk_model(kind, f"DeadLetterChunk_{number}")
+
+    return models_of_kind("dead letter", kind, make)
 
 
 class NdbDeadLetterStore:
@@ -100,14 +90,8 @@ class NdbDeadLetterStore:
         self.kind = check_kind(kind)
         self._letter, self._chunk = _letter_models(self.kind)
 
-    def _run(self, func: Any) -> Any:
-        def outside() -> Any:
-            if not ndb.in_transaction():
-                return func()
-            with ndb.get_context().new(transaction=None).use():
-                return func()
-
-        return ndb_context(self.client, outside)
+    def _run(self, func: Callable[[], T]) -> T:
+        return ndb_context(self.client, outside_transaction(func))
 
     def _key(self, queue: str, name: str) -> ndb.Key:
         return ndb.Key(self.kind, f"{queue}/{name}")

@@ -26,7 +26,16 @@ from google.cloud import ndb  # type: ignore[attr-defined]
 from im_task.errors import ConfigurationError
 from im_task.stores.base import DEFAULT_ORPHAN_TTL
 
-__all__ = ["CHUNK_SIZE", "NdbPayloadStore", "ndb_context"]
+__all__ = [
+    "CHUNK_SIZE",
+    "NdbPayloadStore",
+    "check_kind",
+    "chunk_model",
+    "kind_model",
+    "models_of_kind",
+    "ndb_context",
+    "outside_transaction",
+]
 
 logger = logging.getLogger("im_task")
 
@@ -40,8 +49,9 @@ _MAX_KIND = 1500
 T = TypeVar("T")
 _clients_lock = threading.Lock()
 _clients: dict[tuple[str | None, str | None], ndb.Client] = {}
+M = TypeVar("M")
 _models_lock = threading.Lock()
-_models: dict[str, tuple[type[ndb.Model], type[ndb.Model]]] = {}
+_models: dict[str, dict[str, Any]] = {}
 
 
 def default_client() -> ndb.Client:
@@ -74,6 +84,28 @@ def ndb_context(client: ndb.Client | None, func: Callable[[], T]) -> T:
         return func()
 
 
+def outside_transaction(func: Callable[[], T]) -> Callable[[], T]:
+    """``func`` made to run outside any ndb transaction open where it is called, in a context of its own.
+
+    Reads and writes the caller never meant to join its transaction (deletes, sweeps, claims, dead letters)
+    go through it; unlike ``ndb.non_transactional`` it needs no context to be open when it is made.
+
+    Args:
+        func: What to call, without arguments (in an ndb context).
+
+    Returns:
+        The function that calls ``func`` outside the transaction.
+    """
+
+    def call() -> T:
+        if not ndb.in_transaction():
+            return func()
+        with ndb.get_context().new(transaction=None).use():
+            return func()
+
+    return call
+
+
 def check_kind(kind: object, argument: str = "kind") -> str:
     """Refuses a Datastore kind name Datastore would refuse.
 
@@ -87,36 +119,69 @@ def check_kind(kind: object, argument: str = "kind") -> str:
     return kind
 
 
+def kind_model(kind: str, class_name: str, /, **properties: ndb.Property) -> type[ndb.Model]:
+    """An ndb model class of ``kind`` that neither ndb cache keeps (every read and write goes to Datastore).
+
+    The stores and outboxes are given their kind at run time, so their model classes are made here, not declared.
+
+    Args:
+        kind: The Datastore kind of the entities.
+        class_name: The class's name (its entities' repr).
+        **properties: The model's properties.
+
+    Returns:
+        The new model class.
+    """
+    namespace: dict[str, Any] = {
+        "_get_kind": classmethod(lambda cls: kind),
+        "_use_cache": False,
+        "_use_global_cache": False,
+        **properties,
+    }
+    return type(class_name, (ndb.Model,), namespace)
+
+
+def chunk_model(kind: str, class_name: str) -> type[ndb.Model]:
+    """The model of the ``<kind>Chunk`` entities that carry the bytes past what one entity of ``kind`` holds."""
+    return kind_model(kind + "Chunk", class_name, data=ndb.BlobProperty())
+
+
+def models_of_kind(family: str, kind: str, make: Callable[[str, int], M]) -> M:
+    """The model classes ``make(kind, number)`` returns, made once per ``family`` and ``kind`` in this process.
+
+    ndb keeps one class per kind process-wide, so the stores and outboxes of a kind share theirs.
+
+    Args:
+        family: Who asks (``"payload"``, ``"outbox"``...): one cache per family.
+        kind: The Datastore kind.
+        make: Makes the classes from the kind and a number, unique in the family, for the class names.
+
+    Returns:
+        What ``make`` returned the first time.
+    """
+    with _models_lock:
+        made = _models.setdefault(family, {})
+        if kind not in made:
+            made[kind] = make(kind, len(made))
+        found: M = made[kind]
+        return found
+
+
 def _payload_models(kind: str) -> tuple[type[ndb.Model], type[ndb.Model]]:
     """The head and chunk model classes of a kind (made once per kind)."""
-    with _models_lock:
-        found = _models.get(kind)
-        if found is None:
-            head = type(
-                f"PayloadHead_{len(_models)}",
-                (ndb.Model,),
-                {
-                    "_get_kind": classmethod(lambda cls: kind),
-                    "_use_cache": False,
-                    "_use_global_cache": False,
-                    "size": ndb.IntegerProperty(indexed=False),
-                    "chunks": ndb.IntegerProperty(indexed=False),
-                    "created": ndb.DateTimeProperty(),
-                    "data": ndb.BlobProperty(),
-                },
-            )
-            chunk = type(
-                f"PayloadChunk_{len(_models)}",
-                (ndb.Model,),
-                {
-                    "_get_kind": classmethod(lambda cls: kind + "Chunk"),
-                    "_use_cache": False,
-                    "_use_global_cache": False,
-                    "data": ndb.BlobProperty(),
-                },
-            )
-            found = _models[kind] = (head, chunk)
-        return found
+
+    def make(kind: str, number: int) -> tuple[type[ndb.Model], type[ndb.Model]]:
+        head = kind_model(
+            kind,
+            f"PayloadHead_{number}",
+            size=ndb.IntegerProperty(indexed=False),
+            chunks=ndb.IntegerProperty(indexed=False),
+            created=ndb.DateTimeProperty(),
+            data=ndb.BlobProperty(),
+        )
+        return head, chunk_model(kind, f"PayloadChunk_{number}")
+
+    return models_of_kind("payload", kind, make)
 
 
 class NdbPayloadStore:
@@ -212,7 +277,7 @@ class NdbPayloadStore:
             for batch in _batches([*chunks, head], 500):
                 ndb.delete_multi(batch, use_cache=False)
 
-        ndb_context(self.client, _non_transactional(remove))
+        ndb_context(self.client, outside_transaction(remove))
 
     def sweep(self, older_than: float = DEFAULT_ORPHAN_TTL) -> int:
         """Deletes payloads written at least ``older_than`` seconds ago; returns how many.
@@ -228,7 +293,7 @@ class NdbPayloadStore:
             query: Any = self._head.query(self._head.created <= cutoff)
             return list(query.fetch(keys_only=True))
 
-        keys = ndb_context(self.client, _non_transactional(old))
+        keys = ndb_context(self.client, outside_transaction(old))
         for found in keys:
             self.delete(str(found.id()))
         return len(keys)
@@ -239,7 +304,7 @@ class NdbPayloadStore:
         def listing() -> list[str]:
             return [str(k.id()) for k in ndb.Query(kind=self.kind).fetch(keys_only=True)]
 
-        return ndb_context(self.client, _non_transactional(listing))
+        return ndb_context(self.client, outside_transaction(listing))
 
     def __repr__(self) -> str:
         return f"NdbPayloadStore(kind={self.kind!r})"
@@ -260,15 +325,3 @@ def _now() -> dt.datetime:
 
 def _batches(items: Sequence[T], size: int) -> list[list[T]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
-
-
-def _non_transactional(func: Callable[[], T]) -> Callable[[], T]:
-    """``func`` run outside any transaction open here (deleting and sweeping never join one)."""
-
-    def call() -> T:
-        if not ndb.in_transaction():
-            return func()
-        with ndb.get_context().new(transaction=None).use():
-            return func()
-
-    return call
