@@ -50,10 +50,7 @@ def positive_float(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: Saying what is wrong with ``text``.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
     return value
@@ -65,13 +62,18 @@ def non_negative_float(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: Saying what is wrong with ``text``.
     """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
     return value
+
+
+def _number(text: str) -> float:
+    """``text`` read as a number, or an argparse error saying it is not one."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def clip(text: str, width: int) -> str:

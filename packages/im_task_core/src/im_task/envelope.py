@@ -41,6 +41,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
 from im_task.errors import SignatureError
@@ -83,6 +84,7 @@ _BINDING_LENGTH_SIZE = 2
 MAX_BINDING_SIZE = 2 ** (8 * _BINDING_LENGTH_SIZE) - 1
 _MAX_BINDING_SIZE = MAX_BINDING_SIZE
 _BINDING_FIELDS = frozenset({"path", "queue", "made", "due", "expires", "id", "headers"})
+_REFERENCE_FIELDS = frozenset({"store", "key", "sha256", "size"})
 
 
 def new_task_id() -> str:
@@ -198,7 +200,7 @@ class Binding:
             "id": self.task_id,
             "headers": dict(self.headers),
         }
-        return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+        return _json(fields)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Binding:
@@ -207,9 +209,7 @@ class Binding:
         Raises:
             ValueError: The data is not such a binding.
         """
-        fields = json.loads(data.decode())
-        if not isinstance(fields, dict) or fields.keys() != _BINDING_FIELDS:
-            raise ValueError("not an envelope binding")
+        fields = _json_object(data, _BINDING_FIELDS, "not an envelope binding")
         path, queue, made, due, expires, task_id, headers = (
             fields["path"],
             fields["queue"],
@@ -360,7 +360,20 @@ class TaskSealer:
 
 
 def _json(value: object) -> bytes:
+    """``value`` as compact JSON with sorted keys: the one encoding the signed parts use."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _json_object(data: bytes, keys: frozenset[str], error: str) -> dict[str, Any]:
+    """Reads the JSON of :func:`_json`: an object with exactly ``keys``.
+
+    Raises:
+        ValueError: The data is not JSON, or (saying ``error``) not such an object.
+    """
+    fields = json.loads(data.decode())
+    if not isinstance(fields, dict) or fields.keys() != keys:
+        raise ValueError(error)
+    return fields
 
 
 def _escaped(data: bytes) -> bytes:
@@ -395,8 +408,7 @@ class PayloadReference:
 
     def to_bytes(self) -> bytes:
         """The reference as the JSON an envelope carries."""
-        fields = {"store": self.store, "key": self.key, "sha256": self.sha256, "size": self.size}
-        return json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+        return _json({"store": self.store, "key": self.key, "sha256": self.sha256, "size": self.size})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PayloadReference:
@@ -405,13 +417,11 @@ class PayloadReference:
         Raises:
             ValueError: The data is not such a reference.
         """
-        fields = json.loads(data.decode())
-        if not isinstance(fields, dict) or set(fields) != {"store", "key", "sha256", "size"}:
-            raise ValueError("not a payload reference")
+        fields = _json_object(data, _REFERENCE_FIELDS, "not a payload reference")
         store, key, sha256, size = fields["store"], fields["key"], fields["sha256"], fields["size"]
         if not (isinstance(store, str) and isinstance(key, str) and isinstance(sha256, str) and len(sha256) == 64):
             raise ValueError("not a payload reference")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        if not _whole(size):
             raise ValueError("not a payload reference")
         return cls(store, key, sha256, size)
 

@@ -802,16 +802,7 @@ class TaskStore:
         Returns:
             How many tasks were queued again.
         """
-        chosen = [s for s in states or FINISHED_STATES if s != "done"]
-        marks = ",".join("?" * len(chosen))
-        where = f"state IN ({marks})"
-        args: list[Any] = list(chosen)
-        if name is not None:
-            where += " AND name = ?"
-            args.append(name)
-        if queue is not None:
-            where += " AND queue = ?"
-            args.append(queue)
+        where, args = _in_states([s for s in states or FINISHED_STATES if s != "done"], name=name, queue=queue)
         patch = json.dumps(dict(headers or {}), separators=(",", ":"))
         with self._write() as conn:
             return conn.execute(
@@ -829,14 +820,22 @@ class TaskStore:
             raise ValueError(f"Unknown task state(s): {', '.join(sorted(unknown))}.")
         if not chosen:
             return 0
-        marks = ",".join("?" * len(chosen))
-        where = f"state IN ({marks})"
-        args: list[Any] = list(chosen)
-        if queue is not None:
-            where += " AND queue = ?"
-            args.append(queue)
+        where, args = _in_states(chosen, queue=queue)
         with self._write() as conn:
             return conn.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount
+
+
+def _in_states(states: Sequence[str], *, name: str | None = None, queue: str | None = None) -> tuple[str, list[Any]]:
+    """The SQL condition (and its arguments) for tasks in ``states``, of that name and queue when given."""
+    where = f"state IN ({','.join('?' * len(states))})"
+    args: list[Any] = list(states)
+    if name is not None:
+        where += " AND name = ?"
+        args.append(name)
+    if queue is not None:
+        where += " AND queue = ?"
+        args.append(queue)
+    return where, args
 
 
 def _before_fork() -> None:
