@@ -435,8 +435,8 @@ class QueueRun:
     peak_rss_growth: int | None
 
 
-def run_local_queue(app: Flask, data_dir: Path, count: int) -> QueueRun:
-    """Enqueues ``count`` no-op tasks on a fresh local queue, then delivers them in process to ``app``."""
+def run_local_queue(app: Callable[..., Any], data_dir: Path, count: int) -> QueueRun:
+    """Enqueues ``count`` no-op tasks on a fresh local queue, then delivers them in process to the WSGI ``app``."""
     path = data_dir / f"bench-{time.monotonic_ns()}.sqlite3"
     queue = LocalTransport(path, target=app, autostart=False, default_limits=UNLIMITED)
     configure(transport=queue)
@@ -460,7 +460,8 @@ def run_local_queue(app: Flask, data_dir: Path, count: int) -> QueueRun:
     finally:
         configure(transport=None)
         queue.close()
-        path.unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
     growth = None if rss_before is None or rss_after is None else rss_after - rss_before
     peak_growth = None if peak_before is None or peak_after is None else peak_after - peak_before
     return QueueRun(enqueued - started, delivered - enqueued, growth, peak_growth)
@@ -545,28 +546,8 @@ def run_local_for_huey(data_dir: Path, count: int) -> tuple[float, float]:
     """Seconds to enqueue ``count`` no-op tasks on a fresh local queue, then to deliver them to TaskWSGIApp."""
     from im_task.wsgi import TaskWSGIApp
 
-    path = data_dir / f"bench-{time.monotonic_ns()}.sqlite3"
-    queue = LocalTransport(path, target=TaskWSGIApp(), autostart=False, concurrency=8, default_limits=UNLIMITED)
-    configure(transport=queue)
-    try:
-        gc.collect()
-        started = time.perf_counter()
-        for _ in range(count):
-            bench_tasks.noop(*ARGS, **KWARGS)
-        enqueued = time.perf_counter()
-        queue.start()
-        if not queue.join(timeout=600):
-            raise RuntimeError("The local queue did not deliver the tasks within 10 minutes.")
-        delivered = time.perf_counter()
-        done = queue.stats().done
-        if done != count:
-            raise RuntimeError(f"The local queue finished {done} of {count} tasks: the benchmark measured failures.")
-    finally:
-        configure(transport=None)
-        queue.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return enqueued - started, delivered - enqueued
+    run = run_local_queue(TaskWSGIApp(), data_dir, count)
+    return run.enqueue_seconds, run.delivery_seconds
 
 
 def run_huey(data_dir: Path, count: int) -> tuple[float, float]:

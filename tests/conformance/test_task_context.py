@@ -12,14 +12,9 @@ from collections.abc import Mapping
 import pytest
 from conformance_support import Served, enqueue
 from im_task_testsupport import sink as conformance_recorder
+from im_task_testsupport.context import task_context
 
 from im_task import (
-    get_execution_count,
-    get_queue_name,
-    get_retry_count,
-    get_task_headers,
-    get_task_name,
-    is_from_task_queue,
     log_as_retried,
     task,
 )
@@ -40,17 +35,7 @@ FAMILIES = {
 
 @task
 def observe() -> None:
-    headers = get_task_headers()
-    conformance_recorder.record(
-        {
-            "from_queue": is_from_task_queue(),
-            "retry_count": get_retry_count(),
-            "execution_count": get_execution_count(),
-            "task_name": get_task_name(),
-            "queue_name": get_queue_name(),
-            "custom": headers.get("x-custom-header") if headers is not None else None,
-        }
-    )
+    conformance_recorder.record(task_context(header="x-custom-header"))
     log_as_retried("observed by the conformance suite", logger=logging.getLogger(TASK_LOGGER))
 
 
@@ -88,11 +73,11 @@ def test_context_helpers_describe_the_running_task(
     assert conformance_recorder.events() == [
         {
             "from_queue": True,
-            "retry_count": 2,
-            "execution_count": 1,
-            "task_name": "t-context",
-            "queue_name": "mail",
-            "custom": "custom value",
+            "retry": 2,
+            "executions": 1,
+            "task": "t-context",
+            "queue": "mail",
+            "header": "custom value",
         }
     ]
     [logged] = [record for record in caplog.records if record.name == TASK_LOGGER]

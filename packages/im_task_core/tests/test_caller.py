@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +26,7 @@ from im_task_testsupport.oidc import (
     serve_certificates,
 )
 from im_task_testsupport.raw_http import Body
+from im_task_testsupport.threads import run_in_threads
 
 import im_task.caller
 import im_task.oidc
@@ -403,20 +403,7 @@ def test_the_cache_is_one_process_wide_state_kept_in_state(certs: CertificateSer
 def test_concurrent_verifications_on_a_cold_cache_fetch_once(certs: CertificateServer, key: SigningKey) -> None:
     certs.delay = 0.3  # every thread arrives while the first fetch is in flight
     token = key.token(claims())
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            verify(token)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    assert run_in_threads(lambda: verify(token), timeout=30) == []
     assert certs.fetches == 1
 
 

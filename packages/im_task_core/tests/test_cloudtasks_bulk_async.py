@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 from im_task_testsupport.cloudtasks_server import FakeCloudTasks
+from im_task_testsupport.cloudtasks_transports import LOCATION, PROJECT, transport_for
 
 from im_task import configure, task
 from im_task.errors import (
@@ -21,10 +22,6 @@ from im_task.errors import (
     UnknownQueueError,
 )
 from im_task.transports import CloudTasksTransport, TaskRequest
-from im_task.transports.cloudtasks import EnqueueRetry
-
-PROJECT, LOCATION = "proj", "europe-west1"
-FAST = EnqueueRetry(attempts=4, initial_backoff=0.01, max_backoff=0.02, deadline=10.0, timeout=5.0)
 
 
 def request(queue: str = "default", name: str | None = None, body: bytes = b"payload") -> TaskRequest:
@@ -44,11 +41,6 @@ def servers() -> Iterator[Callable[..., FakeCloudTasks]]:
     yield start
     for server in started:
         server.stop()
-
-
-def transport_for(server: FakeCloudTasks, **kwargs: Any) -> CloudTasksTransport:
-    kwargs.setdefault("retry", FAST)
-    return CloudTasksTransport(PROJECT, LOCATION, emulator_host=server.address, environ={}, **kwargs)
 
 
 def batch_sizes(server: FakeCloudTasks) -> list[tuple[str, int]]:

@@ -22,7 +22,9 @@ import pytest
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport, CloudTasksRestTransport
 from im_task_testsupport.cloudtasks_server import FakeCloudTasks
+from im_task_testsupport.cloudtasks_transports import FAST, LOCATION, PROJECT, transport_for
 from im_task_testsupport.processes import run_python
+from im_task_testsupport.threads import run_in_threads
 
 from im_task import configure, task
 from im_task.errors import (
@@ -41,10 +43,7 @@ from im_task.transports.cloudtasks import EnqueueRetry
 from im_task.transports.cloudtasks.clients import require_library
 from im_task.transports.factory import make_transport
 
-PROJECT, LOCATION = "proj", "europe-west1"
 QUEUE_PATH = f"projects/{PROJECT}/locations/{LOCATION}/queues"
-#: Retries with tiny delays, so that tests of retrying are fast.
-FAST = EnqueueRetry(attempts=4, initial_backoff=0.01, max_backoff=0.02, deadline=10.0, timeout=5.0)
 GAE = {"GAE_ENV": "standard", "GAE_SERVICE": "api", "GAE_VERSION": "v7", "GOOGLE_CLOUD_PROJECT": PROJECT}
 
 
@@ -65,10 +64,7 @@ def make(server: FakeCloudTasks) -> Iterator[Callable[..., CloudTasksTransport]]
     made: list[CloudTasksTransport] = []
 
     def factory(**kwargs: Any) -> CloudTasksTransport:
-        kwargs.setdefault("emulator_host", server.address)
-        kwargs.setdefault("retry", FAST)
-        kwargs.setdefault("environ", {})
-        transport = CloudTasksTransport(PROJECT, LOCATION, **kwargs)
+        transport = transport_for(server, **kwargs)
         made.append(transport)
         return transport
 
@@ -274,7 +270,7 @@ def test_the_decorator_passes_taken_names_to_the_caller(server: FakeCloudTasks, 
 
 def test_an_unknown_queue_is_reported_at_once() -> None:
     with FakeCloudTasks(queues=["default"]) as fake:
-        transport = CloudTasksTransport(PROJECT, LOCATION, emulator_host=fake.address, retry=FAST, environ={})
+        transport = transport_for(fake)
         with pytest.raises(UnknownQueueError, match="gcloud tasks queues create nope"):
             transport.enqueue(request(queue="nope"))
         assert len(fake.requests()) == 1
@@ -334,7 +330,7 @@ def test_the_size_limit_is_configurable(server: FakeCloudTasks, make: Callable[.
 
 def test_a_size_refusal_of_the_server_is_task_too_large() -> None:
     with FakeCloudTasks(max_task_size=1000) as fake:
-        transport = CloudTasksTransport(PROJECT, LOCATION, emulator_host=fake.address, retry=FAST, environ={})
+        transport = transport_for(fake)
         with pytest.raises(TaskTooLargeError, match="too large"):
             transport.enqueue(request(body=b"x" * 2000))
         transport.close()
@@ -351,11 +347,7 @@ def test_the_client_is_made_once_and_shared_by_threads(server: FakeCloudTasks, m
         transport.enqueue(request())
         clients.append(transport.client())
 
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    assert run_in_threads(send) == []
     assert len(server.created()) == 8
     assert len({id(c) for c in clients}) == 1
 

@@ -7,10 +7,10 @@ import secrets
 import stat
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from im_task_testsupport.threads import run_in_threads
 
 from im_task import ConfigurationError, SignatureError, configure
 from im_task.config import get_keyring
@@ -188,18 +188,8 @@ def test_development_keyring_uses_the_local_secret(tmp_path: Path) -> None:
 
 def test_local_secret_threads_agree(tmp_path: Path) -> None:
     data_dir = tmp_path / "shared"
-    barrier = threading.Barrier(8)
     results: list[bytes] = []
-
-    def make() -> None:
-        barrier.wait()
-        results.append(load_or_create_local_secret(data_dir))
-
-    threads = [threading.Thread(target=make) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    assert run_in_threads(lambda: results.append(load_or_create_local_secret(data_dir)), timeout=30) == []
     assert len(results) == 8
     assert len(set(results)) == 1
     assert sorted(p.name for p in data_dir.iterdir()) == [".gitignore", "secret"]

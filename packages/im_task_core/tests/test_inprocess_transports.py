@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from im_task_testsupport import sink
+from im_task_testsupport.threads import run_in_threads
 
 from im_task import (
     EnqueueError,
@@ -161,23 +162,12 @@ def test_recording_is_safe_from_many_threads() -> None:
     recorder = RecordingTransport()
     configure(transport=recorder)
     fn = task(work)
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def enqueue_many() -> None:
-        try:
-            barrier.wait()
-            for i in range(25):
-                fn(str(i))
-        except BaseException as exc:  # reported by the assertion below
-            errors.append(exc)
+        for i in range(25):
+            fn(str(i))
 
-    threads = [threading.Thread(target=enqueue_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    assert run_in_threads(enqueue_many) == []
     assert len(recorder.requests) == 200
     assert len({r.name for r in recorder.requests}) == 200
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 
 import pytest
 from im_task_testsupport import sink
+from im_task_testsupport.reusing_queue import ReusingQueue
 
 from im_task import configure, outbox, task
-from im_task.endpoints import handle_request
 from im_task.outbox import SweepResult, enqueue_on_commit, is_outbox_task_name, record_delivery, sweep
 from im_task.state import STATE
 from im_task.transactions import register_binder
-from im_task.transports import InProcessTransport, RecordingTransport, TaskRequest
+from im_task.transports import RecordingTransport, TaskRequest
 
 LEASE = 0.2
 
@@ -127,21 +127,6 @@ class Binder:
 
     def enqueue_on_commit(self, request: TaskRequest, transport: object) -> str:
         raise AssertionError("not used")
-
-
-class ReusingQueue(InProcessTransport):
-    """A queue that takes every task, reused names included, and delivers it to the real endpoint when asked."""
-
-    def __init__(self) -> None:
-        super().__init__(handle_request)
-        self.taken: list[TaskRequest] = []
-
-    def enqueue(self, request: TaskRequest) -> str:
-        self.taken.append(request)
-        return str(request.name)
-
-    def deliver_all(self) -> list[int]:
-        return [self.deliver(request).status for request in self.taken]
 
 
 def signed_request(func: object, *args: object) -> TaskRequest:

@@ -10,29 +10,16 @@ from pathlib import Path
 
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from im_task_testsupport.reusing_queue import ReusingQueue
 
 from django_testproject import tasks
 from django_testproject.models import Note
 from im_task import config
 from im_task.endpoints import handle_request
-from im_task.transports import InProcessTransport, RecordingTransport, TaskRequest
+from im_task.transports import InProcessTransport, RecordingTransport
 from im_task_django.models import OutboxTask
 from im_task_django.outbox import DjangoOutboxStorage, SweepResult, sweep_outbox
 from im_task_django.transactions import binder
-
-
-class ReusingQueue(InProcessTransport):
-    """A queue that takes every task, reused names included, and delivers it to the project's endpoint."""
-
-    def __init__(self) -> None:
-        super().__init__(handle_request)
-        self.taken: list[TaskRequest] = []
-
-    def enqueue(self, request: TaskRequest) -> str:
-        self.taken.append(request)
-        self.deliver(request)
-        return str(request.name)
-
 
 CHILD = """
 import os, pickle, signal, sys

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from im_task_testsupport import sink as flask_sink
+from im_task_testsupport.context import task_context
 
 from flask_helpers import TEST_SECRET, Client, Reply
 from im_task import (
@@ -18,7 +19,6 @@ from im_task import (
     RetryTaskException,
     SingularTaskFailure,
     configure,
-    get_execution_count,
     get_queue_name,
     get_retry_count,
     get_task_headers,
@@ -78,17 +78,7 @@ def record_length(text: str) -> None:
 
 @task
 def report_context() -> None:
-    headers = get_task_headers()
-    flask_sink.record(
-        {
-            "from_queue": is_from_task_queue(),
-            "retry": get_retry_count(),
-            "executions": get_execution_count(),
-            "name": get_task_name(),
-            "queue": get_queue_name(),
-            "custom": headers.get("X-Custom") if headers is not None else None,
-        }
-    )
+    flask_sink.record(task_context(header="X-Custom"))
 
 
 class _RecordsWhenUnpickled:
@@ -385,7 +375,7 @@ def test_context_helpers_answer_inside_a_task(client: Client, recorder: Recordin
     request = enqueued(recorder, report_context.using(queue="reports", name="report-1", headers={"X-Custom": "yes"}))
     assert deliver(client, request, retry_count=2).status == 200
     assert flask_sink.calls == [
-        {"from_queue": True, "retry": 2, "executions": 2, "name": "report-1", "queue": "reports", "custom": "yes"}
+        {"from_queue": True, "retry": 2, "executions": 2, "task": "report-1", "queue": "reports", "header": "yes"}
     ]
     assert not is_from_task_queue()
     assert (get_retry_count(), get_task_name(), get_queue_name(), get_task_headers()) == (0, None, None, None)
