@@ -13,11 +13,13 @@ import pytest
 
 from im_task import ConfigurationError, task
 from im_task.config import get_settings
+from im_task.testing import queue_delivery_headers, serve_wsgi
 from im_task.wsgi import TaskWSGIApp
 
 # The application code under test.
 SENT = []
 LOGINS = []
+CHARGED = []
 
 
 @task(queue="mail", countdown=60)
@@ -30,6 +32,11 @@ def send_welcome(address):
 @task(queue="audit")
 def record_login(address):
     LOGINS.append(address)
+
+
+@task(retry_options={"task_retry_limit": 2})
+def charge(order):
+    CHARGED.append(order)
 
 
 def sign_up(address):
@@ -53,6 +60,7 @@ def site(environ, start_response):
 def _forget_what_tasks_did():
     SENT.clear()
     LOGINS.clear()
+    CHARGED.clear()
 
 
 # [start settings]
@@ -117,6 +125,25 @@ def test_tasks_travel_over_http(im_task_local_queue):
 
 
 # [end http]
+
+
+# [start by hand]
+def test_past_its_retry_limit_a_task_is_not_run(im_task_recorder):
+    charge("order-7")
+    [request] = im_task_recorder.requests
+
+    # The queue's fourth attempt (three retries), signed as im-task's own queues sign theirs.
+    headers = queue_delivery_headers(request, retry_count=3)
+    with serve_wsgi(TaskWSGIApp()) as base_url:
+        post = urllib.request.Request(base_url + request.url, data=request.body, headers=headers, method="POST")
+        with urllib.request.urlopen(post) as answer:
+            assert answer.status == 200
+            assert answer.headers["X-Im-Task-Outcome"] == "gave-up"
+
+    assert CHARGED == []
+
+
+# [end by hand]
 
 
 # [start guard]

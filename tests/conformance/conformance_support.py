@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from im_task_testsupport.proof import proven
 from im_task_testsupport.raw_http import Client, Reply, queue_headers
 
 from im_task.runtime import get_transport
@@ -53,19 +54,25 @@ class Served:
         path: str | None = None,
         body: bytes | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        proof: bool = True,
         **task_headers: Any,
     ) -> Reply:
-        """POSTs a task as a queue would, with the task headers of :func:`queue_headers`.
+        """POSTs a task as a queue of im-task's own would, with the task headers of :func:`queue_headers`.
 
         Args:
             task_request: The task, as a transport received it.
             path: Where to POST it; the task's own URL by default.
             body: A body to send instead of the task's own.
             extra_headers: More request headers.
+            proof: Sign the delivery as the local queue does, so that its retry count is trusted.
             **task_headers: Passed to :func:`queue_headers` (``retry_count``, ``family``...).
         """
-        headers = {**task_request.headers, **queue_headers(**task_headers), **(extra_headers or {})}
-        return self.request("POST", path or task_request.url, task_request.body if body is None else body, headers)
+        sent = task_request.body if body is None else body
+        headers = {**task_request.headers, **queue_headers(**task_headers)}
+        if proof:
+            headers = proven(headers, sent)
+        headers.update(extra_headers or {})
+        return self.request("POST", path or task_request.url, sent, headers)
 
 
 def enqueue(task_function: Callable[..., Any], *args: Any, **kwargs: Any) -> TaskRequest:

@@ -37,7 +37,7 @@ from im_task.envelope import (
 from im_task.headers import CLOUDTASKS, Headers, make_task_headers
 from im_task.keys import KEY_ID_SIZE, Keyring
 from im_task.serialization import TaskCall, dumps_call
-from im_task.testing import serve_wsgi
+from im_task.testing import queue_delivery_headers, serve_wsgi
 from im_task.transports import RecordingTransport
 from im_task.transports.base import TaskRequest
 from im_task.wsgi import TaskWSGIApp
@@ -292,10 +292,21 @@ def test_a_malformed_retry_or_execution_count_is_refused(recorder: RecordingTran
 def test_the_retry_limit_counts_the_queues_retries(recorder: RecordingTransport) -> None:
     transfer.using(retry_options={"task_retry_limit": 1})(1, "a")
     request = recorder.requests[0]
-    assert deliver(request, **{"X-AppEngine-TaskRetryCount": "2"}) == 200
-    assert sink.calls == []  # gave up
-    assert deliver(request, **{"X-AppEngine-TaskRetryCount": "1"}) == 200
+    assert (
+        handle_request("POST", request.url, request.body, queue_delivery_headers(request, retry_count=2)).status == 200
+    )
+    assert sink.calls == []  # gave up: the count is the queue's, proven
+    assert (
+        handle_request("POST", request.url, request.body, queue_delivery_headers(request, retry_count=1)).status == 200
+    )
     assert sink.calls == [("transfer", 1, "a")]
+
+
+def test_a_retry_count_without_proof_decides_nothing(recorder: RecordingTransport) -> None:
+    transfer.using(retry_options={"task_retry_limit": 1})(1, "a")
+    request = recorder.requests[0]
+    assert deliver(request, **{"X-AppEngine-TaskRetryCount": "2"}) == 200  # development accepts the caller...
+    assert sink.calls == [("transfer", 1, "a")]  # ...but not its count: the queue's own limit applies
 
 
 # --- envelopes made before binding: a rolling deploy ------------------------------------------------------------

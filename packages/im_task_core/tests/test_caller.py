@@ -616,3 +616,14 @@ def test_an_incomplete_oidc_configuration_at_request_time_is_500_and_nothing_is_
     assert not body.was_read
     assert sink.events() == []
     assert "no audience to check the tokens against" in caplog.text
+
+
+def test_a_valid_token_proves_the_caller_so_its_retry_count_is_trusted(
+    certs: CertificateServer, key: SigningKey
+) -> None:
+    configure(service_account_email=SERVICE_ACCOUNT, audience=AUDIENCE)  # development: the token is still checked
+    headers = {**make_task_headers(queue_name="default", task_name="t-1", family=CLOUDTASKS)}
+    headers["Authorization"] = f"Bearer {key.token(claims())}"
+    assert im_task.caller.check_caller(CLOUDTASKS, headers, get_settings()) is True
+    configure(service_account_email=None, audience=None)
+    assert im_task.caller.check_caller(CLOUDTASKS, headers, get_settings()) is False  # accepted, unproven

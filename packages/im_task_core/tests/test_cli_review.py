@@ -73,7 +73,7 @@ def test_the_worker_shows_a_refusal_with_the_full_url(db: Path) -> None:
     with serve_wsgi(Recorder(statuses=[404, 404, 404])) as url:
         done = run("worker", "--target", f"{url}/wrong", "--db", str(db), "--until-empty")
     assert done.returncode == 0, done.stderr
-    [line] = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    [line] = [line for line in done.stderr.splitlines() if "WARNING" in line and "nothing answers" in line]
     assert f"nothing answers at {url}/wrong/_ah/task/m/lost" in line
     assert "?." not in line
     assert "0 done, 0 failed, 0 gave-up, 0 dropped (1 attempt retried)" in done.stdout

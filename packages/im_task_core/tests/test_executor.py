@@ -16,6 +16,7 @@ from typing import Any
 import cloudpickle
 import pytest
 from im_task_testsupport import sink
+from im_task_testsupport.proof import proven
 
 import im_task.config
 import im_task.envelope
@@ -72,8 +73,14 @@ def queue_headers(family: str = APPENGINE, **overrides: Any) -> dict[str, str]:
     return make_task_headers(**values)
 
 
-def post(body: bytes | io.BytesIO, headers: dict[str, str] | None = None, method: str = "POST") -> TaskResponse:
-    return handle_request(method, PATH, body, queue_headers() if headers is None else headers, "10.0.0.1")
+def post(
+    body: bytes | io.BytesIO, headers: dict[str, str] | None = None, method: str = "POST", *, proof: bool = True
+) -> TaskResponse:
+    """POSTs to the endpoint as the local queue would: with the signed proof that makes its counts trusted."""
+    sent = queue_headers() if headers is None else dict(headers)
+    if proof:
+        sent = proven(sent, body.getvalue() if isinstance(body, io.BytesIO) else body)
+    return handle_request(method, PATH, body, sent, "10.0.0.1")
 
 
 class _Spy:

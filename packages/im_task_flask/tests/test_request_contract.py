@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from im_task_testsupport import sink as flask_sink
 from im_task_testsupport.context import task_context
+from im_task_testsupport.proof import proven
 
 from flask_helpers import TEST_SECRET, Client, Reply
 from im_task import (
@@ -114,9 +115,9 @@ def deliver(
             execution_count=retry_count,
             family=family,
         ),
-        **(extra or {}),
     }
-    return client.request("POST", path or request.url, request.body if body is None else body, headers)
+    sent = request.body if body is None else body
+    return client.request("POST", path or request.url, sent, {**proven(headers, sent), **(extra or {})})
 
 
 # -- 200: the task ran ------------------------------------------------------

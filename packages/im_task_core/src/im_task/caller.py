@@ -21,10 +21,15 @@ environment  header family       OIDC configured  decision
 production   ``X-AppEngine-*``   either           on App Engine: accepted; elsewhere: refused
 production   ``X-CloudTasks-*``  yes              a valid token is required
 production   ``X-CloudTasks-*``  no               accepted with ``front_authenticated``; else refused
-development  ``X-AppEngine-*``   either           accepted
+development  ``X-AppEngine-*``   either           accepted; unproven unless on App Engine
 development  ``X-CloudTasks-*``  yes              a valid token is required
-development  ``X-CloudTasks-*``  no               accepted
+development  ``X-CloudTasks-*``  no               accepted; unproven unless ``front_authenticated``
 ===========  ==================  ===============  ===================================================
+
+Every caller production accepts has proved it is the queue, and
+:func:`check_caller` says so; the endpoint trusts the retry count (against
+``task_retry_limit``) only from such a caller, or from a delivery that
+carries the signed proof of im-task's own queues (:mod:`im_task.deliveryproof`).
 
 "OIDC configured" means ``service_account_email`` is set; the audience is
 ``audience``, or ``base_url`` when ``audience`` is not set. A token is valid
@@ -126,15 +131,20 @@ class Decision:
         accepted: Whether the family may call at all.
         token_required: Whether a valid OIDC token is required as well.
         reason: Why it is refused, for the log (empty when accepted).
+        proven: Whether an accepted caller is known to be the queue (App Engine's own headers on App Engine, a
+            front end that authenticates every request, or, once it verifies, the required token), so that its
+            retry count may be trusted. A caller accepted without proof (development) may still deliver.
     """
 
     accepted: bool
     token_required: bool = False
     reason: str = ""
+    proven: bool = False
 
 
 _ACCEPT = Decision(True)
-_TOKEN = Decision(True, token_required=True)
+_PROVEN = Decision(True, proven=True)
+_TOKEN = Decision(True, token_required=True, proven=True)
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,9 @@ class CallerPolicy:
             family: :data:`~im_task.headers.APPENGINE` or :data:`~im_task.headers.CLOUDTASKS`.
         """
         if family == APPENGINE:
-            if not self.production or self.on_app_engine:
+            if self.on_app_engine:  # App Engine's front end replaces these headers on outside requests
+                return _PROVEN
+            if not self.production:
                 return _ACCEPT
             return Decision(
                 False,
@@ -190,7 +202,9 @@ class CallerPolicy:
             return Decision(False, reason=f"unknown task header family {family!r}")
         if self.oidc is not None:
             return _TOKEN
-        if not self.production or self.front_authenticated:
+        if self.front_authenticated:
+            return _PROVEN
+        if not self.production:
             return _ACCEPT
         where = "on App Engine, which does not strip them" if self.on_app_engine else "and nothing strips them"
         return Decision(
@@ -260,13 +274,17 @@ def check_configuration(settings: Settings) -> list[str]:
     return policy.warnings()
 
 
-def check_caller(family: str, headers: Mapping[str, str], settings: Settings) -> None:
+def check_caller(family: str, headers: Mapping[str, str], settings: Settings) -> bool:
     """Checks the caller of one request to the task endpoint; the executor calls it before reading the body.
 
     Args:
         family: The family of its task headers (``TaskHeaders.family``).
         headers: The request headers (case-insensitive).
         settings: The settings in force.
+
+    Returns:
+        Whether the caller proved it is the queue (see :attr:`Decision.proven`); False for a
+        caller accepted without proof, which only development accepts.
 
     Raises:
         CallerError: The caller is refused (answer 403).
@@ -279,11 +297,12 @@ def check_caller(family: str, headers: Mapping[str, str], settings: Settings) ->
         raise CallerError(f"refused by the caller policy: {decision.reason}.")
     oidc = policy.oidc
     if not decision.token_required or oidc is None:  # a token is required only with an OIDC configuration
-        return
+        return decision.proven
     token = bearer_token(headers)
     if token is None:
         raise CallerError("no OIDC token (an 'Authorization: Bearer' header) on an HTTP-target task.")
     verify_oidc_token(token, audience=oidc.audience, service_account_email=oidc.service_account_email)
+    return True
 
 
 def _policy_of(settings: Settings) -> CallerPolicy:

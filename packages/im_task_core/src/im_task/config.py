@@ -626,6 +626,9 @@ def get_keyring() -> Keyring:
         return keyring
 
 
+STATE.keyring_resolver = get_keyring
+
+
 _SET_A_SECRET = (
     "Set IM_TASK_SECRET (or configure(secret=...), or your framework's im-task secret setting) to a random value "
     "of at least 32 bytes, the same in every process that enqueues or runs tasks; make one with: " + MAKE_SECRET

@@ -11,7 +11,7 @@ task ran                                           200
 ``PermanentTaskFailure`` raised                    200
 ``SingularTaskFailure`` raised                     408
 any other exception                                500
-``task_retry_limit`` passed                        200
+``task_retry_limit`` passed (proven caller)        200
 last attempt ``task_retry_limit`` allows failed    200
 no task headers, or bad or missing signature       403
 caller refused (see :mod:`im_task.caller`)         403
@@ -28,6 +28,14 @@ envelopes only (:func:`open_signed`); App Engine ``deferred``'s endpoints
 (:func:`handle_deferred_request`) also accept, when
 ``accept_legacy_payloads`` is set and only in production on App Engine, the
 unsigned pickles the original library wrote (:func:`open_deferred`).
+
+The retry count decides against ``task_retry_limit`` only when the caller
+proved it is the queue (:func:`~im_task.caller.check_caller`), or the
+delivery carries the signed proof of im-task's own queues
+(:mod:`im_task.deliveryproof`). Another caller, which only development
+accepts, may deliver the task, but its count decides nothing: the task
+runs, a failure is answered as any failure, and the limit is left to the
+queue's own retry policy.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from im_task.body import read_body
 from im_task.caller import CallerError, check_caller, on_app_engine
 from im_task.config import Settings, get_keyring, get_settings
 from im_task.context import task_context
+from im_task.deliveryproof import PROOF_HEADER, Attempt, proven
 from im_task.envelope import CONTENT_TYPE, Binding, PayloadReference, unseal
 from im_task.errors import (
     BodyTooLargeError,
@@ -269,7 +278,7 @@ def serve(
         settings, keyring = STATE.settings, STATE.keyring
         if settings is None or keyring is None or STATE.settings is not settings:
             settings, keyring = get_settings(), get_keyring()
-        check_caller(task.family, view, settings)  # before the body is read: a refused caller sends nothing we read
+        trusted = check_caller(task.family, view, settings)  # before the body: a refused caller sends nothing we read
     except CallerError as exc:
         logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the caller is not the task queue.", exc)
@@ -289,14 +298,17 @@ def serve(
     except SignatureError as exc:
         logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the task signature does not verify.", exc)
+    if not trusted:  # im-task's own queues prove the attempt with the shared secret
+        attempt = Attempt(task.queue_name, task.task_name, task.retry_count, task.execution_count)
+        trusted = proven(view.get(PROOF_HEADER), attempt, data, keyring)
     hook = STATE.delivery_hook  # the outbox's: marks an outbox task's row sent, whatever the task then does
     if hook is not None:
         hook(task.task_name)
     started = time.monotonic()
     if payload.reference is not None:
-        response = _run_stored(task, view, path, payload, payload.reference)
+        response = _run_stored(task, view, path, payload, payload.reference, trusted=trusted)
     else:
-        response = _run(task, view, path, payload)
+        response = _run(task, view, path, payload, trusted)
     if not needs_settling(response, view):
         return response
     own = payload.binding.headers if payload.binding is not None else own_headers(view)
@@ -309,7 +321,7 @@ def _source(remote_addr: str | None) -> str:
 
 
 def _run_stored(
-    task: TaskHeaders, headers: Headers, path: str, payload: Payload, reference: PayloadReference
+    task: TaskHeaders, headers: Headers, path: str, payload: Payload, reference: PayloadReference, *, trusted: bool
 ) -> TaskResponse:
     """Runs a task whose payload is in the payload store: load, check the hash, run; delete once it is done.
 
@@ -328,7 +340,7 @@ def _run_stored(
     except Exception as exc:  # the store cannot be reached or made: the queue retries
         logger.exception("Could not load the stored payload of task %r (%r); it will be retried.", task.task_name, path)
         return answer(500, "The task's stored payload could not be loaded; it will be retried.", exc)
-    response = _run(task, headers, path, replace(payload, data=data, reference=None))
+    response = _run(task, headers, path, replace(payload, data=data, reference=None), trusted)
     if response.status == 200 and not keeps_payload(response):  # a dead letter's replay needs it
         _delete_payload(store, reference, task)
     return response
@@ -343,7 +355,8 @@ def _delete_payload(store: PayloadStore, reference: PayloadReference, task: Task
         )
 
 
-def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> TaskResponse:
+def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload, trusted: bool) -> TaskResponse:
+    """Decodes and runs a verified call; ``trusted`` says whether its retry count may decide against its limit."""
     warmup = (STATE.settings or get_settings()).warmup_module
     if warmup and warmup not in STATE.warmed_up:
         try:
@@ -363,14 +376,17 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
         )
         return answer(200, "Dropped: the task cannot be decoded.", exc, outcome="dropped")
     description = call.description or path
-    if call.retry_limit is not None and task.retry_count > call.retry_limit:
+    limit = call.retry_limit if trusted else None
+    if call.retry_limit is not None and not trusted:
+        _note_untrusted_count(task, description, call.retry_limit)
+    if limit is not None and task.retry_count > limit:
         logger.error(
             "Gave up task %r (%r) on queue %r after %d retries (task_retry_limit=%d).",
             task.task_name,
             description,
             task.queue_name,
             task.retry_count,
-            call.retry_limit,
+            limit,
         )
         return answer(200, "Gave up: retry limit reached.", outcome="gave-up")
     level = STATE.header_log_level  # DEBUG unless im_task.deferred.set_level() changed it
@@ -389,8 +405,8 @@ def _run(task: TaskHeaders, headers: Headers, path: str, payload: Payload) -> Ta
         logger.exception("Task %r (%r) failed permanently; it will not be retried.", task.task_name, description)
         return answer(200, "Failed permanently; not retried.", exc, outcome="failed")
     except Exception as exc:
-        if call.retry_limit is not None and task.retry_count >= call.retry_limit:
-            return _give_up(task, description, call.retry_limit, exc)
+        if limit is not None and task.retry_count >= limit:
+            return _give_up(task, description, limit, exc)
         if isinstance(exc, SingularTaskFailure):
             logger.debug("Task %r (%r) failed once; the queue will retry it: %s", task.task_name, description, exc)
             return answer(408, "Failed this attempt; the queue will retry it.", exc)
@@ -421,6 +437,21 @@ def _give_up(task: TaskHeaders, description: str, limit: int, exc: Exception) ->
         exc_info=not isinstance(exc, SingularTaskFailure),
     )
     return answer(200, f"Gave up: the last attempt task_retry_limit={limit} allows failed.", exc, outcome="gave-up")
+
+
+def _note_untrusted_count(task: TaskHeaders, description: str, limit: int) -> None:
+    """Says once per process that a retry limit is left to the queue because the caller did not prove itself."""
+    if STATE.first_warning("untrusted retry count"):
+        logger.warning(
+            "Task %r (%r) has task_retry_limit=%d, but its delivery did not prove it comes from the queue, so its "
+            "retry count is not trusted: the task runs, and its queue's own retry limit applies. Only development "
+            "accepts such callers: a request made by hand, the Cloud Tasks emulator (give it -r N), or an im-task "
+            "queue or worker whose proof did not verify (another secret or data directory, or a clock more than "
+            "5 minutes off). In production every caller proves itself.",
+            task.task_name,
+            description,
+            limit,
+        )
 
 
 def _headers_for_task(headers: Headers, binding: Binding, family: str) -> Headers:

@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "APPENGINE",
     "CLOUDTASKS",
+    "QUEUE_PROOF_HEADER",
     "Headers",
     "TaskHeaders",
     "delivery_headers",
@@ -27,7 +28,9 @@ CLOUDTASKS = "X-CloudTasks-"
 FAMILIES = (APPENGINE, CLOUDTASKS)
 #: Headers only the queue sets; a task's own headers may not name them.
 RESERVED_PREFIXES = ("x-appengine-", "x-cloudtasks-", "x-google-")
-RESERVED_NAMES = frozenset({"host"})
+#: The signed proof im-task's own queues put on each delivery (see :mod:`im_task.deliveryproof`).
+QUEUE_PROOF_HEADER = "X-Im-Task-Queue-Proof"
+RESERVED_NAMES = frozenset({"host", QUEUE_PROOF_HEADER.lower()})
 #: Headers of the connection rather than the request (hop-by-hop, and the framing), set by whoever makes it.
 HOP_BY_HOP_NAMES = frozenset(
     {"connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade", "content-length", "host"}
@@ -42,7 +45,10 @@ def _key(name: str) -> str:
 
 
 def is_reserved_header(name: str) -> bool:
-    """Whether a header is the queue's to set: ``X-AppEngine-*``, ``X-CloudTasks-*``, ``X-Google-*``, ``Host``.
+    """Whether a header is the queue's to set: ``X-*`` of App Engine, Cloud Tasks, Google, ``Host``, the queue proof.
+
+    The reserved prefixes are ``X-AppEngine-``, ``X-CloudTasks-`` and ``X-Google-``; the proof is
+    :data:`QUEUE_PROOF_HEADER`.
 
     Underscores count as dashes, as WSGI servers merge ``X_AppEngine_...`` with ``X-AppEngine-...``.
     """

@@ -200,8 +200,8 @@ def _headers(value: Any) -> Mapping[str, str] | None:
             raise ConfigurationError(f"Header name {key!r} is not valid: use letters, digits and '-'.")
         if is_reserved_header(key):
             raise ConfigurationError(
-                f"Header {key!r} cannot be set on a task: X-AppEngine-*, X-CloudTasks-*, X-Google-* and Host "
-                "are set by the queue."
+                f"Header {key!r} cannot be set on a task: X-AppEngine-*, X-CloudTasks-*, X-Google-*, "
+                "X-Im-Task-Queue-Proof and Host are set by the queue."
             )
         if is_hop_by_hop_header(key):
             raise ConfigurationError(

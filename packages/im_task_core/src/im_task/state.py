@@ -77,6 +77,7 @@ class State:
         header_log_level: The level at which the endpoint logs a task's queue headers
             (``im_task.deferred.set_level``); DEBUG by default.
         resolver: Resolves the settings from every source; set by :mod:`im_task.config`.
+        keyring_resolver: Makes the keyring of the settings in force; set by :mod:`im_task.config`.
         endpoint_handler: The handler of this process's endpoints, which in-process
             transports made without a handler deliver to; set by :mod:`im_task.endpoints`.
         delivery_hook: Called by the endpoint with the task name of every delivery whose signature
@@ -121,6 +122,7 @@ class State:
         self.oidc_certs: Any = None
         self.header_log_level = logging.DEBUG
         self.resolver: Callable[[], Any] | None = None
+        self.keyring_resolver: Callable[[], Any] | None = None
         self.endpoint_handler: Callable[..., Any] | None = None
         self.delivery_hook: Callable[[str], object] | None = None
 
@@ -181,6 +183,15 @@ class State:
         if self.resolver is None:  # pragma: no cover - im_task.config sets it when im_task is imported
             raise RuntimeError("im_task.config is not loaded")
         return self.resolver()
+
+    def keyring_in_force(self) -> Any:
+        """The keyring of the settings in force (see :func:`im_task.config.get_keyring`).
+
+        The queues that share the data directory sign their deliveries with it (:mod:`im_task.deliveryproof`).
+        """
+        if self.keyring_resolver is None:  # pragma: no cover - im_task.config sets it when im_task is imported
+            raise RuntimeError("im_task.config is not loaded")
+        return self.keyring_resolver()
 
 
 def close_quietly(transport: Closable) -> None:

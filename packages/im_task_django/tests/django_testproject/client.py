@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from im_task_testsupport.proof import proven
+
 from im_task.headers import make_task_headers
 from im_task.transports.base import TaskRequest
 
@@ -35,13 +37,12 @@ def request(
 def post_task(base_url: str, task: TaskRequest, *, retry_count: int = 0, with_queue_headers: bool = True) -> Answer:
     """POSTs a recorded task as a queue would, with the App Engine task headers."""
     headers = dict(task.headers)
-    if with_queue_headers:
-        headers.update(
-            make_task_headers(
-                queue_name=task.queue,
-                task_name=task.name or "test-task",
-                retry_count=retry_count,
-                execution_count=retry_count,
-            )
+    if with_queue_headers:  # signed as the local queue signs its deliveries, so that the retry count is trusted
+        queue = make_task_headers(
+            queue_name=task.queue,
+            task_name=task.name or "test-task",
+            retry_count=retry_count,
+            execution_count=retry_count,
         )
+        headers = proven({**headers, **queue}, task.body)
     return request(base_url, "POST", task.url, task.body, headers)

@@ -6,6 +6,9 @@ application on a real, threaded HTTP server on a free local port, so that
 tasks travel over real HTTP in tests (the local queue with a URL target,
 Cloud Tasks emulators, ...). :func:`serve_local_queue` joins the two: a local
 queue in a file of your choice delivering over HTTP to a served application.
+:func:`queue_delivery_headers` gives the headers a queue sends with one
+delivery of a recorded task, signed as im-task's own queues sign them, for
+tests that POST it to an application's test client themselves.
 Standard library only: nothing here imports pytest. The pytest fixtures built
 on these helpers are in :mod:`im_task.testing.plugin`, which installing
 im-task registers with pytest.
@@ -31,13 +34,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from im_task.config import configure
+from im_task.config import configure, get_keyring
+from im_task.deliveryproof import Attempt, proof_headers
+from im_task.headers import APPENGINE, CLOUDTASKS, delivery_headers, make_task_headers
+from im_task.keys import Keyring
+from im_task.names import TASK_NAME, TASK_NAME_RULE
 from im_task.state import STATE
+from im_task.transports.base import TaskRequest
 
 if TYPE_CHECKING:
     from im_task.transports.local import LocalTransport
 
-__all__ = ["ServedQueue", "isolated_settings", "serve_local_queue", "serve_wsgi"]
+__all__ = ["ServedQueue", "isolated_settings", "queue_delivery_headers", "serve_local_queue", "serve_wsgi"]
 
 logger = logging.getLogger("im_task.testing")
 
@@ -83,6 +91,69 @@ def isolated_settings(data_dir: str | os.PathLike[str], **settings: Any) -> Iter
         for name in [name for name in os.environ if _configures_im_task(name)]:
             del os.environ[name]
         os.environ.update(saved_environ)
+
+
+def queue_delivery_headers(
+    request: TaskRequest,
+    *,
+    retry_count: int = 0,
+    execution_count: int | None = None,
+    task_name: str | None = None,
+    family: str = APPENGINE,
+    keyring: Keyring | None = None,
+) -> dict[str, str]:
+    """The headers a queue sends with one delivery of ``request``, proof included, as the local queue sends them.
+
+    The endpoint trusts a delivery's retry count (against ``task_retry_limit``) only from a caller that proved
+    it is the queue; im-task's own queues sign each delivery (:mod:`im_task.deliveryproof`), and so does this.
+
+    Args:
+        request: The task, e.g. one a :class:`~im_task.transports.RecordingTransport` recorded.
+        retry_count: Attempts before this one.
+        execution_count: Earlier attempts that got an answer other than 5xx; ``retry_count`` when None.
+        task_name: The task's name; ``request.name``, or ``"task-1"`` when it has none.
+        family: :data:`~im_task.headers.APPENGINE` or :data:`~im_task.headers.CLOUDTASKS`.
+        keyring: The keys to sign with; the keyring in force when None.
+
+    Returns:
+        The task's own headers, then the queue's, then the proof.
+
+    Raises:
+        ValueError: ``request`` is not a ``TaskRequest``, ``task_name`` not a task name, a count not a whole
+            number >= 0, ``keyring`` not a ``Keyring``, or the family unknown.
+        ConfigurationError: No keyring is given and none can be made from the settings.
+
+    Example:
+        >>> request = recorder.requests[0]  # doctest: +SKIP
+        >>> headers = queue_delivery_headers(request, retry_count=3)  # doctest: +SKIP
+        >>> client.post(request.url, data=request.body, headers=headers)  # doctest: +SKIP
+    """
+    if not isinstance(request, TaskRequest):
+        raise ValueError(f"request must be a TaskRequest (e.g. one a RecordingTransport recorded), not {request!r}.")
+    if task_name is not None and (not isinstance(task_name, str) or not TASK_NAME.fullmatch(task_name)):
+        raise ValueError(f"task_name must be None or a task name of {TASK_NAME_RULE}, not {task_name!r}.")
+    if keyring is not None and not isinstance(keyring, Keyring):
+        raise ValueError(f"keyring must be an im_task.keys.Keyring or None, not {type(keyring).__name__}.")
+    executions = retry_count if execution_count is None else execution_count
+    for label, count in (("retry_count", retry_count), ("execution_count", executions)):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"{label} must be a whole number >= 0, not {count!r}.")
+    if family not in (APPENGINE, CLOUDTASKS):
+        raise ValueError(f"family must be {APPENGINE!r} or {CLOUDTASKS!r}, not {family!r}.")
+    name = task_name or request.name or "task-1"
+    headers = delivery_headers(
+        request.headers,
+        make_task_headers(
+            queue_name=request.queue,
+            task_name=name,
+            retry_count=retry_count,
+            execution_count=executions,
+            family=family,
+        ),
+    )
+    attempt = Attempt(request.queue, name, retry_count, executions)
+    headers.update(proof_headers(attempt, request.body, keyring or get_keyring()))
+    return headers
 
 
 def _configures_im_task(variable: str) -> bool:

@@ -6,6 +6,7 @@ import threading
 import uuid
 from dataclasses import replace
 
+from im_task.deliveryproof import KeyringSource
 from im_task.errors import PermanentTaskFailure
 from im_task.response import Handler
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request
@@ -31,6 +32,8 @@ class ImmediateTransport(InProcessTransport):
             (see :class:`~im_task.transports.InProcessTransport`).
         raise_exceptions: Re-raise the task's exception in the caller.
         max_task_size: Largest task accepted, in bytes.
+        keyring: The keys its deliveries' proofs are signed with (see
+            :class:`~im_task.transports.InProcessTransport`); the keyring in force when None.
 
     Example:
         >>> from im_task import configure
@@ -46,8 +49,9 @@ class ImmediateTransport(InProcessTransport):
         *,
         raise_exceptions: bool = True,
         max_task_size: int = INLINE_TASK_LIMIT,
+        keyring: KeyringSource = None,
     ) -> None:
-        super().__init__(handler, max_task_size=max_task_size)
+        super().__init__(handler, max_task_size=max_task_size, keyring=keyring)
         self.raise_exceptions = raise_exceptions
         self.responses: list[tuple[TaskRequest, int]] = []
         self._lock = threading.Lock()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from im_task.deliveryproof import Attempt, KeyringSource, check_keyring_source, proof_headers, signing_keyring
 from im_task.errors import ConfigurationError
 from im_task.headers import APPENGINE, delivery_headers, make_task_headers
 from im_task.response import Handler, TaskResponse
@@ -22,20 +23,28 @@ class InProcessTransport(Transport):
     process's endpoints (:func:`im_task.endpoints.handle_request`, which
     registers itself in the process state when loaded: ``@task`` loads it).
     It never imports the endpoint itself. Reused task names are refused, as by a queue.
+    Each delivery carries the signed proof of im-task's own queues
+    (:mod:`im_task.deliveryproof`), so the endpoint trusts its retry count.
 
     Args:
         handler: The handler to call, or None for this process's endpoints.
         max_task_size: Largest task accepted, in bytes.
+        keyring: The keys the proofs are signed with, or a function that returns them; by default the
+            keyring in force, looked up at each delivery.
     """
 
     shares_data_directory = True  # tasks are delivered in this very process
 
-    def __init__(self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT) -> None:
+    def __init__(
+        self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT, keyring: KeyringSource = None
+    ) -> None:
+        check_keyring_source(keyring)
         if handler is not None and not callable(handler):
             raise ConfigurationError(f"handler must be callable, not {type(handler).__name__}.")
         if isinstance(max_task_size, bool) or not isinstance(max_task_size, int) or max_task_size < 1:
             raise ConfigurationError(f"max_task_size must be a whole number of bytes > 0, not {max_task_size!r}.")
         self.handler = handler
+        self.keyring = keyring
         self.max_task_size = max_task_size
         self.names = TaskNames()
         self.closed = False
@@ -75,6 +84,10 @@ class InProcessTransport(Transport):
                 family=family,
             ),
         )
+        keyring = signing_keyring(self.keyring)
+        if keyring is not None:
+            attempt = Attempt(named.queue, str(named.name), retry_count, retry_count)
+            headers.update(proof_headers(attempt, named.body, keyring))
         return handler("POST", named.url, named.body, headers, "127.0.0.1")
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from im_task.deliveryproof import KeyringSource
 from im_task.names import ProcessSequence
 from im_task.response import Handler, TaskResponse
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request, named
@@ -23,6 +24,8 @@ class RecordingTransport(InProcessTransport):
         handler: The endpoint handler :meth:`run_all` calls; this process's
             endpoints when None (see :class:`~im_task.transports.InProcessTransport`).
         max_task_size: Largest task accepted, in bytes.
+        keyring: The keys its deliveries' proofs are signed with (see
+            :class:`~im_task.transports.InProcessTransport`); the keyring in force when None.
 
     Example:
         >>> from im_task import configure
@@ -31,8 +34,10 @@ class RecordingTransport(InProcessTransport):
         >>> configure(transport=recorder)
     """
 
-    def __init__(self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT) -> None:
-        super().__init__(handler, max_task_size=max_task_size)
+    def __init__(
+        self, handler: Handler | None = None, *, max_task_size: int = INLINE_TASK_LIMIT, keyring: KeyringSource = None
+    ) -> None:
+        super().__init__(handler, max_task_size=max_task_size, keyring=keyring)
         self.requests: list[TaskRequest] = []
         self._lock = threading.Lock()
 

@@ -39,6 +39,8 @@ from typing import cast
 
 from im_task import headers
 from im_task.deadletter import DEAD_OUTCOMES, DeadLetter, DeadLetterStore
+from im_task.deliveryproof import Attempt, proof_headers
+from im_task.keys import Keyring
 from im_task.retry import RetryOptions, RetryPolicy
 from im_task.transports.local.delivery import Deliverer, Outcome
 from im_task.transports.local.models import QueueLimits, TaskState
@@ -104,7 +106,7 @@ class Counters:
             self.ended[state] = self.ended.get(state, 0) + count
 
 
-def attempt_headers(task: ClaimedTask) -> dict[str, str]:
+def attempt_headers(task: ClaimedTask, keyring: Keyring | None = None) -> dict[str, str]:
     """The headers of one attempt: the task's own, then the queue's, as Cloud Tasks sends them.
 
     Headers a queue sets itself (``X-AppEngine-*``, ``X-CloudTasks-*``,
@@ -113,12 +115,13 @@ def attempt_headers(task: ClaimedTask) -> dict[str, str]:
 
     Args:
         task: The claimed task.
+        keyring: The keys to sign the attempt's proof with (:mod:`im_task.deliveryproof`), or None for none.
 
     Returns:
         The headers to send.
     """
     retry = task.attempt > 1
-    return headers.delivery_headers(
+    sent = headers.delivery_headers(
         task.headers,
         headers.make_task_headers(
             queue_name=task.queue,
@@ -130,6 +133,10 @@ def attempt_headers(task: ClaimedTask) -> dict[str, str]:
             retry_reason=task.previous_error if retry else None,
         ),
     )
+    if keyring is not None:
+        attempt = Attempt(task.queue, task.name, task.attempt - 1, task.executions)
+        sent.update(proof_headers(attempt, task.body, keyring))
+    return sent
 
 
 @dataclass(frozen=True)
@@ -189,6 +196,7 @@ class Dispatcher:
         changed: Notified whenever tasks were settled, for :meth:`LocalTransport.join`.
         limits_for: The rate and concurrency limits of a queue, by name.
         dead_letters: Where tasks the queue gives up on are recorded, or None.
+        keyring: Returns the keys each attempt's proof is signed with (:mod:`im_task.deliveryproof`), or None.
     """
 
     def __init__(
@@ -206,6 +214,7 @@ class Dispatcher:
         changed: threading.Condition,
         limits_for: Callable[[str], QueueLimits] = lambda queue: QueueLimits(),
         dead_letters: DeadLetterStore | None = None,
+        keyring: Callable[[], Keyring | None] = lambda: None,
     ) -> None:
         self.owner = uuid.uuid4().hex
         self._store = store
@@ -231,6 +240,7 @@ class Dispatcher:
         self._when_stopped: list[Callable[[], None]] = []
         self._limits_for = limits_for
         self._dead_letters = dead_letters
+        self._keyring = keyring
         self._buckets: dict[str, _Bucket] = {}
         self._seen_version: int | None = None
         self._failures = 0  # storage errors in a row
@@ -571,7 +581,8 @@ class Dispatcher:
             if not self._stopping:  # once stopping, claimed tasks not started yet are given back
                 _delivering.dispatcher = self
                 try:
-                    outcome = deliverer.deliver(task.url, task.body, attempt_headers(task), deadline)
+                    sent = attempt_headers(task, self._keyring())
+                    outcome = deliverer.deliver(task.url, task.body, sent, deadline)
                 except Exception as exc:
                     logger.exception("Delivering task %s of queue %s failed unexpectedly", task.name, task.queue)
                     outcome = Outcome(None, f"INTERNAL_ERROR: {type(exc).__name__}")

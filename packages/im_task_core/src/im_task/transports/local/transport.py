@@ -16,7 +16,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from im_task.deadletter import DeadLetterStore
+from im_task.deliveryproof import KeyringSource, check_keyring_source, signing_keyring
 from im_task.errors import ConfigurationError, EnqueueError, Error
+from im_task.keys import Keyring
 from im_task.names import QUEUE_FILE, ProcessSequence
 from im_task.retry import RetryPolicy
 from im_task.state import STATE
@@ -85,6 +87,12 @@ class LocalTransport(Transport):
             those of Cloud Tasks, 500 dispatches a second and 1,000 at once.
         dead_letters: Where tasks the queue gives up on (its retry policy
             reached, e.g. while the target was down) are recorded, or None.
+        keyring: The keys each delivery is signed with, so that the endpoint
+            trusts its retry count (see :mod:`im_task.deliveryproof`), or a
+            function that returns them; by default the keyring in force,
+            looked up at each delivery. Deliveries go unsigned while there is
+            none (the endpoint then leaves the retry limit to this queue).
+
 
     Raises:
         ConfigurationError: For a bad argument, or a file that cannot be
@@ -115,8 +123,10 @@ class LocalTransport(Transport):
         queue_limits: Mapping[str, QueueLimits] | None = None,
         default_limits: QueueLimits = QueueLimits(),  # noqa: B008 - frozen, so sharing it is safe
         dead_letters: DeadLetterStore | None = None,
+        keyring: KeyringSource = None,
     ) -> None:
         _check_positive("concurrency", concurrency, integer=True)
+        check_keyring_source(keyring)
         _check_positive("dispatch_deadline", dispatch_deadline)
         _check_positive("max_task_size", max_task_size, integer=True)
         _check_positive("lease_duration", lease_duration)
@@ -154,6 +164,7 @@ class LocalTransport(Transport):
         self.default_limits = default_limits
         self._limits = dict(queue_limits or {})
         self.dead_letters = dead_letters
+        self._keyring = keyring
         self._store, unfinished = _open_store(self.path)
         self._lock = threading.Lock()
         self._changed = threading.Condition()
@@ -309,6 +320,7 @@ class LocalTransport(Transport):
                 changed=self._changed,
                 limits_for=self.limits_for,
                 dead_letters=self.dead_letters,
+                keyring=self._delivery_keyring,
             )
             self._dispatcher.start()
 
@@ -447,6 +459,9 @@ class LocalTransport(Transport):
         if registered is None or registered[0] is not app:
             registered = self._registered = (app, WSGIDelivery(app))
         return registered[1]
+
+    def _delivery_keyring(self) -> Keyring | None:
+        return signing_keyring(self._keyring)
 
     # -- inspection ------------------------------------------------------
 
