@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 from google.cloud import ndb  # type: ignore[attr-defined]
@@ -43,7 +42,7 @@ from google.cloud import ndb  # type: ignore[attr-defined]
 from im_task import outbox
 from im_task.errors import BadTransactionStateError, ConfigurationError
 from im_task.retry import RetryOptions
-from im_task.stores.ndb import check_kind, kind_model, models_of_kind, ndb_context, outside_transaction
+from im_task.stores.ndb import check_kind, kind_model, models_of_kind, ndb_context, outside_transaction, utc_now
 from im_task.transactions import register_binder, unregister_binder
 from im_task.transports.base import TaskRequest, Transport
 
@@ -128,7 +127,7 @@ class NdbOutboxStorage:
             schedule_time=_naive(request.schedule_time),
             target=request.target,
             dispatch_deadline=None if deadline is None else deadline.total_seconds(),
-            retry_options={k: v for k, v in asdict(options).items() if v is not None} if options else None,
+            retry_options=options.to_dict() if options else None,
             owner=owner,
             claimed_until=None,
             sent=False,
@@ -151,7 +150,7 @@ class NdbOutboxStorage:
             entry: Any = ndb.Key(self.kind, key).get(use_cache=False)
             if entry is None or entry.sent:
                 return False
-            now = _now()
+            now = utc_now()
             ended = (
                 older_than is not None
                 and entry.claimed_until is not None
@@ -172,7 +171,7 @@ class NdbOutboxStorage:
         def end() -> None:
             entry: Any = ndb.Key(self.kind, key).get(use_cache=False)
             if entry is not None and not entry.sent and entry.owner == owner:
-                entry.claimed_until = _now()
+                entry.claimed_until = utc_now()
                 entry.put(use_cache=False)
 
         self._call(lambda: ndb.transaction(end, retries=3))
@@ -228,7 +227,7 @@ class NdbOutboxStorage:
                 until = entry.claimed_until
                 if until is None:
                     until = self._start_clock(entry.key)
-                if until is not None and until <= _now() - dt.timedelta(seconds=older_than):
+                if until is not None and until <= utc_now() - dt.timedelta(seconds=older_than):
                     found.append((str(entry.key.id()), _request(entry)))
                     if len(found) >= limit:
                         break
@@ -242,7 +241,7 @@ class NdbOutboxStorage:
             if entry is None or entry.sent:
                 return None
             if entry.claimed_until is None:
-                entry.claimed_until = _now()
+                entry.claimed_until = utc_now()
                 entry.put(use_cache=False)
             moment: dt.datetime = entry.claimed_until
             return moment
@@ -337,10 +336,6 @@ def _key_of(name: str | None) -> str | None:
     if name is None or not outbox.is_outbox_task_name(name):
         return None
     return name.removeprefix(outbox.NAME_PREFIX)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # ndb keeps naive UTC
 
 
 def _naive(moment: dt.datetime | None) -> dt.datetime | None:

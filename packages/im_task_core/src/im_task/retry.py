@@ -62,6 +62,15 @@ class RetryOptions:
                 f"retry_options min_backoff_seconds ({low}) is larger than max_backoff_seconds ({high})."
             )
 
+    def to_dict(self) -> dict[str, int | float]:
+        """The options that are set, by field name: what :meth:`coerce` reads back (JSON-safe).
+
+        Example:
+            >>> RetryOptions(task_retry_limit=3).to_dict()
+            {'task_retry_limit': 3}
+        """
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
     @classmethod
     def coerce(cls, value: RetryOptions | Mapping[str, Any] | None) -> RetryOptions | None:
         """Builds retry options from a mapping, or passes through an instance or None.

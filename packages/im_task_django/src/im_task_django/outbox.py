@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -251,7 +250,7 @@ def _row_from_request(request: TaskRequest) -> OutboxTask:
         schedule_time=_to_db(request.schedule_time),
         target=request.target,
         dispatch_deadline=request.dispatch_deadline,
-        retry_options={k: v for k, v in asdict(options).items() if v is not None} if options else None,
+        retry_options=options.to_dict() if options else None,
     )
 
 

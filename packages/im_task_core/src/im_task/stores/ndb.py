@@ -35,6 +35,7 @@ __all__ = [
     "models_of_kind",
     "ndb_context",
     "outside_transaction",
+    "utc_now",
 ]
 
 logger = logging.getLogger("im_task")
@@ -235,7 +236,7 @@ class NdbPayloadStore:
 
         def write() -> None:
             keys = self._keys(key, len(pieces))  # keys need the context (its project)
-            head = self._head(key=keys[0], size=len(data), chunks=len(pieces), created=_now(), data=pieces[0])
+            head = self._head(key=keys[0], size=len(data), chunks=len(pieces), created=utc_now(), data=pieces[0])
             chunks = [self._chunk(key=k, data=piece) for k, piece in zip(keys[1:], pieces[1:], strict=True)]
             if ndb.in_transaction():  # one commit: a rollback leaves nothing
                 ndb.put_multi([*chunks, head], use_cache=False)
@@ -287,7 +288,7 @@ class NdbPayloadStore:
         """
         if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
             raise ConfigurationError(f"older_than must be a number of seconds >= 0, not {older_than!r}.")
-        cutoff = _now() - dt.timedelta(seconds=older_than)
+        cutoff = utc_now() - dt.timedelta(seconds=older_than)
 
         def old() -> list[ndb.Key]:
             query: Any = self._head.query(self._head.created <= cutoff)
@@ -319,8 +320,9 @@ def _delete_quietly(keys: Sequence[ndb.Key]) -> None:
         logger.warning("Deleting the entities of a payload whose write failed failed too.", exc_info=True)
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)  # ndb stores naive UTC
+def utc_now() -> dt.datetime:
+    """The time now as ndb stores it: a naive datetime in UTC."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def _batches(items: Sequence[T], size: int) -> list[list[T]]:
