@@ -246,43 +246,58 @@ def build_environ(
         The environ.
     """
     path, _, query = url.partition("?")
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "POST",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": unquote_to_bytes(path).decode("latin-1"),
-        "QUERY_STRING": query,
-        "REQUEST_URI": url,
-        "RAW_URI": url,
-        "CONTENT_TYPE": "",
-        "CONTENT_LENGTH": str(len(body)),
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": server_port,
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "SERVER_SOFTWARE": "im-task-local",
-        "REMOTE_ADDR": "127.0.0.1",
-        "REMOTE_HOST": "127.0.0.1",
-        "HTTP_HOST": server_name if server_port == "80" else f"{server_name}:{server_port}",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.input_terminated": True,
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-        LOCAL_DELIVERY_KEY: True,
-    }
+    environ = _BASE_ENVIRON.copy()
+    environ["PATH_INFO"] = unquote_to_bytes(path).decode("latin-1")
+    environ["QUERY_STRING"] = query
+    environ["REQUEST_URI"] = environ["RAW_URI"] = url
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ["SERVER_NAME"] = server_name
+    environ["SERVER_PORT"] = server_port
+    environ["HTTP_HOST"] = server_name if server_port == "80" else f"{server_name}:{server_port}"
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.errors"] = sys.stderr
     for name, value in headers.items():
-        key = name.upper().replace("-", "_")
-        if key in {"CONTENT_LENGTH", "HOST"}:
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        if key == "-":
             continue
-        if key != "CONTENT_TYPE":
-            key = "HTTP_" + key
-        if key in environ and key.startswith("HTTP_") and key != "HTTP_HOST":
+        if key in environ and key not in {"CONTENT_TYPE", "HTTP_HOST"}:
             environ[key] += "," + value
         else:
             environ[key] = value
     return environ
+
+
+#: What every task's environ holds; build_environ copies it and fills in the rest.
+_BASE_ENVIRON: dict[str, Any] = {
+    "REQUEST_METHOD": "POST",
+    "SCRIPT_NAME": "",
+    "CONTENT_TYPE": "",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "SERVER_SOFTWARE": "im-task-local",
+    "REMOTE_ADDR": "127.0.0.1",
+    "REMOTE_HOST": "127.0.0.1",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.input_terminated": True,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+    LOCAL_DELIVERY_KEY: True,
+}
+_ENVIRON_KEYS: dict[str, str] = {}  # header name -> environ key ("-": not passed on), for the names seen so far
+_MAX_ENVIRON_KEYS = 1024
+
+
+def _environ_key(name: str) -> str:
+    """The environ key of a header (``HTTP_*``, or ``CONTENT_TYPE``), or ``"-"`` for one the server sets itself."""
+    key = name.upper().replace("-", "_")
+    if key in {"CONTENT_LENGTH", "HOST"}:
+        key = "-"
+    elif key != "CONTENT_TYPE":
+        key = "HTTP_" + key
+    if len(_ENVIRON_KEYS) < _MAX_ENVIRON_KEYS:
+        _ENVIRON_KEYS[name] = key
+    return key
 
 
 class _TracebackCatcher(PassiveHandler):

@@ -20,17 +20,18 @@ import datetime as dt
 import errno
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from im_task.datadir import make_file_dir, make_private_file
-from im_task.errors import EnqueueError, TaskAlreadyExistsError
+from im_task.errors import EnqueueError
 from im_task.retry import RetryOptions
 from im_task.transports.base import name_taken
 from im_task.transports.local.models import FINISHED_STATES, STATES, QueueStats, TaskDetail, TaskInfo, TaskState
@@ -48,12 +49,15 @@ __all__ = [
     "write_failure",
 ]
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+SCHEMA_VERSION = 3
+#: The tasks. A task enqueued without a name has none stored (``name`` is NULL): its name is made of the file's
+#: name prefix and its id (see :meth:`TaskStore.generated_name`), so that the unique name index holds the names
+#: given by callers only, and committing an unnamed task writes two pages (the row and the due index), not three.
+_TASKS = """
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY,
     queue TEXT NOT NULL,
-    name TEXT NOT NULL,
+    name TEXT,
     url TEXT NOT NULL,
     headers TEXT NOT NULL,
     body BLOB NOT NULL,
@@ -72,13 +76,24 @@ CREATE TABLE IF NOT EXISTS tasks (
     created REAL NOT NULL,
     finished REAL,
     outcome TEXT,
-    error_detail TEXT,
-    UNIQUE (queue, name)
-);
-CREATE INDEX IF NOT EXISTS tasks_state_due ON tasks (state, due);
-"""
-#: What a file of an older schema needs, by the version it has.
+    error_detail TEXT
+)"""
+_COLUMNS = (
+    "id, queue, name, url, headers, body, eta, due, state, attempts, executions, first_attempt, last_status, "
+    "last_error, deadline, retry_options, lease_owner, lease_until, created, finished, outcome, error_detail"
+)
+#: What the file knows of itself: the prefix of its generated names, and the id floor (ids at or below it
+#: were given, and may have been deleted since: they are never given again).
+_FILE_KEYS = "CREATE TABLE queue_file (key TEXT PRIMARY KEY, value NOT NULL)"
+_INDEXES = (
+    "CREATE INDEX tasks_state_due ON tasks (state, due)",
+    "CREATE UNIQUE INDEX tasks_queue_name ON tasks (queue, name) WHERE name IS NOT NULL",
+)
+_FILE_ROWS = "INSERT INTO queue_file (key, value) VALUES ('name_prefix', ?), ('id_floor', ?)"
+_SCHEMA = (_TASKS, *_INDEXES, _FILE_KEYS)
+#: What a file of an older schema needs, by the version it has (version 2 to 3 rebuilds the table, see _upgrade).
 _MIGRATIONS = {1: ("ALTER TABLE tasks ADD COLUMN outcome TEXT", "ALTER TABLE tasks ADD COLUMN error_detail TEXT")}
+_PREFIX_DIGITS = 16  # hex digits of a file's name prefix; a generated name is these and 16 of its id
 _DETAIL_LIMIT = 16384  # characters of the last error kept per task
 _VACUUM_FREE_SHARE = 0.5  # vacuum when at least this share of the file is free pages...
 _VACUUM_MIN_BYTES = 4 * 1024 * 1024  # ...and at least this many bytes are free
@@ -87,28 +102,48 @@ _SQLITE_FULL = 13
 _SQLITE_IOERR = 10
 _LOW_SPACE = 1024 * 1024  # bytes free below which a failed write is blamed on a full disk
 _ACTIVE = ("queued", "running")
+# The id is SQLite's (the largest plus one) unless the largest was deleted: then the floor's next, so that an id,
+# hence a generated name, is never given twice (what AUTOINCREMENT does, without writing a page per insert).
 _INSERT = (
-    "INSERT INTO tasks (queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO tasks (id, queue, name, url, headers, body, eta, due, state, deadline, retry_options, created) "
+    "VALUES ((SELECT value + 1 FROM queue_file WHERE key = 'id_floor' "
+    "AND value >= (SELECT IFNULL(MAX(id), 0) FROM tasks)), ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)"
 )
+# Before a DELETE: raises the floor to the largest id, which the DELETE may remove.
+_KEEP_IDS = "UPDATE queue_file SET value = MAX(value, (SELECT IFNULL(MAX(id), 0) FROM tasks)) WHERE key = 'id_floor'"
 
 
-def _row(task: NewTask, now: float) -> tuple[object, ...]:
-    """The values of :data:`_INSERT` for a task."""
+def _row(task: NewTask, now: float, headers: str) -> tuple[object, ...]:
+    """The values of :data:`_INSERT` for a task, given its headers' JSON."""
+    options = task.retry_options
     return (
         task.queue,
         task.name,
         task.url,
-        json.dumps(task.headers, separators=(",", ":")),
+        headers,
         task.body,
         task.eta,
         task.eta,
-        "queued",
         task.deadline,
-        _dump_options(task.retry_options),
+        None if options is None else _dump_options(options),
         now,
     )
 
+
+_RELEASE = (  # a claimed task given back unattempted
+    "UPDATE tasks SET state = 'queued', attempts = attempts - 1, "
+    "first_attempt = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt END, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?"
+)
+_SETTLE = (  # the outcome of an attempt; a done task keeps no body
+    "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
+    "last_status = ?, last_error = ?, executions = executions + ?, "
+    "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
+    "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL, "
+    "outcome = ?, error_detail = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_detail) END "
+    "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?"
+)
 
 #: Retry reason of an attempt whose dispatcher lost its lease (it died, or stalled, mid-delivery).
 LEASE_EXPIRED = "LEASE_EXPIRED"
@@ -124,13 +159,12 @@ _held_across_fork: list[TaskStore] = []
 _abandoned: list[sqlite3.Connection] = []  # connections inherited through fork(): never used nor closed
 
 
-@dataclass(frozen=True)
-class NewTask:
-    """A task to insert: everything the store keeps of a ``TaskRequest``.
+class NewTask(NamedTuple):
+    """A task to insert: everything the store keeps of a ``TaskRequest`` (a named tuple: made on every enqueue).
 
     Attributes:
         queue: Short queue name.
-        name: Task name, unique in its queue.
+        name: Task name, unique in its queue, or None for one generated from its id.
         url: Path to POST to.
         headers: The request's own headers.
         body: The body to POST.
@@ -140,7 +174,7 @@ class NewTask:
     """
 
     queue: str
-    name: str
+    name: str | None
     url: str
     headers: dict[str, str]
     body: bytes
@@ -280,24 +314,51 @@ class TaskStore:
                     self._conn.execute("BEGIN IMMEDIATE")
                     try:
                         (version,) = self._conn.execute("PRAGMA user_version").fetchone()  # another may have won
-                        if version == 0:
-                            for statement in _SCHEMA.split(";"):
-                                if statement.strip():
-                                    self._conn.execute(statement)
-                        else:
-                            for old in range(version, SCHEMA_VERSION):
-                                for statement in _MIGRATIONS.get(old, ()):
-                                    self._conn.execute(statement)
+                        if version < SCHEMA_VERSION:
+                            _upgrade(self._conn, version)
                         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     except BaseException:
                         self._conn.execute("ROLLBACK")
                         raise
                     self._conn.execute("COMMIT")
+                (prefix,) = self._conn.execute("SELECT value FROM queue_file WHERE key = 'name_prefix'").fetchone()
             except BaseException:
                 self._conn.close()
                 self._conn = None
                 self._closed = True
                 raise
+        if not (isinstance(prefix, str) and len(prefix) == _PREFIX_DIGITS and _is_hex(prefix)):
+            self.close()
+            raise sqlite3.DatabaseError(f"{path} is not a queue file im-task can read: its name prefix is {prefix!r}")
+        self._prefix: str = prefix
+        self._last_headers: tuple[dict[str, str], str] = ({}, "{}")  # see _headers_json; under the lock
+        self._info_columns = _INFO_COLUMNS.replace("{name}", f"IFNULL(name, '{prefix}' || printf('%016x', id))")
+
+    def generated_name(self, task_id: int) -> str:
+        """The name of a task enqueued without one: the file's name prefix and the task's id, 32 hex digits.
+
+        Ids are never given twice in a file, so neither are these names; the
+        prefix, drawn when the file was made, keeps them apart from another
+        file's.
+        """
+        return f"{self._prefix}{task_id:016x}"
+
+    def _generated_id(self, name: str) -> int | None:
+        """The id a name of this file's generated form stands for, or None for any other name."""
+        if len(name) != 2 * _PREFIX_DIGITS or not name.startswith(self._prefix):
+            return None
+        try:
+            task_id = int(name[_PREFIX_DIGITS:], 16)
+        except ValueError:
+            return None
+        return task_id if self.generated_name(task_id) == name else None
+
+    def _named(self, name: str) -> tuple[str, list[Any]]:
+        """The SQL condition (and its arguments) for the task of that name, given or generated."""
+        task_id = self._generated_id(name)
+        if task_id is None:
+            return "name = ?", [name]
+        return "(name = ? OR (name IS NULL AND id = ?))", [name, task_id]
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -371,7 +432,7 @@ class TaskStore:
 
     # -- enqueue ---------------------------------------------------------
 
-    def add(self, task: NewTask, *, now: float, name_retention: float) -> None:
+    def add(self, task: NewTask, *, now: float, name_retention: float) -> str:
         """Inserts a task, refusing a name in use or remembered.
 
         Args:
@@ -379,18 +440,21 @@ class TaskStore:
             now: The time, seconds since the epoch.
             name_retention: Seconds a finished task's name stays taken.
 
+        Returns:
+            The task's name: its own, or the one generated for it.
+
         Raises:
             TaskAlreadyExistsError: A task of that name is queued or running,
                 or finished less than ``name_retention`` seconds ago.
-            EnqueueError: The database failed or is closed.
+            EnqueueError: The database failed or is closed, or the name is
+                one this file will generate for a task to come.
         """
-        [refused] = self.add_many([task], now=now, name_retention=name_retention)
-        if refused is not None:
-            raise refused
+        [result] = self.add_many([task], now=now, name_retention=name_retention)
+        if isinstance(result, EnqueueError):
+            raise result
+        return result
 
-    def add_many(
-        self, tasks: Sequence[NewTask], *, now: float, name_retention: float
-    ) -> list[TaskAlreadyExistsError | None]:
+    def add_many(self, tasks: Sequence[NewTask], *, now: float, name_retention: float) -> list[str | EnqueueError]:
         """Inserts tasks in one transaction; a name in use or remembered refuses its task only.
 
         A refused task changes nothing (its ``INSERT`` fails alone, SQLite
@@ -403,53 +467,109 @@ class TaskStore:
             name_retention: Seconds a finished task's name stays taken.
 
         Returns:
-            For each task, in order: None when it was stored, or the error refusing its name.
+            For each task, in order: its name (its own, or the one generated
+            for it) when it was stored, or the error refusing it
+            (:class:`~im_task.TaskAlreadyExistsError` for a name taken).
 
         Raises:
             EnqueueError: The database failed or is closed: no task was stored.
         """
-        refused: list[TaskAlreadyExistsError | None] = []
-        try:
-            with self._write() as conn:
-                for task in tasks:
-                    try:
-                        self._insert(conn, task, now=now, name_retention=name_retention)
-                    except TaskAlreadyExistsError as exc:
-                        refused.append(exc)
-                    else:
-                        refused.append(None)
-        except sqlite3.Error as exc:
-            what = "the task" if len(tasks) == 1 else f"the {len(tasks)} tasks"
-            raise EnqueueError(f"The local queue at {self.path} could not store {what}: {exc}") from exc
-        return refused
+        results: list[str | EnqueueError] = []
+        # The transaction by hand rather than through _write: this is the hot path of every enqueue.
+        with self._lock:
+            try:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the task store is closed")
+                conn = self._conn
+                if conn is None:  # in a child process after fork(): a connection of its own
+                    conn = self._conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for task in tasks:
+                        try:
+                            results.append(self._insert(conn, task, now=now, name_retention=name_retention))
+                        except EnqueueError as exc:
+                            results.append(exc)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # Also after a failed COMMIT (busy, disk full), which may leave the transaction open: see _write.
+                    if conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                what = "the task" if len(tasks) == 1 else f"the {len(tasks)} tasks"
+                raise EnqueueError(f"The local queue at {self.path} could not store {what}: {exc}") from exc
+        return results
 
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, task: NewTask, *, now: float, name_retention: float) -> None:
+    def _headers_json(self, headers: dict[str, str]) -> str:
+        """The JSON of a task's headers; those of the last task, mostly the same, are not encoded again."""
+        last, text = self._last_headers
+        if headers != last:
+            text = json.dumps(headers, separators=(",", ":"))
+            self._last_headers = (dict(headers), text)
+        return text
+
+    def _insert(self, conn: sqlite3.Connection, task: NewTask, *, now: float, name_retention: float) -> str:
         """Inserts one task (inside a write transaction), replacing a finished one whose name may be reused.
+
+        Returns:
+            The task's name.
 
         Raises:
             TaskAlreadyExistsError: The name is in use or remembered; nothing was changed.
+            EnqueueError: The name is of this file's generated form, for a task to come; nothing was changed.
         """
-        row = _row(task, now)
+        name = task.name
+        if name is None:
+            task_id = conn.execute(_INSERT, _row(task, now, self._headers_json(task.headers))).lastrowid
+            return self.generated_name(cast(int, task_id))
+        generated = self._generated_id(name)
+        if generated is not None:  # the name of a task enqueued without one (of this queue or another), or to come
+            old = conn.execute(
+                "SELECT id, state, finished FROM tasks WHERE id = ? AND queue = ? AND name IS NULL",
+                (generated, task.queue),
+            ).fetchone()
+            if old is not None:
+                self._replace(conn, task, old, now=now, name_retention=name_retention)
+                return name
+            (given,) = conn.execute(
+                "SELECT MAX(IFNULL((SELECT MAX(id) FROM tasks), 0), value) FROM queue_file WHERE key = 'id_floor'"
+            ).fetchone()
+            if generated > given:
+                raise EnqueueError(
+                    f"The task name {name!r} is of the form the local queue at {self.path} generates, for a task it "
+                    "has not made yet: give the task another name."
+                )
+        row = _row(task, now, self._headers_json(task.headers))
         try:
             conn.execute(_INSERT, row)
         except sqlite3.IntegrityError:
             old = conn.execute(
-                "SELECT id, state, finished FROM tasks WHERE queue = ? AND name = ?", (task.queue, task.name)
+                "SELECT id, state, finished FROM tasks WHERE queue = ? AND name = ?", (task.queue, name)
             ).fetchone()
             if old is None:  # pragma: no cover - only the unique index raises IntegrityError
                 raise
-            old_id, state, finished = old
-            if state in _ACTIVE:
-                raise name_taken(task.queue, task.name, f"is {state}") from None
-            if finished is not None and finished > now - name_retention:
-                raise name_taken(
-                    task.queue,
-                    task.name,
-                    f"finished {now - finished:.0f} s ago (names stay taken {name_retention:g} s after)",
-                ) from None
-            conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
-            conn.execute(_INSERT, row)
+            self._replace(conn, task, old, now=now, name_retention=name_retention)
+        return name
+
+    @staticmethod
+    def _replace(
+        conn: sqlite3.Connection, task: NewTask, old: Sequence[Any], *, now: float, name_retention: float
+    ) -> None:
+        """Inserts a task in place of the finished one of its name, or refuses it while the name is taken."""
+        old_id, state, finished = old
+        if state in _ACTIVE:
+            raise name_taken(task.queue, cast(str, task.name), f"is {state}") from None
+        if finished is not None and finished > now - name_retention:
+            raise name_taken(
+                task.queue,
+                cast(str, task.name),
+                f"finished {now - finished:.0f} s ago (names stay taken {name_retention:g} s after)",
+            ) from None
+        conn.execute(_KEEP_IDS)
+        conn.execute("DELETE FROM tasks WHERE id = ?", (old_id,))
+        conn.execute(_INSERT, _row(task, now, json.dumps(task.headers, separators=(",", ":"))))
 
     # -- dispatch --------------------------------------------------------
 
@@ -511,7 +631,7 @@ class TaskStore:
             ClaimedTask(
                 id=row_id,
                 queue=queue,
-                name=name,
+                name=name if name is not None else self.generated_name(row_id),
                 url=url,
                 headers=json.loads(headers),
                 body=body,
@@ -576,16 +696,16 @@ class TaskStore:
                 chosen.append(row)
         return chosen
 
-    @staticmethod
-    def _settle_lost(conn: sqlite3.Connection, now: float, on_lost: LostAttemptPolicy) -> None:
+    def _settle_lost(self, conn: sqlite3.Connection, now: float, on_lost: LostAttemptPolicy) -> None:
         """Settles running tasks whose lease ran out as failed attempts (inside a write transaction)."""
         rows = conn.execute(
             "SELECT id, queue, name, url, attempts, first_attempt, retry_options FROM tasks "
             "WHERE state = 'running' AND lease_until <= ? ORDER BY lease_until, id LIMIT ?",
             (now, _REAP_BATCH),
         ).fetchall()
-        for row_id, queue, name, url, attempts, first_attempt, retry_options in rows:
+        for row_id, queue, stored_name, url, attempts, first_attempt, retry_options in rows:
             first = now if first_attempt is None else first_attempt
+            name = stored_name if stored_name is not None else self.generated_name(row_id)
             lost = LostAttempt(row_id, queue, name, url, attempts, first, _load_options(retry_options), now)
             due = on_lost(lost)
             conn.execute(
@@ -619,47 +739,38 @@ class TaskStore:
 
     @staticmethod
     def _record(conn: sqlite3.Connection, owner: str, settlements: Sequence[Settlement]) -> int:
-        """Records settlements (inside a write transaction); returns how many applied."""
-        recorded = 0
-        for s in settlements:
-            if s.released:
-                cursor = conn.execute(
-                    "UPDATE tasks SET state = 'queued', attempts = attempts - 1, "
-                    "first_attempt = CASE WHEN attempts = 1 THEN NULL ELSE first_attempt END, "
-                    "lease_owner = NULL, lease_until = NULL "
-                    "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
-                    (s.id, owner, s.attempt),
-                )
-                recorded += cursor.rowcount
-                continue
-            done = s.state == "done"
-            detail = None if s.detail is None else s.detail[-_DETAIL_LIMIT:]
-            cursor = conn.execute(
-                "UPDATE tasks SET state = ?, due = CASE WHEN ? = 'queued' THEN ? ELSE due END, "
-                "last_status = ?, last_error = ?, executions = executions + ?, "
-                "finished = CASE WHEN ? = 'queued' THEN NULL ELSE ? END, "
-                "body = CASE WHEN ? THEN X'' ELSE body END, lease_owner = NULL, lease_until = NULL, "
-                "outcome = ?, error_detail = CASE WHEN ? THEN NULL ELSE COALESCE(?, error_detail) END "
-                "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempts = ?",
-                (
-                    s.state,
-                    s.state,
-                    s.due,
-                    s.status,
-                    s.error,
-                    int(s.executed),
-                    s.state,
-                    s.finished,
-                    done,
-                    s.outcome,
-                    done,
-                    detail,
-                    s.id,
-                    owner,
-                    s.attempt,
-                ),
+        """Records settlements (inside a write transaction); returns how many applied.
+
+        Each kind is one ``executemany``: one prepared statement stepped per
+        settlement, without a Python call per row.
+        """
+        released = [(s.id, owner, s.attempt) for s in settlements if s.released]
+        ended = [
+            (
+                s.state,
+                s.state,
+                s.due,
+                s.status,
+                s.error,
+                int(s.executed),
+                s.state,
+                s.finished,
+                s.state == "done",
+                s.outcome,
+                s.state == "done",
+                None if s.detail is None else s.detail[-_DETAIL_LIMIT:],
+                s.id,
+                owner,
+                s.attempt,
             )
-            recorded += cursor.rowcount
+            for s in settlements
+            if not s.released
+        ]
+        recorded = 0
+        if released:
+            recorded += conn.executemany(_RELEASE, released).rowcount
+        if ended:
+            recorded += conn.executemany(_SETTLE, ended).rowcount
         return recorded
 
     def next_wake(self, owner: str) -> float | None:
@@ -703,6 +814,7 @@ class TaskStore:
     def prune(self, *, finished_before: float) -> int:
         """Forgets done tasks that finished before a time; returns how many."""
         with self._write() as conn:
+            conn.execute(_KEEP_IDS)
             return conn.execute("DELETE FROM tasks WHERE state = 'done' AND finished < ?", (finished_before,)).rowcount
 
     def compact(self) -> bool:
@@ -760,7 +872,7 @@ class TaskStore:
             args.append(queue)
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
         query = (
-            f"SELECT {_INFO_COLUMNS} FROM tasks {where} ORDER BY {_ORDER_STATES}, "
+            f"SELECT {self._info_columns} FROM tasks {where} ORDER BY {_ORDER_STATES}, "
             "CASE WHEN state IN ('queued', 'running') THEN due ELSE -finished END, id LIMIT ?"
         )
         with self._read() as conn:
@@ -769,8 +881,11 @@ class TaskStore:
 
     def detail(self, name: str, *, queue: str | None = None) -> list[TaskDetail]:
         """The tasks of that name (one per queue, or the one of ``queue``), with body and last error in full."""
-        where, args = ("name = ?", [name]) if queue is None else ("name = ? AND queue = ?", [name, queue])
-        query = f"SELECT {_INFO_COLUMNS}, headers, body, error_detail FROM tasks WHERE {where} ORDER BY queue"
+        where, args = self._named(name)
+        if queue is not None:
+            where += " AND queue = ?"
+            args.append(queue)
+        query = f"SELECT {self._info_columns}, headers, body, error_detail FROM tasks WHERE {where} ORDER BY queue"
         with self._read() as conn:
             rows = conn.execute(query, args).fetchall()
         return [
@@ -802,7 +917,11 @@ class TaskStore:
         Returns:
             How many tasks were queued again.
         """
-        where, args = _in_states([s for s in states or FINISHED_STATES if s != "done"], name=name, queue=queue)
+        where, args = _in_states([s for s in states or FINISHED_STATES if s != "done"], queue=queue)
+        if name is not None:
+            named, more = self._named(name)
+            where += f" AND {named}"
+            args += more
         patch = json.dumps(dict(headers or {}), separators=(",", ":"))
         with self._write() as conn:
             return conn.execute(
@@ -822,20 +941,55 @@ class TaskStore:
             return 0
         where, args = _in_states(chosen, queue=queue)
         with self._write() as conn:
+            conn.execute(_KEEP_IDS)
             return conn.execute(f"DELETE FROM tasks WHERE {where}", args).rowcount
 
 
-def _in_states(states: Sequence[str], *, name: str | None = None, queue: str | None = None) -> tuple[str, list[Any]]:
-    """The SQL condition (and its arguments) for tasks in ``states``, of that name and queue when given."""
+def _in_states(states: Sequence[str], *, queue: str | None = None) -> tuple[str, list[Any]]:
+    """The SQL condition (and its arguments) for tasks in ``states``, of that queue when given."""
     where = f"state IN ({','.join('?' * len(states))})"
     args: list[Any] = list(states)
-    if name is not None:
-        where += " AND name = ?"
-        args.append(name)
     if queue is not None:
         where += " AND queue = ?"
         args.append(queue)
     return where, args
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Makes the tables of a new file, or brings a file of an older schema to this one (inside a transaction).
+
+    Version 3 stores no name for tasks enqueued without one, and gives ids
+    without ``AUTOINCREMENT`` (see :data:`_INSERT`): its table is made anew
+    and the tasks are copied into it, their ids, names and states kept. The
+    old ids stay below the floor, so none is given again.
+    """
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'").fetchone()
+    if not exists:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute(_FILE_ROWS, (secrets.token_hex(_PREFIX_DIGITS // 2), 0))
+        return
+    if version == 0:  # a file made before the schema had a version
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+        version = 2 if "outcome" in columns else 1
+    for old in range(version, 2):
+        for statement in _MIGRATIONS.get(old, ()):
+            conn.execute(statement)
+    floor = conn.execute("SELECT IFNULL(MAX(id), 0) FROM tasks").fetchone()[0]
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'").fetchone():
+        (given,) = conn.execute("SELECT IFNULL(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'tasks'").fetchone()
+        floor = max(floor, given)
+    conn.execute(_TASKS.replace("CREATE TABLE tasks", "CREATE TABLE tasks_v3", 1))
+    conn.execute(f"INSERT INTO tasks_v3 ({_COLUMNS}) SELECT {_COLUMNS} FROM tasks ORDER BY id")
+    conn.execute("DROP TABLE tasks")
+    conn.execute("ALTER TABLE tasks_v3 RENAME TO tasks")
+    for statement in (*_INDEXES, _FILE_KEYS):
+        conn.execute(statement)
+    conn.execute(_FILE_ROWS, (secrets.token_hex(_PREFIX_DIGITS // 2), floor))
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
 
 
 def _before_fork() -> None:
@@ -869,8 +1023,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child)
 
 
-_INFO_COLUMNS = (
-    "queue, name, url, state, attempts, executions, eta, "
+_INFO_COLUMNS = (  # {name}: the name, given or generated (TaskStore._info_columns)
+    "queue, {name}, url, state, attempts, executions, eta, "
     "CASE WHEN state = 'running' THEN lease_until ELSE due END, created, finished, "
     "last_status, last_error, LENGTH(body), outcome"
 )
@@ -973,7 +1127,7 @@ def corruption_message(path: Path, exc: BaseException) -> str:
 def _dump_options(options: RetryOptions | None) -> str | None:
     if options is None:
         return None
-    return json.dumps({f.name: getattr(options, f.name) for f in fields(options)})
+    return json.dumps(options.to_dict())
 
 
 def _load_options(text: str | None) -> RetryOptions | None:

@@ -19,7 +19,7 @@ from im_task.deadletter import DeadLetterStore
 from im_task.deliveryproof import KeyringSource, check_keyring_source, signing_keyring
 from im_task.errors import ConfigurationError, EnqueueError, Error
 from im_task.keys import Keyring
-from im_task.names import QUEUE_FILE, ProcessSequence
+from im_task.names import QUEUE_FILE
 from im_task.retry import RetryPolicy
 from im_task.state import STATE
 from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, Transport, check_open, check_request
@@ -92,7 +92,6 @@ class LocalTransport(Transport):
             function that returns them; by default the keyring in force,
             looked up at each delivery. Deliveries go unsigned while there is
             none (the endpoint then leaves the retry limit to this queue).
-
 
     Raises:
         ConfigurationError: For a bad argument, or a file that cannot be
@@ -211,10 +210,9 @@ class LocalTransport(Transport):
         check_open(self._closed, self)
         check_request(request, self)
         now = time.time()
-        task = _new_task(request, now)
-        self._store.add(task, now=now, name_retention=self.name_retention)
+        name = self._store.add(_new_task(request, now), now=now, name_retention=self.name_retention)
         self._wake()
-        return task.name
+        return name
 
     def enqueue_many(self, requests: Sequence[TaskRequest]) -> list[str | Exception | None]:
         """Stores tasks durably in one SQLite transaction, and wakes the dispatcher once.
@@ -241,20 +239,18 @@ class LocalTransport(Transport):
             except EnqueueError as exc:
                 results.append(exc)
                 continue
-            task = _new_task(request, now)
-            accepted.append((len(results), task))
-            results.append(task.name)
+            accepted.append((len(results), _new_task(request, now)))
+            results.append(None)
         if not accepted:
             return results
-        refused: Sequence[EnqueueError | None]
+        stored: Sequence[str | EnqueueError]
         try:
-            refused = self._store.add_many([task for _, task in accepted], now=now, name_retention=self.name_retention)
+            stored = self._store.add_many([task for _, task in accepted], now=now, name_retention=self.name_retention)
         except EnqueueError as exc:  # nothing was stored
-            refused = [exc] * len(accepted)
-        for (index, _), error in zip(accepted, refused, strict=True):
-            if error is not None:
-                results[index] = error
-        if any(error is None for error in refused):
+            stored = [exc] * len(accepted)
+        for (index, _), result in zip(accepted, stored, strict=True):
+            results[index] = result
+        if any(isinstance(result, str) for result in stored):
             self._wake()
         return results
 
@@ -625,14 +621,14 @@ class LocalTransport(Transport):
 
 
 def _new_task(request: TaskRequest, now: float) -> NewTask:
-    """What the store keeps of a checked request, named (a generated unique name when it has none)."""
+    """What the store keeps of a checked request (the store names a task that has no name)."""
     schedule = request.schedule_time
     if schedule is not None and schedule.tzinfo is None:
         schedule = schedule.replace(tzinfo=dt.timezone.utc)
     deadline = request.dispatch_deadline
     return NewTask(
         queue=request.queue,
-        name=request.name or _new_name(),
+        name=request.name or None,
         url=request.url,
         headers=dict(request.headers),
         body=request.body,
@@ -640,24 +636,6 @@ def _new_task(request: TaskRequest, now: float) -> NewTask:
         deadline=None if deadline is None else max(deadline.total_seconds(), 0.001),
         retry_options=request.retry_options,
     )
-
-
-def _new_name() -> str:
-    """A generated task name: 32 hex digits, a random prefix per process and a counter.
-
-    Unique as ``uuid4().hex`` is, and in order within a process, so that the
-    names of one process's tasks go to neighbouring pages of the name index
-    instead of to random ones (a commit then writes fewer pages). After
-    2**32 names the prefix is drawn again, so that no name repeats.
-    """
-    number = next(_names.counter)
-    if number > 0xFFFFFFFF:
-        _names.renew()
-        number = next(_names.counter)
-    return f"{_names.prefix}{number:08x}"
-
-
-_names = ProcessSequence(12)
 
 
 def _check_positive(name: str, value: object, *, integer: bool = False) -> None:
