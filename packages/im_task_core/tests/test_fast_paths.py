@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from im_task import ConfigurationError, EnqueueError, configure, task
+from im_task import ConfigurationError, EnqueueError, TaskAlreadyExistsError, configure, task
 from im_task.config import get_keyring, get_settings
 from im_task.decorator import _checker_of
 from im_task.envelope import (
@@ -56,7 +56,7 @@ from im_task.serialization import (
 )
 from im_task.state import STATE, State
 from im_task.transports import RecordingTransport, TaskRequest
-from im_task.transports.base import check_request, named, request_of
+from im_task.transports.base import TaskNames, check_request, named, request_of
 
 KEY = b"fast-paths-3f9c2b7e1d0a8c4f6b5e2d9a7c1f3e8b"
 
@@ -116,6 +116,43 @@ def test_the_sealer_makes_the_envelope_seal_makes(
     assert dataclasses.replace(expected, task_id=binding.task_id) == binding
     assert seal(b"payload \x00\xff", keyring, binding) == envelope  # byte for byte
     assert sealer.binding_of(envelope) == binding
+
+
+@pytest.mark.parametrize("lifetime", [3600, 86_400.5, 0.25])
+def test_the_sealers_kept_bindings_make_the_envelopes_seal_makes_second_after_second(lifetime: float) -> None:
+    keyring = Keyring([KEY])
+    sealer = TaskSealer(keyring, path="/_ah/task/app/f", queue="q", headers={"X-A": "%d"}, lifetime=lifetime)
+    # Calls within a second, at its very end and start, across seconds, a clock set back, and time 0.
+    times = [1_790_000_000.25, 1_790_000_000.5, 1_790_000_000.9995, 1_790_000_000.9999999, 1_790_000_001.0]
+    times += [1_790_000_001.75, 1_790_000_003.5, 1_790_000_002.5, 0.0, 0.5, 1_790_000_000.75]
+    for now in times:
+        envelope = sealer.seal(b"p", now=now)
+        binding = unseal(envelope, keyring).binding
+        assert binding is not None
+        expected = Binding.for_task(
+            path="/_ah/task/app/f", queue="q", headers={"X-A": "%d"}, lifetime=lifetime, now=now
+        )
+        assert dataclasses.replace(expected, task_id=binding.task_id) == binding, now
+        assert seal(b"p", keyring, binding) == envelope  # byte for byte
+
+
+def test_the_sealer_takes_a_new_id_prefix_after_a_fork() -> None:
+    keyring = Keyring([KEY])
+    sealer = TaskSealer(keyring, path="/u", queue="q", headers={}, lifetime=60)
+    before = unseal(sealer.seal(b"p", now=1e9), keyring).binding
+    _ids.renew()  # what a forked child does
+    after = unseal(sealer.seal(b"p", now=1e9), keyring).binding
+    assert before is not None
+    assert after is not None
+    assert after.task_id[:16] == _ids.prefix != before.task_id[:16]
+    assert after.task_id[16:] == "00000000"
+
+
+def test_a_signer_that_read_the_start_signs_as_the_keyring_does() -> None:
+    keyring = Keyring([KEY, b"other-key-0123456789abcdef-0123456789"])
+    signer = keyring.signer(b"start", memoryview(b"-more"))
+    assert signer.sign(b"middle", b"end") == keyring.sign(b"start-moremiddle", b"end")
+    assert signer.sign(b"again") == hmac.new(KEY, b"start-moreagain", "sha256").digest()  # reusable
 
 
 def dt_of(seconds: float) -> Any:
@@ -292,6 +329,54 @@ def test_a_new_secret_or_default_queue_takes_effect_at_the_next_call(im_task_rec
     assert unseal(second.body, get_keyring()).binding is not None  # signed with the secret now in force
     with pytest.raises(Exception, match="signature"):
         unseal(first.body, get_keyring())
+
+
+def test_the_common_call_makes_the_task_the_general_path_makes(im_task_recorder: RecordingTransport) -> None:
+    first = recorded(1, "a", c=2.5)  # the first call makes the plan, on the general path
+    plan = recorded._plans[0]
+    assert plan is not None
+    assert plan.direct is not None
+    second = recorded(1, "a", c=2.5)
+    general, direct = im_task_recorder.requests
+    assert dataclasses.replace(direct, body=general.body, name=general.name) == general
+    assert direct.headers is not general.headers  # each task its own headers
+    opened = [unseal(request.body, get_keyring()) for request in (general, direct)]
+    assert opened[0].payload == opened[1].payload
+    assert loads_call(opened[1].payload).func is recorded  # type: ignore[arg-type]
+    bindings = [item.binding for item in opened]
+    assert bindings[0] is not None
+    assert bindings[1] is not None
+    assert bindings[0].task_id != bindings[1].task_id
+    assert [(b.path, b.queue, b.headers, b.due_time - b.made, b.expires - b.made) for b in bindings] == 2 * [
+        (recorded.url, "default", {}, 0, 31 * 24 * 3600 + 1)
+    ]
+    assert dataclasses.replace(second, name=first.name) == first
+    assert second.name == direct.name
+
+
+def test_the_common_call_leaves_every_other_call_to_the_general_path(im_task_recorder: RecordingTransport) -> None:
+    recorded(1, "a")
+    recorded(1, ["a list"])  # type: ignore[arg-type]  # not of a plain type: the general pickler
+    with pytest.raises(EnqueueError, match="the arguments do not fit"):
+        recorded(1)  # type: ignore[call-arg]
+    configure(default_queue="elsewhere")  # new settings: a new plan
+    recorded(2, "b")
+    queues = [request.queue for request in im_task_recorder.requests]
+    assert queues == ["default", "default", "elsewhere"]
+    assert loads_call(unseal(im_task_recorder.requests[1].body, get_keyring()).payload).args == (1, ["a list"])  # type: ignore[arg-type]
+
+
+def test_a_name_claimed_under_the_lock_is_refused_the_second_time() -> None:
+    names = TaskNames()
+    with names.lock:
+        names.claim_locked("q", "n")
+        with pytest.raises(TaskAlreadyExistsError, match="'n' is already taken on queue 'q'"):
+            names.claim_locked("q", "n")
+    names.claim("other", "n")
+    with pytest.raises(TaskAlreadyExistsError):
+        names.claim("other", "n")
+    names.clear()
+    names.claim("q", "n")
 
 
 def test_requests_are_the_same_as_the_dataclass_makes() -> None:
@@ -626,16 +711,19 @@ def test_restoring_the_state_never_shows_the_restored_settings_with_the_previous
     assert all(keyring is None or (settings, keyring) in (first, second) for settings, keyring in seen)
 
 
-def test_the_local_queues_generated_names_do_not_repeat_after_2_to_the_32(monkeypatch: pytest.MonkeyPatch) -> None:
-    import itertools
+def test_the_local_queues_generated_names_do_not_repeat_after_2_to_the_32(tmp_path: Path) -> None:
+    import sqlite3
 
-    from im_task.transports.local import transport as local_transport
+    from im_task.transports import LocalTransport, TaskRequest
 
-    names = local_transport._names
-    monkeypatch.setattr(names, "counter", itertools.count(0xFFFFFFFF))
-    prefix = names.prefix
-    last, after = local_transport._new_name(), local_transport._new_name()
-    assert last == f"{prefix}ffffffff"
+    path = tmp_path / "q.sqlite3"
+    request = TaskRequest(queue="default", url="/_ah/task/m/f", body=b"")
+    with LocalTransport(path, autostart=False) as queue:
+        first = queue.enqueue(request)
+        with sqlite3.connect(path) as conn:  # the file's ids (a generated name is its prefix and the id) near 2**32
+            conn.execute("UPDATE queue_file SET value = 4294967294 WHERE key = 'id_floor'")
+        conn.close()
+        last, after = queue.enqueue(request), queue.enqueue(request)
+    assert last == f"{first[:16]}00000000ffffffff"
     assert len(after) == len(last) == 32
-    assert not after.startswith(prefix)  # a new prefix, not a wrapped counter
-    assert after.endswith("00000000")
+    assert after == f"{first[:16]}0000000100000000"  # counted on, not wrapped

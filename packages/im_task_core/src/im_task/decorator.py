@@ -41,7 +41,7 @@ from im_task.keys import Keyring
 from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path
 from im_task.runtime import get_transport
-from im_task.serialization import CallTemplate, TaskWrapper, all_atomic, dumps_parts
+from im_task.serialization import ATOMIC_TYPES, CallTemplate, TaskWrapper, all_atomic, dumps_parts
 from im_task.state import STATE
 from im_task.stores.base import NO_STORE, get_payload_store, store_payload
 from im_task.transactions import current_binder, enqueue_transactional
@@ -53,6 +53,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 logger = logging.getLogger("im_task")
+_new = object.__new__
+_set_attribute = object.__setattr__
+_time = time.time
 #: A signature not looked up yet (None means: it cannot be, so calls are not checked).
 _UNKNOWN: Any = object()
 
@@ -72,6 +75,16 @@ class TaskHandle:
     queue: str
     url: str
     eta: dt.datetime | None
+
+
+def _handle_of(fields: dict[str, Any]) -> TaskHandle:
+    """``TaskHandle(**fields)`` at a third of its cost (a frozen dataclass sets its fields one by one).
+
+    The handle keeps ``fields`` as its own.
+    """
+    handle: TaskHandle = _new(TaskHandle)
+    _set_attribute(handle, "__dict__", fields)
+    return handle
 
 
 class TaskFunction(TaskWrapper, Generic[P, R]):
@@ -120,6 +133,29 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 ``TaskAlreadyExistsError``, ``TaskTooLargeError`` and
                 ``BadTransactionStateError`` as the specific cases).
         """
+        plan = self._plans[0]
+        if plan is not None and plan.direct is not None and self._direct_fits(plan, args, kwargs):
+            # The common call (see _direct_fits): its task made as _request makes it, with fewer steps.
+            body = plan.direct.seal(plan.template.dumps(args, kwargs), now=_time())  # type: ignore[union-attr]
+            transport = STATE.transport or get_transport()
+            if plan.size + len(body) <= transport.max_task_size:  # else to the payload store, the general way
+                fields = plan.fields.copy()
+                fields["body"], fields["headers"] = body, plan.headers.copy()
+                request: TaskRequest = _new(TaskRequest)  # request_of(fields), inline
+                _set_attribute(request, "__dict__", fields)
+                try:
+                    name = transport.enqueue(request)
+                except Exception as exc:
+                    return self._recover(exc, request, transport, None)
+                fields = plan.handle.copy()
+                fields["name"] = name
+                handle: TaskHandle = _new(TaskHandle)  # _handle_of(fields), inline
+                _set_attribute(handle, "__dict__", fields)
+                return handle
+        return self._enqueue(args, kwargs)
+
+    def _enqueue(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
+        """What a call does: enqueues the call with these arguments (any call, the first of each plan too)."""
         request, stored = self._request(args, kwargs, _Moment.current())
         transport = STATE.transport or get_transport()
         name: str | None
@@ -131,6 +167,35 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         except Exception as exc:
             return self._recover(exc, request, transport, stored)
         return self._handle(request, name)
+
+    def _direct_fits(self, plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        """Whether a call is a common one, whose task ``__call__`` makes with fewer steps than :meth:`_request`.
+
+        The common call: of a task function that pickles by reference, with arguments of plain types, on one
+        queue, due now, not transactional, without ``includeheaders``, under the settings its plan was made
+        with (see ``_Plan.direct``), and with arguments that fit the signature (checked as
+        :meth:`_check_arguments` does; those that do not go the general way, which says why).
+        """
+        if plan.settings is not STATE.settings or plan.keyring is not STATE.keyring:
+            return False  # the settings changed: the general path makes the plan again
+        checker = self._checker
+        if checker is not None:
+            if checker is _UNKNOWN:
+                return False
+            try:
+                checker(*args, **kwargs)
+            except TypeError:
+                return False
+        # The template names this function by module and name: right only while that name holds it.
+        if plan.namespace.get(plan.attribute) is not self or sys.modules.get(plan.module_name) is not plan.module:
+            return False
+        for value in args:  # all_atomic(), inline
+            if type(value) not in ATOMIC_TYPES:
+                return False
+        for value in kwargs.values():  # noqa: SIM110 - a loop costs less than any() over a generator
+            if type(value) not in ATOMIC_TYPES:
+                return False
+        return True
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function without blocking the event loop.
@@ -377,7 +442,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         return True
 
     def _handle(self, request: TaskRequest, name: str | None) -> TaskHandle:
-        return TaskHandle(name=name, queue=request.queue, url=self.url, eta=request.schedule_time)
+        return _handle_of({"name": name, "queue": request.queue, "url": self.url, "eta": request.schedule_time})
 
     def _recover(
         self, exc: Exception, request: TaskRequest, transport: Transport, stored: PayloadReference | None
@@ -521,13 +586,26 @@ class _Plan:
         fields: The fields of every call's :class:`~im_task.transports.TaskRequest`, less those set per call.
         size: The size of a call's task less its body (method, URL, headers; see ``task_size``).
         sealers: A :class:`~im_task.envelope.TaskSealer` per queue.
+        direct: The sealer of the common calls, which ``__call__`` makes itself (see
+            :meth:`TaskFunction._direct_fits`); None when this task function's calls are not such calls.
+        module_name: The module the template names the function by.
+        module: That module, as it was imported when the plan was made.
+        attribute: The name the template names the function by, in the module.
+        namespace: The module's globals, where the function must still be found under that name.
+        handle: The fields of a call's :class:`TaskHandle`, less its name.
     """
 
     __slots__ = (
+        "attribute",
+        "direct",
         "fields",
+        "handle",
         "headers",
         "keyring",
         "meta",
+        "module",
+        "module_name",
+        "namespace",
         "own_headers",
         "path",
         "queue",
@@ -564,6 +642,20 @@ class _Plan:
             "dispatch_deadline": options.dispatch_deadline,
             "retry_options": options.retry_options,
         }
+        # The common call, which TaskFunction.__call__ makes itself (see _direct_fits): by reference (a template,
+        # the function found in its module under its own name), on one queue, due now, not transactional, no
+        # includeheaders.
+        self.direct: TaskSealer | None = None  # the sealer of such calls, when this task function's are
+        self.module_name, self.attribute = str(function.__module__), str(getattr(function, "__qualname__", ""))
+        self.module = sys.modules.get(self.module_name)
+        self.namespace: Mapping[str, Any] = getattr(self.module, "__dict__", {})
+        common = not (self.scheduled or options.transactional or options.includeheaders or "." in self.attribute)
+        found = self.namespace.get(self.attribute) is function
+        if self.template is not None and self.queue is not None and common and found:
+            self.fields["queue"] = self.queue
+            self.direct = self.sealers.get(self.queue) or self.sealer(self.queue)
+        # The fields of a call's TaskHandle but its name.
+        self.handle: dict[str, Any] = {"name": None, "queue": self.queue, "url": function.url, "eta": None}
 
     def sealer(self, queue: str) -> TaskSealer:
         """The sealer of the calls sent to ``queue``."""

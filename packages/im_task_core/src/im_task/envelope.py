@@ -100,6 +100,10 @@ def new_task_id() -> str:
 
 
 _ids = ProcessSequence(8)
+#: What a :class:`TaskSealer` keeps for the calls due at once in one second (see ``TaskSealer._split``).
+_Second = tuple[float, float, bytes, bytes, bytes, Any]
+#: The largest counter a task id writes in 8 hex digits (the sealer's cached bindings hold ids of that width).
+_LARGEST_SHORT_COUNTER = 0xFFFFFFFF
 
 
 def largest_binding_size(path: str, headers: Mapping[str, str]) -> int:
@@ -310,8 +314,9 @@ class TaskSealer:
 
     ``sealer.seal(payload, now=now)`` is ``seal(payload, keyring, Binding.for_task(...))`` byte for byte,
     without the JSON encoder and the dataclass per call: the binding's path,
-    queue and headers are encoded when the sealer is made, and only its times
-    and task id per call.
+    queue and headers are encoded when the sealer is made; the times when
+    the second changes (for a call due now; per call for a later one); only
+    the task id's counter per call.
 
     Args:
         keyring: Keys; the first one signs.
@@ -321,14 +326,20 @@ class TaskSealer:
         lifetime: How long after its schedule time (or now) an envelope is accepted, in seconds.
     """
 
-    __slots__ = ("_keyring", "_lifetime", "_prefix", "_template")
+    __slots__ = ("_head", "_keyring", "_lifetime", "_prefix", "_second", "_tail", "_template")
 
     def __init__(self, keyring: Keyring, *, path: str, queue: str, headers: Mapping[str, str], lifetime: float) -> None:
         own = {name: value for name, value in headers.items() if name.lower() != "content-type"}
-        self._template = b'{"due":%d,"expires":%d,"headers":' + _escaped(_json(own)) + b',"id":"%s%08x","made":%d,'
-        self._template += b'"path":' + _escaped(_json(bound_path(path))) + b',"queue":' + _escaped(_json(queue)) + b"}"
+        self._head = b'{"due":%d,"expires":%d,"headers":' + _escaped(_json(own)) + b',"id":"'
+        self._tail = b'","made":%d,"path":' + _escaped(_json(bound_path(path)))
+        self._tail += b',"queue":' + _escaped(_json(queue)) + b"}"
+        self._template = self._head + b"%s%08x" + self._tail
         self._keyring, self._lifetime = keyring, lifetime
         self._prefix = bytes([BOUND_VERSION]) + keyring.signing_id
+        # For the calls due at once from one time to another (whose binding has the same times): those times
+        # (from, to), the id prefix, the length and the binding up to the id's counter, the rest after it,
+        # and the keyring's signer with the envelope up to the counter read (see _split).
+        self._second: _Second = (1.0, 0.0, b"", b"", b"", keyring.signer())
 
     def seal(self, payload: bytes, *, now: float, due: float | None = None) -> bytes:
         """The envelope of one call (version :data:`BOUND_VERSION`).
@@ -341,16 +352,39 @@ class TaskSealer:
         Returns:
             The envelope bytes.
         """
+        ids = _ids  # the task id, as new_task_id() makes it
+        counter = next(ids.counter)
+        if (due is None or due <= now) and counter <= _LARGEST_SHORT_COUNTER and now >= 0:
+            second = self._second
+            if not second[0] <= now < second[1] or second[2] is not ids.prefix_bytes:
+                second = self._second = self._split(now, ids.prefix_bytes)
+            _, _, _, head, tail, signer = second
+            hex_counter = b"%08x" % counter
+            return b"".join((self._prefix, signer.sign(hex_counter, tail, payload), head, hex_counter, tail, payload))
         due_time = now if due is None or due < now else due
         expires = int(due_time + self._lifetime) + 1
-        ids = _ids  # the task id, as new_task_id() makes it
-        data = self._template % (int(due_time), expires, ids.prefix_bytes, next(ids.counter), int(now))
+        data = self._template % (int(due_time), expires, ids.prefix_bytes, counter, int(now))
         size = len(data)
         if size > _MAX_BINDING_SIZE:
             raise ValueError(f"The task's binding is {size} bytes; its headers must take under 64 KiB.")
         binding = size.to_bytes(_BINDING_LENGTH_SIZE, "big") + data
         prefix = self._prefix
         return b"".join((prefix, self._keyring.sign(prefix, binding, payload), binding, payload))
+
+    def _split(self, now: float, id_prefix: bytes) -> _Second:
+        """The binding of the calls due at once from ``now`` on, for as long as its times stay the same."""
+        made, expires = int(now), int(now + self._lifetime) + 1
+        head = self._head % (made, expires) + id_prefix
+        tail = self._tail % made
+        size = len(head) + 8 + len(tail)
+        if size > _MAX_BINDING_SIZE:
+            raise ValueError(f"The task's binding is {size} bytes; its headers must take under 64 KiB.")
+        head = size.to_bytes(_BINDING_LENGTH_SIZE, "big") + head
+        # Until made or expires would change: int() of now, and of now + lifetime (monotonic in now), stays
+        # the same from now until the next whole second of either, less a millisecond (far more than the
+        # rounding of the sum: its times are whole seconds, its error a fraction of a microsecond).
+        end = min(made + 1.0, expires - self._lifetime - 0.001 - abs(expires) * 1e-12)
+        return (now, end, id_prefix, head, tail, self._keyring.signer(self._prefix, head))
 
     def binding_of(self, envelope: bytes) -> Binding:
         """The binding an envelope of :meth:`seal` carries (to seal a payload reference in its stead)."""

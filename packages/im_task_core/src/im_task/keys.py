@@ -75,7 +75,15 @@ class Keyring:
 
     def sign(self, *message: bytes | memoryview) -> bytes:
         """The HMAC-SHA256, under the signing key, of the message given in parts (joined, never copied)."""
-        return self._signing_hmac.digest(message)
+        return self._signing_hmac.sign(*message)
+
+    def signer(self, *start: bytes | memoryview) -> _Hmac:
+        """The signing key's HMAC with the first parts of a message read: for messages that start alike.
+
+        ``keyring.signer(a).sign(b, c) == keyring.sign(a, b, c)``; the
+        common start is hashed once, not once per message.
+        """
+        return self._signing_hmac.after(start)
 
     def knows(self, kid: bytes | memoryview) -> bool:
         """Whether a key of this keyring has the id ``kid`` (cheap: check it before reading a body further)."""
@@ -86,7 +94,7 @@ class Keyring:
         keyed = self._hmacs.get(bytes(kid))
         if keyed is None:
             return False
-        return hmac.compare_digest(keyed.digest(message), mac)
+        return hmac.compare_digest(keyed.sign(*message), mac)
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -113,13 +121,22 @@ class _Hmac:
         self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in padded))
         self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in padded))
 
-    def digest(self, parts: tuple[bytes | memoryview, ...]) -> bytes:
+    def sign(self, *parts: bytes | memoryview) -> bytes:
+        """The HMAC of what this one has read (see :meth:`after`), then of ``parts``."""
         inner = self._inner.copy()
         for part in parts:
             inner.update(part)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+    def after(self, parts: tuple[bytes | memoryview, ...]) -> _Hmac:
+        """This HMAC with ``parts`` read: the same digests, for messages that start with them."""
+        hashed = _Hmac.__new__(_Hmac)
+        hashed._inner, hashed._outer = self._inner.copy(), self._outer
+        for part in parts:
+            hashed._inner.update(part)
+        return hashed
 
 
 def key_id(key: bytes) -> bytes:

@@ -60,21 +60,26 @@ class TaskRequest:
 
 
 def request_of(fields: dict[str, Any]) -> TaskRequest:
-    """``TaskRequest(**fields)`` at a quarter of its cost, for fields the caller made and checked.
+    """``TaskRequest(**fields)`` at a fifth of its cost, for fields the caller made and checked.
 
     A frozen dataclass's ``__init__`` sets its fields one by one through
-    ``object.__setattr__``; this fills the new instance's ``__dict__`` at
-    once. ``fields`` must name every field of :class:`TaskRequest`.
+    ``object.__setattr__``; this gives the new instance ``fields`` as its
+    ``__dict__``. ``fields`` must name every field of :class:`TaskRequest`,
+    and the request keeps it: pass a dictionary no one else changes.
 
     Args:
-        fields: Every field, by name (the dictionary is not kept).
+        fields: Every field, by name (the dictionary becomes the request's).
 
     Returns:
         The request.
     """
-    request = object.__new__(TaskRequest)
-    request.__dict__.update(fields)
+    request: TaskRequest = _new(TaskRequest)
+    _set_attribute(request, "__dict__", fields)
     return request
+
+
+_new = object.__new__
+_set_attribute = object.__setattr__
 
 
 def named(request: TaskRequest, name: str) -> TaskRequest:
@@ -204,9 +209,10 @@ class Transport:
 
 def task_size(request: TaskRequest) -> int:
     """The size Cloud Tasks counts for a task: method, URL, headers and body."""
-    headers = request.headers
-    header_bytes = sum(map(len, headers)) + sum(map(len, headers.values()))
-    return len("POST") + len(request.url) + header_bytes + len(request.body)
+    size = len("POST") + len(request.url) + len(request.body)
+    for name, value in request.headers.items():  # a loop: cheaper than sum() over map() for a task's few headers
+        size += len(name) + len(value)
+    return size
 
 
 def check_request(request: object, transport: Transport) -> TaskRequest:
@@ -224,7 +230,7 @@ def check_request(request: object, transport: Transport) -> TaskRequest:
             task name is malformed.
         TaskTooLargeError: It is over ``transport.max_task_size``.
     """
-    if not isinstance(request, TaskRequest):
+    if type(request) is not TaskRequest and not isinstance(request, TaskRequest):
         raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
     queue = request.queue
     if type(queue) is not str or queue not in _GOOD_QUEUES:
@@ -232,11 +238,14 @@ def check_request(request: object, transport: Transport) -> TaskRequest:
             raise EnqueueError(f"Bad queue name {queue!r}: use {QUEUE_NAME_RULE}.")
         if type(queue) is str and len(_GOOD_QUEUES) < _GOOD_QUEUES_KEPT:
             _GOOD_QUEUES.add(queue)
-    if not isinstance(request.url, str) or not request.url.startswith("/"):
-        raise EnqueueError(f"A task URL is a path starting with '/', not {request.url!r}.")
-    if request.name is not None and (not isinstance(request.name, str) or not TASK_NAME.fullmatch(request.name)):
-        raise EnqueueError(f"Bad task name {request.name!r}: use {TASK_NAME_RULE}.")
-    check_size(request, transport)
+    url = request.url
+    if not isinstance(url, str) or not url.startswith("/"):
+        raise EnqueueError(f"A task URL is a path starting with '/', not {url!r}.")
+    name = request.name
+    if name is not None and (not isinstance(name, str) or not TASK_NAME.fullmatch(name)):
+        raise EnqueueError(f"Bad task name {name!r}: use {TASK_NAME_RULE}.")
+    if task_size(request) > transport.max_task_size:
+        check_size(request, transport)  # raises, saying how large
     return request
 
 
@@ -287,10 +296,15 @@ def name_taken(queue: str, name: str, detail: str = "is already taken") -> TaskA
 
 
 class TaskNames:
-    """The names a transport has seen, refusing reused ones as a queue does. Thread-safe."""
+    """The names a transport has seen, refusing reused ones as a queue does. Thread-safe.
+
+    Attributes:
+        lock: Guards the names. A transport may hold it to claim a name and record its task at once
+            (:meth:`claim_locked`), instead of taking a lock of its own after :meth:`claim`.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         self._seen: set[tuple[str, str]] = set()
 
     def claim(self, queue: str, name: str) -> None:
@@ -299,12 +313,22 @@ class TaskNames:
         Raises:
             TaskAlreadyExistsError: It was taken before.
         """
-        with self._lock:
-            if (queue, name) in self._seen:
-                raise name_taken(queue, name)
-            self._seen.add((queue, name))
+        with self.lock:
+            self.claim_locked(queue, name)
+
+    def claim_locked(self, queue: str, name: str) -> None:
+        """:meth:`claim`, for a caller that holds :attr:`lock`.
+
+        Raises:
+            TaskAlreadyExistsError: It was taken before.
+        """
+        seen = self._seen
+        size = len(seen)
+        seen.add((queue, name))  # one hash look-up: the set grows unless the name was taken
+        if len(seen) == size:
+            raise name_taken(queue, name)
 
     def clear(self) -> None:
         """Forgets every name."""
-        with self._lock:
+        with self.lock:
             self._seen.clear()
