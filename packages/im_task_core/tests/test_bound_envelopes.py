@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,13 +63,8 @@ def outer() -> Any:
 
 
 @pytest.fixture
-def recorder() -> Iterator[RecordingTransport]:
-    recording = RecordingTransport()
-    configure(transport=recording)
-    try:
-        yield recording
-    finally:
-        recording.close()
+def recorder(im_task_recorder: RecordingTransport) -> RecordingTransport:
+    return im_task_recorder
 
 
 def deliver(request: TaskRequest, *, path: str | None = None, queue: str | None = None, **headers: str) -> int:

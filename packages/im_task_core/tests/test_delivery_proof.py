@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from im_task.deliveryproof import PROOF_HEADER, PROOF_LIFETIME, Attempt, proof_h
 from im_task.errors import ConfigurationError
 from im_task.executor import handle_request
 from im_task.headers import APPENGINE, CLOUDTASKS, forwardable_headers, make_task_headers
-from im_task.keys import Keyring
+from im_task.keys import Keyring, read_stamp
 from im_task.response import OUTCOME_HEADER
 from im_task.retry import RetryPolicy
 from im_task.runtime import get_transport
@@ -45,13 +45,8 @@ def always_fails(label: str) -> None:
 
 
 @pytest.fixture
-def recorder() -> Iterator[RecordingTransport]:
-    recording = RecordingTransport()
-    configure(transport=recording)
-    try:
-        yield recording
-    finally:
-        recording.close()
+def recorder(im_task_recorder: RecordingTransport) -> RecordingTransport:
+    return im_task_recorder
 
 
 def post(request: TaskRequest, headers: dict[str, str]) -> Any:
@@ -297,3 +292,18 @@ def test_queue_delivery_headers_refuses_what_is_not_a_request_name_or_keyring(re
 def test_a_keyring_function_that_returns_something_else_is_a_clear_error() -> None:
     with pytest.raises(ConfigurationError, match="The keyring= function of the queue returned bytes, not an"):
         signing_keyring(lambda: b"secret")  # type: ignore[arg-type,return-value]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1800000000.500000.0a0b.ff", (1_800_000_000.5, b"\n\x0b", b"\xff")),
+        ("1800000000.5.0a0b", None),
+        ("inf.0.00.00", None),
+        ("1.2.0g.00", None),
+        (b"1.2.00.00", None),
+    ],
+)
+def test_a_stamp_is_read_back_only_in_its_own_form(value: object, expected: tuple[float, bytes, bytes] | None) -> None:
+    stamp = read_stamp(value)
+    assert (None if stamp is None else (stamp.moment, stamp.kid, stamp.mac)) == expected

@@ -16,7 +16,7 @@ emulator) may still deliver, but its count decides nothing: the task's
 retry limit is then left to the queue's own (see :mod:`im_task.executor`).
 
 Example:
-    >>> from im_task.keys import Keyring
+    >>> from im_task.keys import Keyring, read_stamp, stamp_time
     >>> keyring = Keyring([b"0123456789abcdefghijklmnopqrstuvwxyz"])
     >>> attempt = Attempt(queue="default", task_name="t1", retry_count=2, execution_count=2)
     >>> headers = proof_headers(attempt, b"body", keyring, now=1700000000.0)
@@ -28,15 +28,13 @@ Example:
 
 from __future__ import annotations
 
-import binascii
-import math
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 from im_task.errors import ConfigurationError
 from im_task.headers import QUEUE_PROOF_HEADER
-from im_task.keys import Keyring
+from im_task.keys import Keyring, read_stamp, stamp_time
 from im_task.state import STATE
 
 __all__ = [
@@ -91,9 +89,8 @@ def proof_headers(attempt: Attempt, body: bytes, keyring: Keyring, *, now: float
     Returns:
         ``{PROOF_HEADER: value}``.
     """
-    issued = f"{time.time() if now is None else now:.6f}"
-    mac = keyring.sign(*_message(issued, attempt, body))
-    return {PROOF_HEADER: f"{issued}.{keyring.signing_id.hex()}.{mac.hex()}"}
+    issued = stamp_time(time.time() if now is None else now)
+    return {PROOF_HEADER: keyring.stamp(issued, *_message(issued, attempt, body))}
 
 
 def proven(value: str | None, attempt: Attempt, body: bytes, keyring: Keyring, *, now: float | None = None) -> bool:
@@ -110,19 +107,10 @@ def proven(value: str | None, attempt: Attempt, body: bytes, keyring: Keyring, *
         True when the proof verifies under a known key and is at most :data:`PROOF_LIFETIME`
         seconds from ``now``; False for no proof, a garbled, forged, altered or stale one.
     """
-    if not value or value.count(".") != 3:
+    stamp = read_stamp(value)
+    if stamp is None or abs((time.time() if now is None else now) - stamp.moment) > PROOF_LIFETIME:
         return False
-    seconds, fraction, kid, mac = value.split(".")
-    issued = f"{seconds}.{fraction}"
-    try:
-        moment = float(issued)
-        kid_bytes, mac_bytes = binascii.unhexlify(kid), binascii.unhexlify(mac)
-    except (ValueError, binascii.Error):
-        return False
-    clock = time.time() if now is None else now
-    if not math.isfinite(moment) or abs(clock - moment) > PROOF_LIFETIME:
-        return False
-    return keyring.verify(kid_bytes, mac_bytes, *_message(issued, attempt, body))
+    return keyring.verify(stamp.kid, stamp.mac, *_message(stamp.issued, attempt, body))
 
 
 def check_keyring_source(source: object) -> None:

@@ -20,13 +20,16 @@ Example:
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import stat
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from im_task.datadir import SECRET_FILE, make_data_dir, owned_by_me
 from im_task.errors import ConfigurationError
@@ -36,9 +39,12 @@ __all__ = [
     "MAKE_SECRET",
     "MIN_SECRET_BYTES",
     "Keyring",
+    "Stamp",
     "coerce_secret",
     "key_id",
     "load_or_create_local_secret",
+    "read_stamp",
+    "stamp_time",
 ]
 
 KEY_ID_SIZE = 8
@@ -85,6 +91,15 @@ class Keyring:
         """
         return self._signing_hmac.after(start)
 
+    def stamp(self, issued: str, *message: bytes | memoryview) -> str:
+        """A signed time, ``<seconds>.<fraction>.<key id>.<HMAC>`` (hex), as :func:`read_stamp` reads it.
+
+        Args:
+            issued: The time as :func:`stamp_time` writes it.
+            *message: What is signed under the signing key (it should include ``issued``).
+        """
+        return f"{issued}.{self.signing_id.hex()}.{self.sign(*message).hex()}"
+
     def knows(self, kid: bytes | memoryview) -> bool:
         """Whether a key of this keyring has the id ``kid`` (cheap: check it before reading a body further)."""
         return bytes(kid) in self._by_id
@@ -101,6 +116,44 @@ class Keyring:
 
     def __repr__(self) -> str:
         return f"<Keyring of {len(self)} key(s)>"
+
+
+class Stamp(NamedTuple):
+    """A signed time read back by :func:`read_stamp` (the signature still to be verified).
+
+    Attributes:
+        issued: The time as written, which the signed message includes.
+        moment: That time, seconds since the epoch.
+        kid: The id of the key that signed it.
+        mac: The HMAC-SHA256.
+    """
+
+    issued: str
+    moment: float
+    kid: bytes
+    mac: bytes
+
+
+def stamp_time(moment: float) -> str:
+    """A time as a stamp writes it: seconds since the epoch with 6 decimals."""
+    return f"{moment:.6f}"
+
+
+def read_stamp(value: object) -> Stamp | None:
+    """Reads ``<seconds>.<fraction>.<key id>.<HMAC>`` (hex), or None when it is not one (garbled, not finite).
+
+    Only the form is checked: verify ``stamp.mac`` with :meth:`Keyring.verify` over the message signed.
+    """
+    if not isinstance(value, str) or value.count(".") != 3:
+        return None
+    seconds, fraction, kid, mac = value.split(".")
+    issued = f"{seconds}.{fraction}"
+    try:
+        moment = float(issued)
+        kid_bytes, mac_bytes = binascii.unhexlify(kid), binascii.unhexlify(mac)
+    except (ValueError, binascii.Error):
+        return None
+    return Stamp(issued, moment, kid_bytes, mac_bytes) if math.isfinite(moment) else None
 
 
 class _Hmac:

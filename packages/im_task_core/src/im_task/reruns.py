@@ -13,7 +13,7 @@ A mark says "run this again if it finished before this time": a duplicate
 delivery of the re-run itself, once that finished, is still a duplicate.
 
 Example:
-    >>> from im_task.keys import Keyring
+    >>> from im_task.keys import Keyring, read_stamp, stamp_time
     >>> keyring = Keyring([b"0123456789abcdefghijklmnopqrstuvwxyz"])
     >>> headers = rerun_headers(now=1700000000.5, keyring=keyring)
     >>> rerun_time(headers, keyring=keyring)
@@ -24,13 +24,12 @@ Example:
 
 from __future__ import annotations
 
-import binascii
 import math
 import time
 from collections.abc import Mapping
 
 from im_task.config import get_keyring
-from im_task.keys import Keyring
+from im_task.keys import Keyring, read_stamp, stamp_time
 
 __all__ = ["RERUN_HEADER", "rerun_headers", "rerun_time"]
 
@@ -56,10 +55,8 @@ def rerun_headers(*, now: float | None = None, keyring: Keyring | None = None) -
     moment = time.time() if now is None else now
     if isinstance(moment, bool) or not isinstance(moment, (int, float)) or not math.isfinite(moment) or moment < 0:
         raise ValueError(f"now must be seconds since the epoch, not {now!r}.")
-    keys = keyring or get_keyring()
-    issued = f"{moment:.6f}"
-    mac = keys.sign(_CONTEXT, issued.encode())
-    return {RERUN_HEADER: f"{issued}.{keys.signing_id.hex()}.{mac.hex()}"}
+    issued = stamp_time(moment)
+    return {RERUN_HEADER: (keyring or get_keyring()).stamp(issued, _CONTEXT, issued.encode())}
 
 
 def rerun_time(headers: Mapping[str, str] | None, *, keyring: Keyring | None = None) -> float | None:
@@ -78,17 +75,7 @@ def rerun_time(headers: Mapping[str, str] | None, *, keyring: Keyring | None = N
     value = headers.get(RERUN_HEADER)
     if value is None:
         value = next((v for k, v in headers.items() if k.lower() == RERUN_HEADER.lower()), None)
-    if not isinstance(value, str) or value.count(".") != 3:
+    stamp = read_stamp(value)
+    if stamp is None or not (keyring or get_keyring()).verify(stamp.kid, stamp.mac, _CONTEXT, stamp.issued.encode()):
         return None
-    seconds, fraction, kid, mac = value.split(".")
-    issued = f"{seconds}.{fraction}"
-    try:
-        moment = float(issued)
-        kid_bytes, mac_bytes = binascii.unhexlify(kid), binascii.unhexlify(mac)
-    except (ValueError, binascii.Error):
-        return None
-    if not math.isfinite(moment) or not (keyring or get_keyring()).verify(
-        kid_bytes, mac_bytes, _CONTEXT, issued.encode()
-    ):
-        return None
-    return moment
+    return stamp.moment
