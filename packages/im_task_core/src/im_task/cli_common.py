@@ -1,8 +1,9 @@
-"""What the commands of ``im-task`` share: exit codes, argument types, and plain-text tables."""
+"""What the commands of ``im-task`` share: exit codes, their error, ``--setup``, argument types, plain-text tables."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import TextIO
 
@@ -10,7 +11,10 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_OK",
     "EXIT_USAGE",
+    "CommandError",
+    "add_setup_option",
     "clip",
+    "import_setup",
     "non_negative_float",
     "positive_float",
     "positive_int",
@@ -21,6 +25,56 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A failure to report as ``im-task: error: ...`` with a non-zero exit code.
+
+    Args:
+        message: What went wrong, and what to do about it.
+        code: The exit code (``EXIT_FAILURE`` unless the command was used wrongly: ``EXIT_USAGE``).
+    """
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def add_setup_option(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--setup MODULE`` to a command that reads or runs the app's tasks; :func:`import_setup` imports it.
+
+    Args:
+        parser: The command's parser.
+    """
+    parser.add_argument(
+        "--setup",
+        metavar="MODULE",
+        help=(
+            "module to import first, e.g. myapp.settings: it configures im-task as your app does (secrets, data "
+            "directory) and makes the tasks' functions importable"
+        ),
+    )
+
+
+def import_setup(args: argparse.Namespace) -> None:
+    """Imports the ``--setup`` module, which configures im-task (``configure()``) as the app does.
+
+    Args:
+        args: The parsed arguments; nothing is imported when they have no ``setup``, or an empty one.
+
+    Raises:
+        CommandError: The module does not import.
+    """
+    module = getattr(args, "setup", None)
+    if not module:
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise CommandError(
+            f"cannot import --setup {module}: {exc}. Give the module that configures your app, as you would "
+            "import it, and run from your project's directory (it is put on sys.path)."
+        ) from exc
 
 
 def usage(parser: argparse.ArgumentParser) -> int:
