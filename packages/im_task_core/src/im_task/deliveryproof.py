@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import struct
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -55,6 +56,7 @@ PROOF_HEADER = QUEUE_PROOF_HEADER
 PROOF_LIFETIME = 300.0
 
 _CONTEXT = b"im-task-queue-proof\0"
+_LENGTHS = struct.Struct(">IIIIIQ")  # the five fields', then the body's
 
 #: What a queue is given to sign its deliveries with: the keys, a function that returns them, or None for the
 #: keyring in force (:func:`im_task.config.get_keyring`), looked up at each delivery.
@@ -155,11 +157,13 @@ def signing_keyring(source: KeyringSource) -> Keyring | None:
 
 
 def _message(issued: str, attempt: Attempt, body: bytes) -> tuple[bytes, ...]:
-    """The signed parts: each field with its length first, so that no two attempts share a message."""
-    fields = (issued, attempt.queue, attempt.task_name, str(attempt.retry_count), str(attempt.execution_count))
-    parts: list[bytes] = [_CONTEXT]
-    for field in fields:
-        encoded = field.encode("utf-8", "surrogateescape")
-        parts += (len(encoded).to_bytes(4, "big"), encoded)
-    parts += (len(body).to_bytes(8, "big"), body)
-    return tuple(parts)
+    """The signed parts: the lengths of every field first, so that no two attempts share a message."""
+    fields = (
+        issued.encode(),
+        attempt.queue.encode("utf-8", "surrogateescape"),
+        attempt.task_name.encode("utf-8", "surrogateescape"),
+        b"%d" % attempt.retry_count,
+        b"%d" % attempt.execution_count,
+    )
+    lengths = _LENGTHS.pack(*map(len, fields), len(body))
+    return (_CONTEXT, lengths, *fields, body)
