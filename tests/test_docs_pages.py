@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from im_task.config import ADAPTER_SETTING_NAMES, SETTING_NAMES, environment_variable
+from im_task.adapter_settings import ADAPTER_SETTING_NAMES
+from im_task.config import environment_variable
+from im_task.setting_values import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

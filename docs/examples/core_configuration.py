@@ -8,13 +8,8 @@ with status 0 only if every check holds.
 import os
 
 from im_task import ConfigurationError, configure
-from im_task.config import (
-    environment_variable,
-    get_settings,
-    read_adapter_settings,
-    set_framework_settings,
-    unknown_environment_variables,
-)
+from im_task.adapter_settings import read_adapter_settings
+from im_task.config import environment_variable, get_settings, set_framework_settings, unknown_environment_variables
 from im_task.runtime import get_transport
 from im_task.transports import ImmediateTransport
 

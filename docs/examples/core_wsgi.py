@@ -9,7 +9,7 @@ status 0 only if both the application and the task endpoint answered.
 import urllib.request
 
 from im_task import task
-from im_task.config import register_local_target
+from im_task.local_target import register_local_target
 from im_task.runtime import get_transport
 from im_task.testing import serve_wsgi
 from im_task.wsgi import TaskWSGIApp

@@ -7,7 +7,7 @@ sent to the prefixed route, ran there.
 # [start mounting]
 from flask import Flask
 
-import im_task.config
+import im_task.local_target
 import im_task.runtime
 from im_task import set_taskroute, task
 from im_task_flask import make_blueprint
@@ -24,7 +24,7 @@ def rebuild_index(shard):
 
 app = Flask(__name__)
 app.register_blueprint(make_blueprint())  # serves the current task route; no url_prefix
-im_task.config.register_local_target(app)  # what ImTask(app) would do: the local queue delivers here
+im_task.local_target.register_local_target(app)  # what ImTask(app) would do: the local queue delivers here
 im_task.runtime.check_configuration()
 
 print(rebuild_index.url)  # /internal/_ah/task/__main__/rebuild_index

@@ -25,6 +25,7 @@ from conformance_support import CAP, Served
 from im_task_testsupport import sink
 
 import im_task.config
+import im_task.local_target
 from im_task import set_taskroute
 from im_task.routing import DEFAULT_TASKROUTE
 from im_task.testing import serve_wsgi
@@ -64,7 +65,7 @@ def _core(route: str, settings: Mapping[str, Any]) -> Iterator[WSGIApp]:
 
     im_task.config.set_framework_settings(settings, source="the conformance suite")
     app = TaskWSGIApp(route)
-    im_task.config.register_local_target(app)
+    im_task.local_target.register_local_target(app)
     yield app
 
 

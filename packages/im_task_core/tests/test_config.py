@@ -12,16 +12,10 @@ import pytest
 import im_task.config
 import im_task.runtime
 from im_task import ConfigurationError, EnqueueError, configure
-from im_task.config import (
-    DEFAULT_MAX_BODY_SIZE,
-    SETTING_NAMES,
-    get_keyring,
-    get_local_target,
-    get_settings,
-    register_local_target,
-    set_framework_settings,
-)
+from im_task.config import get_keyring, get_settings, set_framework_settings
+from im_task.local_target import get_local_target, register_local_target
 from im_task.runtime import check_configuration, get_transport
+from im_task.setting_values import DEFAULT_MAX_BODY_SIZE, SETTING_NAMES
 from im_task.transports import ImmediateTransport, LocalTransport, RecordingTransport, TaskRequest, Transport
 
 
@@ -369,7 +363,7 @@ def test_set_up_framework_applies_settings_and_registers_the_target() -> None:
 
     im_task.runtime.set_up_framework({"default_queue": "web"}, source="app.config", local_target=app)
     assert im_task.config.get_settings().default_queue == "web"
-    assert im_task.config.get_local_target() is app
+    assert get_local_target() is app
 
 
 def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_target() -> None:
@@ -379,11 +373,11 @@ def test_set_up_framework_refuses_unsafe_configuration_and_keeps_the_previous_ta
     def app(environ: object, start_response: object) -> list[bytes]:
         return []
 
-    im_task.config.register_local_target(previous)
+    register_local_target(previous)
     im_task.config.configure(secret=None)
     with pytest.raises(ConfigurationError, match="No secret is configured and this is production"):
         im_task.runtime.set_up_framework({"environment": "production"}, source="app.config", local_target=app)
-    assert im_task.config.get_local_target() is previous
+    assert get_local_target() is previous
 
 
 def test_settings_never_show_the_secret_in_their_repr() -> None:
@@ -407,7 +401,7 @@ def test_set_up_framework_sets_the_route_and_puts_everything_back_on_refusal() -
         )
     assert get_taskroute() == "/before"
     assert im_task.config.get_settings().default_queue == "before"
-    assert im_task.config.get_local_target() is None
+    assert get_local_target() is None
 
     im_task.config.configure(secret="a-valid-secret-0123456789abcdefgh")
     im_task.runtime.set_up_framework({"default_queue": "after"}, source="app", local_target=app, route="after/")
@@ -424,7 +418,7 @@ def test_changing_settings_while_a_task_enqueues_does_not_deadlock(tmp_path: Pat
     for event in (core_chain_tasks.started, core_chain_tasks.release, core_chain_tasks.followed_up):
         event.clear()
     configure(data_dir=tmp_path / "first")  # the default transport: a LocalTransport the settings own
-    im_task.config.register_local_target(TaskWSGIApp())
+    register_local_target(TaskWSGIApp())
     core_chain_tasks.chain()
     assert core_chain_tasks.started.wait(10)
 

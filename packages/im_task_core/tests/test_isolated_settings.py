@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from im_task import config, get_taskroute, runtime, set_taskroute, transactions
+from im_task import config, get_taskroute, local_target, runtime, set_taskroute, transactions
 from im_task.state import STATE
 from im_task.testing import isolated_settings
 from im_task.transports import RecordingTransport
@@ -31,7 +31,7 @@ def test_inside_is_clean_and_everything_is_put_back(tmp_path: Path, monkeypatch:
     binder = _Binder()
     monkeypatch.setenv("IM_TASK_DEFAULT_QUEUE", "from-env")
     monkeypatch.setenv("K_SERVICE", "svc")
-    config.register_local_target(_app)
+    local_target.register_local_target(_app)
     transactions.register_binder(binder)
     set_taskroute("/outer")
     STATE.warmed_up.add("some.module")
@@ -43,14 +43,14 @@ def test_inside_is_clean_and_everything_is_put_back(tmp_path: Path, monkeypatch:
             assert config.get_settings().default_queue == "default"
             assert config.get_settings().environment == "development"
             assert runtime.get_transport() is recorder
-            assert config.get_local_target() is None
+            assert local_target.get_local_target() is None
             assert STATE.binders == []
             assert get_taskroute() == "/_ah/task"
             assert STATE.warmed_up == set()
             set_taskroute("/changed")
         assert os.environ["IM_TASK_DEFAULT_QUEUE"] == "from-env"
         assert os.environ["K_SERVICE"] == "svc"
-        assert config.get_local_target() is _app
+        assert local_target.get_local_target() is _app
         assert STATE.binders[-1] is binder
         assert get_taskroute() == "/outer"
         assert "some.module" in STATE.warmed_up

@@ -11,19 +11,14 @@ from typing import IO, Any
 import pytest
 
 from im_task import ConfigurationError, EnqueueError, TaskAlreadyExistsError, TaskTooLargeError, configure, task
-from im_task.config import (
-    ENVIRONMENT_VARIABLES,
-    SETTING_NAMES,
-    environment_variable,
-    get_settings,
-    read_adapter_settings,
-    unknown_environment_variables,
-)
+from im_task.adapter_settings import read_adapter_settings
+from im_task.config import ENVIRONMENT_VARIABLES, environment_variable, get_settings, unknown_environment_variables
 from im_task.endpoints import ENDPOINTS, TASK_ENDPOINT, Endpoint, endpoints, find_endpoint, handle_request
 from im_task.headers import delivery_headers, make_task_headers
 from im_task.names import did_you_mean
 from im_task.response import TaskResponse, answer
 from im_task.runtime import check_configuration, get_transport
+from im_task.setting_values import SETTING_NAMES
 from im_task.state import STATE
 from im_task.transports import ImmediateTransport, RecordingTransport, TaskRequest
 from im_task.transports.base import TaskNames, check_request

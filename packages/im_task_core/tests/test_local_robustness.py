@@ -17,7 +17,7 @@ import pytest
 from im_task_testsupport.processes import run_python
 from im_task_testsupport.wsgi_apps import request
 
-from im_task import config, runtime
+from im_task import config, local_target, runtime
 from im_task.errors import EnqueueError, Error
 from im_task.headers import forwardable_headers
 from im_task.retry import RetryPolicy
@@ -259,7 +259,7 @@ def test_configure_from_inside_a_task_closes_the_owned_transport_after_it(tmp_pa
             outcome.append(exc)
 
     app = Gate(then=reconfigure)
-    config.register_local_target(app)
+    local_target.register_local_target(app)
     transport = runtime.get_transport()
     assert isinstance(transport, LocalTransport)
     transport.enqueue(request("reconfigure"))
@@ -442,7 +442,7 @@ def test_join_without_a_timeout_says_why_it_waits_for_a_target(db: Path, caplog:
         assert wait_for(lambda: "join() waits for tasks the local queue cannot deliver" in caplog.text)
         assert thread.is_alive()
         app = Gate()
-        config.register_local_target(app)
+        local_target.register_local_target(app)
         thread.join(10)
         assert result == [True]
     assert app.count() == 1

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from im_task_testsupport.wsgi_apps import Recorder, request
 
-from im_task import config
+from im_task import config, local_target
 from im_task.errors import ConfigurationError, EnqueueError, Error, TaskAlreadyExistsError, TaskTooLargeError
 from im_task.retry import RetryPolicy
 from im_task.transports.base import task_size
@@ -244,7 +244,7 @@ def test_autostart_false_waits_for_start(db: Path) -> None:
 
 def test_registered_local_target_is_used_and_looked_up_late(db: Path, caplog: pytest.LogCaptureFixture) -> None:
     app = Recorder()
-    config.register_local_target(None)
+    local_target.register_local_target(None)
     try:
         with LocalTransport(db, poll_interval=0.1) as transport:
             with caplog.at_level(logging.WARNING, logger="im_task.local"):
@@ -254,11 +254,11 @@ def test_registered_local_target_is_used_and_looked_up_late(db: Path, caplog: py
             warnings = [r for r in caplog.records if "no target" in r.getMessage()]
             assert len(warnings) == 1
             assert transport.stats().queued == 2
-            config.register_local_target(app)
+            local_target.register_local_target(app)
             assert transport.join(5)
             assert len(app.calls) == 2
     finally:
-        config.register_local_target(None)
+        local_target.register_local_target(None)
 
 
 def test_stats_tasks_and_purge(db: Path) -> None:
@@ -370,7 +370,7 @@ def test_repr(db: Path) -> None:
 
 
 def test_no_warning_without_tasks(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    config.register_local_target(None)
+    local_target.register_local_target(None)
     with caplog.at_level(logging.WARNING, logger="im_task.local"), LocalTransport(db, poll_interval=0.05) as t:
         t.start()
         time.sleep(0.2)

@@ -29,7 +29,8 @@ from im_task_testsupport.oidc import (
 from im_task_testsupport.raw_http import Body, Client
 
 from im_task import configure, deferred
-from im_task.config import get_keyring, read_adapter_settings
+from im_task.adapter_settings import read_adapter_settings
+from im_task.config import get_keyring
 from im_task.endpoints import DEFERRED_URL, SWEEP_PATH
 from im_task.endpoints import handle_request as dispatch
 from im_task.envelope import PayloadReference, seal, seal_reference

@@ -17,7 +17,8 @@ import pytest
 
 import im_task.keys
 from im_task import ConfigurationError, configure
-from im_task.config import AdapterSettings, get_keyring, get_settings, read_adapter_settings, uses_local_secret
+from im_task.adapter_settings import AdapterSettings, read_adapter_settings
+from im_task.config import get_keyring, get_settings, uses_local_secret
 from im_task.datadir import GITIGNORE_TEXT, make_data_dir, make_file_dir, make_private_file
 from im_task.keys import MAKE_SECRET, Keyring, coerce_secret, key_id, load_or_create_local_secret
 from im_task.stores.local import LocalPayloadStore

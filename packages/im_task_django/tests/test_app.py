@@ -11,7 +11,7 @@ from django.apps import apps
 from django.db import transaction
 
 from django_testproject import tasks
-from im_task import BadTransactionStateError, config, configure, runtime
+from im_task import BadTransactionStateError, config, configure, local_target, runtime
 from im_task.transactions import unregister_binder
 from im_task.transports import LocalTransport, RecordingTransport
 from im_task_django.apps import ImTaskConfig
@@ -31,7 +31,7 @@ def _get(base_url: str, path: str) -> int:
 
 def test_ready_registers_the_binder_and_the_local_target(recorder: RecordingTransport) -> None:
     unregister_binder(binder)
-    config.register_local_target(None)
+    local_target.register_local_target(None)
     with transaction.atomic(), pytest.raises(BadTransactionStateError, match="none is installed"):
         tasks.record_transactional("no binder")
 
@@ -39,7 +39,7 @@ def test_ready_registers_the_binder_and_the_local_target(recorder: RecordingTran
     assert isinstance(app_config, ImTaskConfig)
     app_config.ready()
 
-    assert config.get_local_target() is project_wsgi_application
+    assert local_target.get_local_target() is project_wsgi_application
     with transaction.atomic():
         tasks.record_transactional("bound")
     assert len(recorder.requests) == 1

@@ -8,7 +8,7 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
-from im_task import ConfigurationError, config, configure, runtime
+from im_task import ConfigurationError, config, configure, local_target, runtime
 from im_task.transports import LocalTransport, RecordingTransport
 
 
@@ -135,7 +135,7 @@ def test_w001_follows_the_transport_in_use(tmp_path: Path) -> None:
             assert runtime.get_transport() is in_process
             [message] = _w001_messages()
             assert "ALLOWED_HOSTS is empty" in message
-            config.register_local_target(None)  # nothing to deliver to in process
+            local_target.register_local_target(None)  # nothing to deliver to in process
             assert "im_task.W001" not in check_ids()
 
 

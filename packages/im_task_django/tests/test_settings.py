@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from django_testproject import tasks
 from django_testproject.client import post_task, request
-from im_task import config, get_taskroute, runtime
+from im_task import config, get_taskroute, local_target, runtime
 from im_task.transports import ImmediateTransport, RecordingTransport
 from im_task_django.conf import (
     SETTING_NAMES,
@@ -81,7 +81,7 @@ def test_keys_are_upper_case_as_in_djangos_own_settings_dicts() -> None:
 
 def test_project_settings_are_pushed_into_the_core() -> None:
     assert config.get_settings().environment == "development"
-    assert config.get_local_target() is project_wsgi_application
+    assert local_target.get_local_target() is project_wsgi_application
 
 
 def test_task_url_name() -> None:
@@ -117,8 +117,8 @@ def test_configure_wins_over_settings() -> None:
 
 def test_register_local_target_off() -> None:
     with override_settings(IM_TASK={"REGISTER_LOCAL_TARGET": False}):
-        assert config.get_local_target() is None
-    assert config.get_local_target() is project_wsgi_application
+        assert local_target.get_local_target() is None
+    assert local_target.get_local_target() is project_wsgi_application
 
 
 def test_route_setting_moves_the_endpoint(server: str, recorder: RecordingTransport) -> None:

@@ -13,8 +13,9 @@ from im_task_testsupport import sink as flask_sink
 
 from flask_helpers import Client
 from im_task import ConfigurationError, configure, get_taskroute, set_taskroute, task
-from im_task.config import get_local_target, get_settings
+from im_task.config import get_settings
 from im_task.headers import make_task_headers
+from im_task.local_target import get_local_target
 from im_task.runtime import get_transport
 from im_task.testing import serve_wsgi
 from im_task.transports import RecordingTransport, TaskRequest

@@ -14,8 +14,9 @@ from webob import Request
 import im_task.config
 import im_task.runtime
 from im_task import ConfigurationError, configure, get_taskroute, task
-from im_task.config import get_local_target, get_settings, register_local_target
+from im_task.config import get_settings
 from im_task.headers import make_task_headers
+from im_task.local_target import get_local_target, register_local_target
 from im_task.transports import RecordingTransport
 from im_task_webapp2 import CONFIG_KEY, is_set_up, routes, setup
 

@@ -65,48 +65,38 @@ payload) may be a :class:`~im_task.stores.PayloadStore`, or a name:
 ``"local"``, ``"ndb"``, ``"package.module:factory"``, or ``"none"`` (tasks over
 the limit are refused with ``TaskTooLargeError``, as before 2.0's payload
 stores); :mod:`im_task.stores` makes it (this module imports no store).
-
-Adapters read their framework's settings with :func:`read_adapter_settings`,
-which knows the core settings and the adapter-level keys (``route``,
-``register_local_target``) and refuses unknown keys with a "did you mean".
+Adapters read their framework's settings with
+:func:`~im_task.adapter_settings.read_adapter_settings`, which knows the core
+settings and the adapter-level keys (``route``, ``register_local_target``) and
+refuses unknown keys with a "did you mean". Each setting's value is checked by
+:func:`~im_task.setting_values.validate_setting`, whatever its source.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
-import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from im_task.datadir import SECRET_FILE as LOCAL_SECRET_FILE
 from im_task.errors import ConfigurationError
-from im_task.keys import MAKE_SECRET, Keyring, coerce_secret, load_or_create_local_secret
-from im_task.names import DEFAULT_DATA_DIR, DEFAULT_QUEUE, ENV_PREFIX, QUEUE_NAME, QUEUE_NAME_RULE, did_you_mean
-from im_task.routing import normalize_taskroute
+from im_task.keys import MAKE_SECRET, Keyring, load_or_create_local_secret
+from im_task.names import DEFAULT_DATA_DIR, DEFAULT_QUEUE, ENV_PREFIX, did_you_mean
+from im_task.setting_values import DEFAULT_ENVELOPE_LIFETIME, DEFAULT_MAX_BODY_SIZE, SETTING_NAMES, validate_setting
 from im_task.state import STATE, close_quietly
 
 __all__ = [
-    "ADAPTER_SETTING_NAMES",
     "ENVIRONMENT_VARIABLES",
-    "HIDDEN",
     "SETTING_NAMES",
-    "AdapterSettings",
     "Settings",
     "configure",
     "environment_variable",
     "get_keyring",
-    "get_local_target",
     "get_settings",
-    "read_adapter_settings",
-    "redact",
-    "register_local_target",
-    "repr_without_secrets",
     "reset",
     "set_framework_settings",
     "transport_choice",
@@ -117,36 +107,6 @@ __all__ = [
 logger = logging.getLogger("im_task")
 
 Environment = Literal["development", "production"]
-WSGIApp = Callable[..., Any]
-
-DEFAULT_MAX_BODY_SIZE = 1024 * 1024
-#: How long after its schedule time an envelope is accepted by default: Cloud Tasks keeps a task at most
-#: 31 days (and schedules at most 30 days ahead, so no envelope lives more than 61 days).
-DEFAULT_ENVELOPE_LIFETIME = 31 * 24 * 3600.0
-SETTING_NAMES = (
-    "transport",
-    "secret",
-    "data_dir",
-    "max_body_size",
-    "warmup_module",
-    "default_queue",
-    "environment",
-    "project",
-    "location",
-    "base_url",
-    "service_account_email",
-    "audience",
-    "background_service",
-    "front_authenticated",
-    "accept_legacy_payloads",
-    "payload_store",
-    "dead_letter_store",
-    "log_outcomes",
-    "envelope_lifetime",
-    "accept_unbound_envelopes",
-)
-#: The keys every adapter reads from its framework's settings besides the core settings.
-ADAPTER_SETTING_NAMES = ("route", "register_local_target")
 
 
 def environment_variable(name: str) -> str:
@@ -390,194 +350,8 @@ def on_google_cloud() -> bool:
     return os.environ.get("GAE_ENV") in ("standard", "flex") or bool(os.environ.get("K_SERVICE"))
 
 
-def _is_transport(value: Any) -> bool:
-    """A ``Transport`` or anything that keeps its contract (this module imports no transport)."""
-    return callable(getattr(value, "enqueue", None)) and not isinstance(value, type)
-
-
-def validate_setting(name: str, value: Any, source: str) -> Any:
-    """Checks one setting's value and returns it in the form the settings keep.
-
-    Args:
-        name: The setting, one of :data:`SETTING_NAMES`.
-        value: Its value (not None).
-        source: Where it came from, for the message.
-
-    Returns:
-        The value, converted (a secret to a tuple of bytes, a path to ``Path``...).
-
-    Raises:
-        ConfigurationError: Saying what a good value looks like.
-    """
-    if name == "transport":
-        if isinstance(value, str) or _is_transport(value):
-            return value
-        raise ConfigurationError(
-            f"{source}: transport must be a Transport instance or one of 'local', 'immediate', "
-            f"'recording', 'cloudtasks', 'package.module:factory'; got {type(value).__name__}."
-        )
-    if name == "secret":
-        return _secrets(value, source)
-    if name == "data_dir":
-        if isinstance(value, (str, os.PathLike)):
-            return Path(value)
-        raise ConfigurationError(f"{source}: data_dir must be a path, not {type(value).__name__}.")
-    if name == "max_body_size":
-        try:
-            size = int(value)
-        except (TypeError, ValueError):
-            size = 0
-        if isinstance(value, bool) or size < 1024:
-            raise ConfigurationError(f"{source}: max_body_size must be a whole number of bytes >= 1024, not {value!r}.")
-        return size
-    if name == "warmup_module":
-        if isinstance(value, str) and value:
-            return value
-        raise ConfigurationError(f"{source}: warmup_module must be a non-empty string, not {value!r}.")
-    if name == "default_queue":
-        if isinstance(value, str) and QUEUE_NAME.fullmatch(value):
-            return value
-        raise ConfigurationError(f"{source}: default_queue must be a queue name of {QUEUE_NAME_RULE}, not {value!r}.")
-    if name == "environment":
-        if value in ("development", "production"):
-            return value
-        raise ConfigurationError(f"{source}: environment must be 'development' or 'production', not {value!r}.")
-    if name in ("project", "location", "background_service"):
-        if isinstance(value, str) and _GCP_ID.fullmatch(value):
-            return value
-        raise ConfigurationError(
-            f"{source}: {name} must be a Google Cloud id such as 'my-project' or 'europe-west1', not {value!r}."
-        )
-    if name == "base_url":
-        return _absolute_url(value, source, name)
-    if name == "audience":
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-        raise ConfigurationError(
-            f"{source}: audience must be a non-empty string (usually the app's URL), not {value!r}."
-        )
-    if name == "service_account_email":
-        if isinstance(value, str) and _EMAIL.fullmatch(value):
-            return value
-        raise ConfigurationError(
-            f"{source}: service_account_email must be an email such as "
-            f"'tasks@my-project.iam.gserviceaccount.com', not {value!r}."
-        )
-    if name in ("front_authenticated", "accept_legacy_payloads", "accept_unbound_envelopes"):
-        return _boolean(value, source, name)
-    if name == "envelope_lifetime":
-        return _envelope_lifetime(value, source)
-    if name == "payload_store":
-        return _payload_store(value, source)
-    if name == "dead_letter_store":
-        return _dead_letter_store(value, source)
-    if name == "log_outcomes":
-        return _boolean(value, source, name)
-    raise AssertionError(name)  # pragma: no cover - SETTING_NAMES and this function agree
-
-
-_GCP_ID = re.compile(r"(?:[a-z0-9.-]+:)?(?:[a-z][a-z0-9-]{0,61}[a-z0-9]|[a-z])")  # "example.com:proj" is a legacy id
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
-
-
-_STORE_NAME = re.compile(r"local|ndb|none|[A-Za-z_][\w.]*:[A-Za-z_]\w*")
-
-
-def _secrets(value: Any, source: str) -> tuple[bytes, ...]:
-    """The secret setting as key bytes: one or a list; an environment variable's value split at commas."""
-    items: Sequence[Any]
-    if isinstance(value, str) and source.startswith("$"):
-        items = [part.strip() for part in value.split(",") if part.strip()]
-        if not items:
-            raise ConfigurationError(
-                f"{source} holds no secret, only commas and spaces: set it to a secret (several are "
-                f"separated by commas, the first signing), or unset it. Make one with: {MAKE_SECRET}"
-            )
-        if len(items) > 1:
-            logger.warning(
-                "%s holds %d secrets separated by commas: the first signs new tasks, all %d verify (key "
-                "rotation). A secret cannot contain a comma; if that was one secret, make a new one with: %s",
-                source,
-                len(items),
-                len(items),
-                MAKE_SECRET,
-            )
-    elif isinstance(value, (str, bytes)):
-        items = [value]
-    elif isinstance(value, Sequence) and value:
-        items = value
-    else:
-        raise ConfigurationError(f"{source}: secret must be a str, bytes, or a non-empty list of them.")
-    return tuple(coerce_secret(item, source=source) for item in items)
-
-
-def _payload_store(value: Any, source: str) -> Any:
-    """A payload store, or the name of one (kept as a name: this module imports no store)."""
-    if isinstance(value, str) and _STORE_NAME.fullmatch(value):
-        return value
-    if not isinstance(value, (str, type)) and all(callable(getattr(value, m, None)) for m in ("put", "get", "delete")):
-        return value
-    raise ConfigurationError(
-        f"{source}: payload_store must be a PayloadStore instance (with put, get and delete) or one of 'local', "
-        f"'ndb', 'none' (refuse tasks over the inline limit), 'package.module:factory'; got {value!r}."
-    )
-
-
-def _dead_letter_store(value: Any, source: str) -> Any:
-    """A dead-letter store, or the name of one (kept as a name: this module imports no store)."""
-    if isinstance(value, str) and _STORE_NAME.fullmatch(value):
-        return value
-    methods = ("record", "get", "list", "delete", "purge")
-    if not isinstance(value, (str, type)) and all(callable(getattr(value, m, None)) for m in methods):
-        return value
-    raise ConfigurationError(
-        f"{source}: dead_letter_store must be a DeadLetterStore instance (with {', '.join(methods)}) or one of "
-        f"'local', 'ndb', 'none' (keep no dead letters), 'package.module:factory'; got {value!r}."
-    )
-
-
-def _absolute_url(value: Any, source: str, name: str) -> str:
-    parts = urlsplit(value) if isinstance(value, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"{source}: {name} must be an absolute http(s) URL such as 'https://app.example.com', without "
-            f"query or fragment, not {value!r}."
-        )
-    return str(value).rstrip("/")
-
-
 def _default_true(value: bool | None) -> bool:
     return True if value is None else value
-
-
-def _envelope_lifetime(value: Any, source: str) -> float:
-    """Seconds (a number, a numeric string or a ``timedelta``), from one minute to the 31-day default."""
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    else:
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            seconds = -1.0
-        if isinstance(value, bool):
-            seconds = -1.0
-    if not 60 <= seconds <= DEFAULT_ENVELOPE_LIFETIME:
-        raise ConfigurationError(
-            f"{source}: envelope_lifetime must be a number of seconds (or a timedelta) from 60 to "
-            f"{DEFAULT_ENVELOPE_LIFETIME:.0f} (31 days, the default), not {value!r}. It is how long after its "
-            "schedule time a task may still run: keep it longer than the queue retries a task."
-        )
-    return seconds
-
-
-def _boolean(value: Any, source: str, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
-        return value.strip().lower() in _TRUE
-    raise ConfigurationError(f"{source}: {name} must be True or False (or 'true'/'false'), not {value!r}.")
 
 
 def get_keyring() -> Keyring:
@@ -694,174 +468,3 @@ def unknown_environment_variables() -> list[str]:
         for name in sorted(os.environ)
         if name.startswith(ENV_PREFIX) and name not in ENVIRONMENT_VARIABLES
     ]
-
-
-class _Hidden:
-    """Stands for a secret in a ``repr``."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<hidden>"
-
-
-#: What :func:`redact` and :func:`repr_without_secrets` show instead of a secret.
-HIDDEN: Any = _Hidden()
-
-
-def redact(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of settings by name with the secret hidden, for a ``repr`` or a message.
-
-    Args:
-        values: Settings by their :func:`configure` names.
-
-    Returns:
-        The same settings, ``secret`` shown as ``<hidden>``.
-
-    Raises:
-        TypeError: ``values`` is not a mapping.
-
-    Example:
-        >>> redact({"secret": "3f9c2b7e1d0a8c4f6b5e2d9a7c1f3e8b", "default_queue": "mail"})
-        {'secret': <hidden>, 'default_queue': 'mail'}
-    """
-    if not isinstance(values, Mapping):
-        raise TypeError(f"redact() takes a mapping of settings, not {type(values).__name__}.")
-    return {name: HIDDEN if name == "secret" else value for name, value in values.items()}
-
-
-def repr_without_secrets(obj: Any) -> str:
-    """The ``repr`` a dataclass would have, with every secret hidden: for objects that hold settings.
-
-    A field named ``secret`` or ``secrets`` shows ``<hidden>``; a field that
-    is a mapping of settings shows its ``secret`` as ``<hidden>`` (see :func:`redact`).
-
-    Args:
-        obj: A dataclass instance.
-
-    Returns:
-        ``ClassName(field=value, ...)``, for the fields shown in a ``repr``.
-
-    Raises:
-        TypeError: ``obj`` is not a dataclass instance.
-    """
-    parts = []
-    for item in fields(obj):
-        if not item.repr:
-            continue
-        value = getattr(obj, item.name)
-        if item.name in ("secret", "secrets"):
-            value = HIDDEN
-        elif isinstance(value, Mapping):
-            value = redact(value)
-        parts.append(f"{item.name}={value!r}")
-    return f"{type(obj).__qualname__}({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    """A framework's im-task settings, read and checked by :func:`read_adapter_settings`.
-
-    Attributes:
-        core: The core settings, by their :func:`configure` names (unset ones left out).
-        route: The task route to set, or None to keep :func:`~im_task.get_taskroute`.
-        register_local_target: Whether the local queue delivers to the application in process.
-        extra: The adapter's own keys, checked, by their canonical (lower-case) names.
-    """
-
-    core: Mapping[str, Any] = field(default_factory=dict)  # holds the secret: hidden by __repr__
-    route: str | None = None
-    register_local_target: bool = True
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return repr_without_secrets(self)
-
-
-#: Checks one value of an adapter's own key: ``check(value, source)`` returns it or raises ``ConfigurationError``.
-KeyCheck = Callable[[Any, str], Any]
-
-
-def read_adapter_settings(
-    values: Mapping[str, Any],
-    *,
-    source: str,
-    spell: Callable[[str], str] = str,
-    extra: Mapping[str, KeyCheck] | None = None,
-) -> AdapterSettings:
-    """Reads the im-task settings of a framework, as every adapter does.
-
-    The keys are the core settings (:data:`SETTING_NAMES`), the adapter-level
-    keys (:data:`ADAPTER_SETTING_NAMES`) and the adapter's ``extra`` keys, each
-    spelt as the framework spells settings (``spell``: Flask's
-    ``IM_TASK_SECRET``, Django's ``SECRET``, webapp2's ``secret``). ``None``
-    values are left out. Every value is checked here.
-
-    Args:
-        values: The settings as written, e.g. ``settings.IM_TASK``.
-        source: Where they are written, for messages, e.g. ``"settings.IM_TASK"``.
-        spell: How the framework spells a canonical name.
-        extra: The adapter's own keys, by canonical name, with their checks.
-
-    Returns:
-        The settings.
-
-    Raises:
-        ConfigurationError: For an unknown key (with the closest known one,
-            or the right spelling when only the case is wrong), or a bad value.
-    """
-    checks = dict(extra or {})
-    names = [*SETTING_NAMES, *ADAPTER_SETTING_NAMES, *checks]
-    spelt = {spell(name): name for name in names}
-    for key in values:
-        if key in spelt:
-            continue
-        text = str(key)
-        by_case = [written for written in spelt if written.lower() == text.lower()]
-        if by_case:
-            raise ConfigurationError(f"{source}: {text!r} must be written {by_case[0]!r}.")
-        raise ConfigurationError(
-            f"{source}: unknown key {text!r}{did_you_mean(text, spelt)}; known keys: {', '.join(spelt)}."
-        )
-    given = {spelt[key]: value for key, value in values.items() if value is not None}
-    core = {name: value for name, value in given.items() if name in SETTING_NAMES}
-    for name, value in core.items():
-        validate_setting(name, value, f"{source}[{spell(name)!r}]")
-    route = given.get("route")
-    if route is not None:
-        try:
-            route = normalize_taskroute(route)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{source}[{spell('route')!r}]: {exc}") from None
-    register = given.get("register_local_target", True)
-    if not isinstance(register, bool):
-        raise ConfigurationError(
-            f"{source}[{spell('register_local_target')!r}] must be True or False, not {register!r}."
-        )
-    checked = {
-        name: check(given[name], f"{source}[{spell(name)!r}]") for name, check in checks.items() if name in given
-    }
-    return AdapterSettings(core=core, route=route, register_local_target=register, extra=checked)
-
-
-def register_local_target(app: WSGIApp | None) -> None:
-    """Names the WSGI application the local queue delivers to in process.
-
-    Adapters call this when they are set up, so the embedded queue needs no
-    configuration. The last registration wins.
-
-    Args:
-        app: A WSGI callable, or None to forget the registered one.
-
-    Raises:
-        ConfigurationError: ``app`` is not callable.
-    """
-    if app is not None and not callable(app):
-        raise ConfigurationError(f"The local target must be a WSGI callable, not {type(app).__name__}.")
-    with STATE.lock:
-        STATE.local_target = app
-
-
-def get_local_target() -> WSGIApp | None:
-    """The WSGI application an adapter registered for in-process delivery, if any."""
-    return STATE.local_target

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from im_task import caller, config, executor
+from im_task.local_target import register_local_target
 from im_task.routing import get_taskroute, set_taskroute
 from im_task.state import STATE
 from im_task.stores.deadletters import dead_letter_store_name, get_dead_letter_store
@@ -129,10 +130,10 @@ def set_up_framework(
         if route is not None:
             set_taskroute(route)
         if local_target is not None:
-            config.register_local_target(local_target)
+            register_local_target(local_target)
         check_configuration()
     except Exception:
         config.set_framework_settings(framework, source=source)
-        config.register_local_target(target)
+        register_local_target(target)
         set_taskroute(taskroute)
         raise

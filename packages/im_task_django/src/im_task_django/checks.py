@@ -47,7 +47,7 @@ from django.db import connections
 from django.http.request import validate_host
 from django.urls import Resolver404, resolve
 
-from im_task import caller, config, routing
+from im_task import caller, config, local_target, routing, setting_values
 from im_task.config import Settings
 from im_task.endpoints import endpoints
 from im_task.errors import ConfigurationError
@@ -115,7 +115,7 @@ def check_top_level_settings(app_configs: Any = None, **kwargs: Any) -> list[Che
 def _move_hint(rest: str) -> str:
     """What to write instead of ``IM_TASK_<rest> = ...``."""
     by_variable = {
-        config.environment_variable(name)[len(ENV_PREFIX) :]: setting_key(name) for name in config.SETTING_NAMES
+        config.environment_variable(name)[len(ENV_PREFIX) :]: setting_key(name) for name in setting_values.SETTING_NAMES
     }
     key = rest if rest in SETTING_NAMES else by_variable.get(rest)
     if key is not None:
@@ -394,7 +394,7 @@ def _delivers_in_process() -> bool:
         current = _core_settings()
         choice = current.transport if current else None
         if choice is None or choice == "local":
-            return config.get_local_target() is project_wsgi_application
+            return local_target.get_local_target() is project_wsgi_application
         if not isinstance(choice, Transport):
             return False  # another name
         transport = choice
@@ -402,5 +402,5 @@ def _delivers_in_process() -> bool:
         return False
     target = transport.target
     if target is None:
-        return config.get_local_target() is project_wsgi_application
+        return local_target.get_local_target() is project_wsgi_application
     return target is project_wsgi_application

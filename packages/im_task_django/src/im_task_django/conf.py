@@ -28,7 +28,7 @@ key                        default                     meaning
                                                        checked against the queue's name memory (W006)
 =========================  ==========================  ================================================
 
-The dict is read by :func:`im_task.config.read_adapter_settings`, the parser
+The dict is read by :func:`im_task.adapter_settings.read_adapter_settings`, the parser
 every adapter uses: an unknown key is refused with the closest known one, a
 lower-case key with the upper-case spelling it must have.
 
@@ -57,7 +57,7 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from im_task import caller, config, routing
+from im_task import adapter_settings, caller, config, local_target, redaction, routing, setting_values
 from im_task.errors import ConfigurationError
 
 __all__ = [
@@ -118,7 +118,9 @@ _EXTRA = {
     "sweep_interval": _check_positive_seconds,
 }
 #: Every key ``IM_TASK`` may hold.
-SETTING_NAMES = tuple(setting_key(name) for name in (*config.SETTING_NAMES, *config.ADAPTER_SETTING_NAMES, *_EXTRA))
+SETTING_NAMES = tuple(
+    setting_key(name) for name in (*setting_values.SETTING_NAMES, *adapter_settings.ADAPTER_SETTING_NAMES, *_EXTRA)
+)
 
 
 class SettingsError(ConfigurationError):
@@ -160,7 +162,7 @@ class AppSettings:
     sweep_interval: float | None = None
 
     def __repr__(self) -> str:
-        return config.repr_without_secrets(self)  # the core settings' secret shows as <hidden>
+        return redaction.repr_without_secrets(self)  # the core settings' secret shows as <hidden>
 
 
 def read_settings(raw: Any = None) -> AppSettings:
@@ -185,7 +187,7 @@ def read_settings(raw: Any = None) -> AppSettings:
             f"{SOURCE} must be a dict such as {{'SECRET': '...'}}, not {type(raw).__name__}.", "im_task.E001"
         )
     try:
-        read = config.read_adapter_settings(raw, source=SOURCE, spell=setting_key, extra=_EXTRA)
+        read = adapter_settings.read_adapter_settings(raw, source=SOURCE, spell=setting_key, extra=_EXTRA)
     except ConfigurationError as exc:
         unknown = any(key not in SETTING_NAMES for key in raw)  # keys are checked before values
         raise SettingsError(str(exc), "im_task.E002" if unknown else "im_task.E003") from None
@@ -241,9 +243,9 @@ def apply_settings() -> AppSettings:
             return _state.applied
         _state.error = None
         if app_settings.register_local_target:
-            config.register_local_target(project_wsgi_application)
-        elif config.get_local_target() is project_wsgi_application:
-            config.register_local_target(None)  # one registered by other code stays
+            local_target.register_local_target(project_wsgi_application)
+        elif local_target.get_local_target() is project_wsgi_application:
+            local_target.register_local_target(None)  # one registered by other code stays
         _state.applied = app_settings
         return app_settings
 

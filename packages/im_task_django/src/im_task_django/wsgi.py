@@ -77,5 +77,5 @@ def delivery_host() -> str:
     return next((host for host in candidates if host and validate_host(host, allowed)), "localhost")
 
 
-#: The instance the app registers with :func:`im_task.config.register_local_target`.
+#: The instance the app registers with :func:`im_task.local_target.register_local_target`.
 project_wsgi_application = ProjectWSGIApplication()

@@ -8,17 +8,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, request
 
-from im_task.config import (
-    ADAPTER_SETTING_NAMES,
-    SETTING_NAMES,
-    environment_variable,
-    read_adapter_settings,
-    repr_without_secrets,
-)
+from im_task.adapter_settings import ADAPTER_SETTING_NAMES, read_adapter_settings
+from im_task.config import environment_variable
 from im_task.errors import ConfigurationError
 from im_task.names import ENV_PREFIX
+from im_task.redaction import repr_without_secrets
 from im_task.routing import get_taskroute
 from im_task.runtime import set_up_framework
+from im_task.setting_values import SETTING_NAMES
 from im_task_flask.blueprint import make_blueprint
 
 __all__ = ["CONFIG_KEYS", "EXTENSION_NAME", "ImTask", "ImTaskState", "config_key"]

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from im_task.config import read_adapter_settings
+from im_task.adapter_settings import read_adapter_settings
 from im_task.errors import ConfigurationError
 from im_task.routing import get_taskroute
 from im_task.runtime import set_up_framework
