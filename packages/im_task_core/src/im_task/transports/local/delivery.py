@@ -15,8 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -88,11 +87,17 @@ class Deliverer(Protocol):
         ...
 
 
+_SUCCESSES: dict[tuple[int, str | None], Outcome] = {}
+
+
 def _failure_for_status(status: int, reason: str, outcome: str | None = None, body: bytes = b"") -> Outcome:
     outcome = outcome.strip().lower() if outcome else None
     if 200 <= status < 300:
         if outcome in (None, "ran"):
-            return Outcome(status, outcome=outcome)
+            ok = _SUCCESSES.get((status, outcome))  # frozen, so shared: one is made per task otherwise
+            if ok is None:
+                ok = _SUCCESSES[(status, outcome)] = Outcome(status, outcome=outcome)
+            return ok
         text = body.decode("utf-8", "replace").strip()
         return Outcome(status, outcome=outcome, detail=f"HTTP {status} {reason} ({outcome}): {text}".strip())
     line = f"HTTP {status} {reason}".strip()
@@ -313,23 +318,13 @@ class _TracebackCatcher(PassiveHandler):
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
-        self.local = threading.local()
+        self.local = threading.local()  # .caught: the list a delivery on this thread keeps the traceback in
 
     def keep(self, record: logging.LogRecord) -> None:
         """Keeps the traceback of ``record`` when this thread is catching."""
         caught: list[str] | None = getattr(self.local, "caught", None)
         if caught is not None and record.exc_info and record.exc_info[0] is not None:
             caught[:] = [record.getMessage() + "\n" + "".join(traceback.format_exception(*record.exc_info))]
-
-    @contextmanager
-    def catching(self) -> Iterator[list[str]]:
-        """Within the block, the last traceback logged on this thread is in the list yielded."""
-        caught: list[str] = []
-        self.local.caught = caught
-        try:
-            yield caught
-        finally:
-            self.local.caught = None
 
 
 _catcher = _TracebackCatcher()
@@ -377,8 +372,11 @@ class WSGIDelivery:
             outcome[:] = [value for name, value in response_headers if name.lower() == OUTCOME_HEADER.lower()][:1]
             return _discard
 
+        caught: list[str] = []
+        catching = _catcher.local
+        catching.caught = caught  # the endpoint's traceback, if it logs one on this thread (see _TracebackCatcher)
         try:
-            with _catcher.catching() as caught:
+            try:
                 result: Iterable[bytes] = self.app(environ, start_response)
                 try:
                     for chunk in result:
@@ -388,6 +386,8 @@ class WSGIDelivery:
                     close = getattr(result, "close", None)
                     if close is not None:
                         close()
+            finally:
+                catching.caught = None
         except Exception as exc:
             logger.exception("The WSGI application raised while handling task %s", url)
             return Outcome(

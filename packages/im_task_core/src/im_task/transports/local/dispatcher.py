@@ -14,6 +14,13 @@ The loop, on one thread:
    ``data_version``, read four times a second), or until the next due time
    (at most ``poll_interval``).
 
+Step 2 is a *turn*, run by one thread at a time (the turn lock). When the
+last delivery in flight ends, its worker thread runs the turn itself rather
+than wake the dispatcher thread (a thread switch costs more than the turn):
+with every worker busy, the tasks then flow without the dispatcher thread,
+which still renews the leases, keeps house, and takes over whenever a
+worker's turn cannot be run, fails, or leaves workers free.
+
 Each queue's rate and concurrency limits (:class:`QueueLimits`) cap what is
 claimed. A failed attempt is retried after the backoff of the queue's policy
 with the task's own retry options laid over it, until the policy gives up;
@@ -34,8 +41,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from typing import NamedTuple, cast
 
 from im_task import headers
 from im_task.deadletter import DEAD_OUTCOMES, DeadLetter, DeadLetterStore
@@ -112,6 +118,9 @@ def attempt_headers(task: ClaimedTask, keyring: Keyring | None = None) -> dict[s
     Headers a queue sets itself (``X-AppEngine-*``, ``X-CloudTasks-*``,
     ``X-Google-*``, also spelt with ``_``) and connection headers are dropped
     from the task's own (see :func:`~im_task.headers.forwardable_headers`).
+    The same as :func:`~im_task.headers.delivery_headers` of the task's own
+    headers and :func:`~im_task.headers.make_task_headers`, with the task's
+    own part kept from the last task whose own headers were the same.
 
     Args:
         task: The claimed task.
@@ -120,41 +129,85 @@ def attempt_headers(task: ClaimedTask, keyring: Keyring | None = None) -> dict[s
     Returns:
         The headers to send.
     """
-    retry = task.attempt > 1
-    sent = headers.delivery_headers(
-        task.headers,
-        headers.make_task_headers(
-            queue_name=task.queue,
-            task_name=task.name,
-            retry_count=task.attempt - 1,
-            execution_count=task.executions,
-            eta=dt.datetime.fromtimestamp(task.eta, dt.timezone.utc),
-            previous_response=task.previous_status if retry else None,
-            retry_reason=task.previous_error if retry else None,
-        ),
-    )
+    own, base = _last_own[0]
+    if task.headers is not own and task.headers != own:
+        own = task.headers
+        base = headers.delivery_headers(own, {})
+        _last_own[0] = (own, base)
+    sent = base.copy()
+    sent[_QUEUE_NAME] = task.queue
+    sent[_TASK_NAME] = task.name
+    sent[_RETRY_COUNT] = str(task.attempt - 1)
+    sent[_EXECUTION_COUNT] = str(task.executions)
+    sent[_ETA] = f"{dt.datetime.fromtimestamp(task.eta, dt.timezone.utc).timestamp():.6f}"
+    if task.attempt > 1:
+        if task.previous_status is not None:
+            sent[_PREVIOUS_RESPONSE] = str(task.previous_status)
+        if task.previous_error:
+            sent[_RETRY_REASON] = task.previous_error
     if keyring is not None:
         attempt = Attempt(task.queue, task.name, task.attempt - 1, task.executions)
         sent.update(proof_headers(attempt, task.body, keyring))
     return sent
 
 
-@dataclass(frozen=True)
-class _Finished:
-    """A delivered attempt, without its body."""
+# The queue's headers, as make_task_headers names them; and the own headers of the last task, with what they
+# become (replaced whole, never changed: read by every worker thread).
+_QUEUE_NAME, _TASK_NAME, _RETRY_COUNT, _EXECUTION_COUNT, _ETA, _PREVIOUS_RESPONSE, _RETRY_REASON = (
+    headers.make_task_headers(
+        queue_name="q", task_name="t", eta=dt.datetime.now(dt.timezone.utc), previous_response=500, retry_reason="r"
+    )
+)
+_last_own: list[tuple[dict[str, str], dict[str, str]]] = [({}, headers.delivery_headers({}, {}))]
 
-    id: int
-    attempt: int
-    queue: str
-    name: str
-    url: str
-    first_attempt: float
-    retry_options: RetryOptions | None
+
+class _Attempted(NamedTuple):
+    task: ClaimedTask
     outcome: Outcome | None  # None: not attempted (the dispatcher stopped first), to give back
     finished: float
-    headers: dict[str, str]
-    body: bytes
     where: str = ""  # the full URL delivered to, for the log (the target's base URL, then url)
+
+
+class _Finished(_Attempted):
+    """A delivered attempt: the task claimed, what its delivery got, and when it ended (a named tuple: one per task)."""
+
+    __slots__ = ()
+
+    @property
+    def id(self) -> int:
+        return self.task.id
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempt
+
+    @property
+    def queue(self) -> str:
+        return self.task.queue
+
+    @property
+    def name(self) -> str:
+        return self.task.name
+
+    @property
+    def url(self) -> str:
+        return self.task.url
+
+    @property
+    def first_attempt(self) -> float:
+        return self.task.first_attempt
+
+    @property
+    def retry_options(self) -> RetryOptions | None:
+        return self.task.retry_options
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.task.headers
+
+    @property
+    def body(self) -> bytes:
+        return self.task.body
 
 
 class _Bucket:
@@ -228,8 +281,10 @@ class Dispatcher:
         self._poll = poll_interval
         self._changed = changed
         self._cond = threading.Condition()
+        self._turn = threading.Lock()  # held by the thread recording outcomes and claiming: one at a time
         self._results: list[_Finished] = []
         self._kicked = False
+        self._look = False  # a turn on a worker thread asks the dispatcher thread to look again
         self._stopping = False
         self._in_flight = 0
         self._pool = WorkerPool(concurrency)
@@ -343,9 +398,10 @@ class Dispatcher:
             pause = False
             try:
                 if stopping:
-                    results = self._take_results()
-                    if results:
-                        self._settle(results)
+                    with self._turn:
+                        results = self._take_results()
+                        if results:
+                            self._settle(results)
                     break
                 clock = time.monotonic()
                 if self._in_flight and clock >= next_renewal:
@@ -355,7 +411,8 @@ class Dispatcher:
                     self._store.prune(finished_before=time.time() - self._retention)
                     self._store.compact()
                     next_housekeeping = clock + _HOUSEKEEPING_INTERVAL
-                timeout = self._dispatch(self._take_results())  # taken last: a failure above loses none
+                with self._turn:
+                    timeout = self._dispatch(self._take_results())  # taken last: a failure above loses none
                 if self._in_flight:
                     timeout = min(timeout, max(next_renewal - time.monotonic(), _MIN_SLEEP))
                 if self._failures:
@@ -427,7 +484,9 @@ class Dispatcher:
             with self._cond:
                 if self._stopping:
                     break
-                if not pause and (self._results or (self._kicked and self._in_flight < self._concurrency)):
+                if not pause and (
+                    self._results or self._look or (self._kicked and self._in_flight < self._concurrency)
+                ):
                     break
                 left = end - time.monotonic()
                 if left <= 0:
@@ -437,6 +496,7 @@ class Dispatcher:
                 break
         with self._cond:
             kicked, self._kicked = self._kicked, False
+            self._look = False
         if kicked and self._in_flight and not self._stopping:
             # Workers are busy: let a few more enqueues gather, to claim them in one go.
             time.sleep(_GATHER)
@@ -512,6 +572,8 @@ class Dispatcher:
             bucket.in_flight += 1
             bucket.tokens -= 1
             self._pool.submit(self._job(task, deliverer))
+        if results and not self._in_flight:  # join() waits for nothing in flight: no use waking it before
+            self._notify_changed()
         if len(tasks) == free:
             return self._poll
         wake = self._store.next_wake(self.owner)
@@ -588,25 +650,41 @@ class Dispatcher:
                     outcome = Outcome(None, f"INTERNAL_ERROR: {type(exc).__name__}")
                 finally:
                     _delivering.dispatcher = None
-            finished = _Finished(
-                task.id,
-                task.attempt,
-                task.queue,
-                task.name,
-                task.url,
-                task.first_attempt,
-                task.retry_options,
-                outcome,
-                time.time(),
-                task.headers,
-                task.body,
-                _full_url(deliverer, task.url),
-            )
+            finished = _Finished(task, outcome, time.time(), _full_url(deliverer, task.url))
             with self._cond:
                 self._results.append(finished)
-                self._cond.notify()
+                # The last delivery in flight to end records the outcomes and claims the next tasks itself, on
+                # its thread: waking the dispatcher thread for it costs more than the turn (the dispatcher
+                # thread still wakes for any other outcome, and takes over when this turn cannot be run).
+                last = len(self._results) >= self._in_flight and not self._stopping and not self._failures
+                if not last:
+                    self._cond.notify()
+            if last and not self._turn_here(deliverer):
+                with self._cond:
+                    self._look = True
+                    self._cond.notify()
 
         return deliver
+
+    def _turn_here(self, deliverer: Deliverer) -> bool:
+        """Runs a turn (record the outcomes, claim for the free workers) on this worker thread, if none is running.
+
+        Returns:
+            False when the dispatcher thread must look: a turn was running, the turn failed (the outcomes are
+            kept for the next), or it left workers free (the dispatcher thread then sleeps until the next due time).
+        """
+        if not self._turn.acquire(blocking=False):
+            return False
+        try:
+            if self._stopping or self._failures:
+                return False
+            self._dispatch(self._take_results())
+            return self._in_flight >= self._concurrency
+        except Exception:
+            logger.debug("A turn on a worker thread failed; the dispatcher thread takes over", exc_info=True)
+            return False
+        finally:
+            self._turn.release()
 
     def _settle(
         self, results: list[_Finished], *, record: Callable[[Sequence[Settlement]], object] | None = None
@@ -641,9 +719,13 @@ class Dispatcher:
             for r in results:
                 self._bucket(r.queue, clock).in_flight -= 1
         self._in_flight -= len(results)
-        if results:
-            with self._changed:
-                self._changed.notify_all()
+        if results and record is None:  # (after a claim, _dispatch wakes join() only once nothing is in flight)
+            self._notify_changed()
+
+    def _notify_changed(self) -> None:
+        """Wakes :meth:`LocalTransport.join`."""
+        with self._changed:
+            self._changed.notify_all()
 
     def _judge(self, r: _Finished) -> tuple[Settlement, str, Callable[[], None] | None]:
         """What to record of an attempt, what kind of end it is, and the line to log once it is recorded.
@@ -778,7 +860,8 @@ class Dispatcher:
                 results, self._results = self._results, []
             try:
                 if results:
-                    self._settle(results)
+                    with self._turn:
+                        self._settle(results)
                 elif self._in_flight:
                     self._store.renew(self.owner, lease_until=time.time() + self._lease)
             except Exception:

@@ -183,9 +183,10 @@ class NewTask(NamedTuple):
     retry_options: RetryOptions | None
 
 
-@dataclass(frozen=True)
-class ClaimedTask:
-    """A task leased to a dispatcher, with what it needs to deliver it.
+class ClaimedTask(NamedTuple):
+    """A task leased to a dispatcher, with what it needs to deliver it (a named tuple: made per claimed task).
+
+    The ``headers`` of tasks claimed together may be one dict shared by them: read it, never change it.
 
     Attributes:
         id: Row id.
@@ -252,9 +253,8 @@ class LostAttempt:
 LostAttemptPolicy = Callable[[LostAttempt], float | None]
 
 
-@dataclass(frozen=True)
-class Settlement:
-    """The outcome of one attempt, to record.
+class Settlement(NamedTuple):
+    """The outcome of one attempt, to record (a named tuple: made per attempt).
 
     Attributes:
         id: Row id of the task.
@@ -413,11 +413,7 @@ class TaskStore:
                 yield conn
                 conn.execute("COMMIT")
             except BaseException:
-                # Also after a failed COMMIT (busy, disk full), which may leave the transaction open: an open one
-                # would refuse every later BEGIN. A failing ROLLBACK must not hide the error that caused it.
-                if conn.in_transaction:
-                    with suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
+                _roll_back(conn)
                 raise
 
     def _after_fork_in_child(self) -> None:
@@ -492,10 +488,7 @@ class TaskStore:
                             results.append(exc)
                     conn.execute("COMMIT")
                 except BaseException:
-                    # Also after a failed COMMIT (busy, disk full), which may leave the transaction open: see _write.
-                    if conn.in_transaction:
-                        with suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
+                    _roll_back(conn)
                     raise
             except sqlite3.Error as exc:
                 what = "the task" if len(tasks) == 1 else f"the {len(tasks)} tasks"
@@ -627,40 +620,46 @@ class TaskStore:
                 f"first_attempt = COALESCE(first_attempt, ?) WHERE id IN ({marks})",
                 (owner, lease_until, now, *ids),
             )
-        return [
-            ClaimedTask(
-                id=row_id,
-                queue=queue,
-                name=name if name is not None else self.generated_name(row_id),
-                url=url,
-                headers=json.loads(headers),
-                body=body,
-                eta=eta,
-                attempt=attempts + 1,
-                executions=executions,
-                first_attempt=now if first_attempt is None else first_attempt,
-                previous_status=last_status,
-                previous_error=last_error,
-                deadline=deadline,
-                retry_options=_load_options(retry_options),
+        decoded: dict[str, dict[str, str]] = {}  # the tasks of one claim mostly share their headers' JSON
+        claimed: list[ClaimedTask] = []
+        for (
+            row_id,
+            queue,
+            name,
+            url,
+            headers,
+            body,
+            eta,
+            attempts,
+            executions,
+            first,
+            status,
+            error,
+            deadline,
+            options,
+        ) in rows:
+            own = decoded.get(headers)
+            if own is None:
+                own = decoded[headers] = json.loads(headers)
+            claimed.append(
+                ClaimedTask(
+                    row_id,
+                    queue,
+                    name if name is not None else self.generated_name(row_id),
+                    url,
+                    own,
+                    body,
+                    eta,
+                    attempts + 1,
+                    executions,
+                    now if first is None else first,
+                    status,
+                    error,
+                    deadline,
+                    None if options is None else _load_options(options),
+                )
             )
-            for (
-                row_id,
-                queue,
-                name,
-                url,
-                headers,
-                body,
-                eta,
-                attempts,
-                executions,
-                first_attempt,
-                last_status,
-                last_error,
-                deadline,
-                retry_options,
-            ) in rows
-        ]
+        return claimed
 
     @staticmethod
     def _due(
@@ -1122,6 +1121,16 @@ def corruption_message(path: Path, exc: BaseException) -> str:
         f"again: a new, empty queue is made. The tasks in it are lost unless you recover them, e.g. "
         f"`sqlite3 {path}.corrupt .recover | sqlite3 {path}`."
     )
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    """Ends a failed write transaction, also after a failed COMMIT (busy, disk full), which may leave it open.
+
+    An open transaction would refuse every later BEGIN; a failing ROLLBACK must not hide the error that caused it.
+    """
+    if conn.in_transaction:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _dump_options(options: RetryOptions | None) -> str | None:
