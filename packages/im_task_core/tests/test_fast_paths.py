@@ -595,6 +595,25 @@ def test_hand_made_signatures_are_checked_as_signature_bind_does(im_task_recorde
     assert len(im_task_recorder.requests) == 2
 
 
+@task
+def hand_signed(*args: Any, **kwargs: Any) -> None:
+    """A module-level task whose hand-made signature no checker can express (its name changes under NFKC)."""
+
+
+hand_signed.func.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("\ufb01le", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+)
+
+
+def test_the_common_call_checks_a_signature_no_checker_can_express(im_task_recorder: RecordingTransport) -> None:
+    # Found by review: the common call skipped Signature.bind when no checker could be written for the signature.
+    for _ in range(2):
+        with pytest.raises(EnqueueError, match="missing a required argument"):
+            hand_signed(file=1)
+        hand_signed(1)  # the first good call makes the plan; the misfits around it are refused all the same
+    assert len(im_task_recorder.requests) == 2
+
+
 def positional_default_and_kwargs(a: int = 1, /, **kw: int) -> tuple[int, dict[str, int]]:
     """``a=5`` goes to ``kw``: the real call takes it."""
     return a, kw

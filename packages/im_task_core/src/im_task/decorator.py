@@ -55,7 +55,6 @@ R = TypeVar("R")
 logger = logging.getLogger("im_task")
 _new = object.__new__
 _set_attribute = object.__setattr__
-_time = time.time
 #: A signature not looked up yet (None means: it cannot be, so calls are not checked).
 _UNKNOWN: Any = object()
 
@@ -136,7 +135,7 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         plan = self._plans[0]
         if plan is not None and plan.direct is not None and self._direct_fits(plan, args, kwargs):
             # The common call (see _direct_fits): its task made as _request makes it, with fewer steps.
-            body = plan.direct.seal(plan.template.dumps(args, kwargs), now=_time())  # type: ignore[union-attr]
+            body = plan.direct.seal(plan.template.dumps(args, kwargs), now=time.time())  # type: ignore[union-attr]
             transport = STATE.transport or get_transport()
             if plan.size + len(body) <= transport.max_task_size:  # else to the payload store, the general way
                 fields = plan.fields.copy()
@@ -179,9 +178,12 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         if plan.settings is not STATE.settings or plan.keyring is not STATE.keyring:
             return False  # the settings changed: the general path makes the plan again
         checker = self._checker
-        if checker is not None:
-            if checker is _UNKNOWN:
+        if checker is None:
+            if self._signature is not None:  # a signature no checker can express: Signature.bind, the general way
                 return False
+        elif checker is _UNKNOWN:
+            return False
+        else:
             try:
                 checker(*args, **kwargs)
             except TypeError:
