@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -387,6 +388,35 @@ def test_stop_waits_only_for_the_deliveries_started(db: Path) -> None:
         assert transport.join(10)
         assert {t.attempts for t in transport.tasks()} == {1}
     finally:
+        transport.close()
+
+
+def test_tasks_claimed_after_a_stop_ran_out_of_time_are_given_back_unattempted(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by review: stop(timeout) ran out while a turn waited for the write lock (held by another process);
+    # the turn then claimed a task no worker could start, charged it an attempt and kept it in flight.
+    app = Gate(hold=True)
+    transport = LocalTransport(db, target=app, concurrency=1, lease_duration=3.0, poll_interval=5.0)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        for i in range(3):
+            transport.enqueue(request(f"t{i}"))
+        assert wait_for(lambda: app.count() == 1)
+        blocker.execute("BEGIN IMMEDIATE")  # another process's long write: the next turn waits for it
+        app.release.set()  # the delivery ends; its worker's turn now waits to record it and claim t1
+        time.sleep(0.3)
+        dispatcher = transport._dispatcher
+        assert dispatcher is not None
+        with caplog.at_level(logging.WARNING, logger="im_task"):
+            assert transport.stop(timeout=0.2) is False
+            blocker.execute("COMMIT")
+            assert wait_for(lambda: dispatcher.in_flight == 0 and not dispatcher.alive)
+        states = sorted((t.name, t.state, t.attempts) for t in transport.tasks())
+        assert states == [("t0", "done", 1), ("t1", "queued", 0), ("t2", "queued", 0)]
+        assert "they are given back, not attempted" in caplog.text
+    finally:
+        blocker.close()
         transport.close()
 
 

@@ -566,12 +566,16 @@ class Dispatcher:
         self._settle(results, record=record_and_claim)
         if lost:
             self._report_lost(lost, now)
-        for task in tasks:
+        for index, task in enumerate(tasks):
             self._in_flight += 1
             bucket = self._bucket(task.queue, clock)
             bucket.in_flight += 1
             bucket.tokens -= 1
-            self._pool.submit(self._job(task, deliverer))
+            try:
+                self._pool.submit(self._job(task, deliverer))
+            except RuntimeError:  # the pool was shut down (stop() ran out of time) while this turn claimed
+                self._give_back(tasks[index:], deliverer, counted=1)
+                break
         if results and not self._in_flight:  # join() waits for nothing in flight: no use waking it before
             self._notify_changed()
         if len(tasks) == free:
@@ -665,6 +669,24 @@ class Dispatcher:
                     self._cond.notify()
 
         return deliver
+
+    def _give_back(self, tasks: Sequence[ClaimedTask], deliverer: Deliverer, *, counted: int) -> None:
+        """Hands claimed tasks that no worker will deliver back to be recorded as not attempted (released).
+
+        They count as in flight until recorded (the first ``counted`` already do), so that the dispatcher, or
+        its drain after a stop, records them, and no attempt is charged for them.
+        """
+        clock = time.monotonic()
+        for task in tasks[counted:]:
+            self._in_flight += 1
+            self._bucket(task.queue, clock).in_flight += 1
+        logger.warning(
+            "The local queue stopped while claiming %d task(s); they are given back, not attempted.", len(tasks)
+        )
+        now = time.time()
+        with self._cond:
+            self._results.extend(_Finished(task, None, now, _full_url(deliverer, task.url)) for task in tasks)
+            self._cond.notify()
 
     def _turn_here(self, deliverer: Deliverer) -> bool:
         """Runs a turn (record the outcomes, claim for the free workers) on this worker thread, if none is running.
