@@ -1051,21 +1051,39 @@ def _info(row: Sequence[Any]) -> TaskInfo:
 
 def is_corrupt(exc: BaseException) -> bool:
     """Whether a SQLite error says the file is damaged, or is not a database at all."""
-    if not isinstance(exc, sqlite3.DatabaseError):
-        return False
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return bool(code & 0xFF in _SQLITE_CORRUPT)
-    text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
+    return isinstance(exc, sqlite3.DatabaseError) and _primary_code(exc) in _SQLITE_CORRUPT
 
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether a SQLite error says the disk is full (``SQLITE_FULL``), or an OS error says no space is left."""
+    if isinstance(exc, sqlite3.Error):
+        return _primary_code(exc) == _SQLITE_FULL
+    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG)
+
+
+def _primary_code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code of an error, or None when it cannot be told.
+
+    Python 3.11 and later give it (``sqlite_errorcode``); on Python 3.10 it is read from SQLite's own message,
+    for the codes this module acts on.
+    """
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return bool(code & 0xFF == _SQLITE_FULL)
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EFBIG)
+        return int(code) & 0xFF
+    text = str(exc).lower()
+    for words, primary in _CODE_MESSAGES:
+        if words in text:
+            return primary
+    return None
+
+
+#: SQLite's messages (``sqlite3_errstr``) for the primary codes read from them when the error carries no code.
+_CODE_MESSAGES = (
+    ("database or disk is full", _SQLITE_FULL),
+    ("disk i/o error", _SQLITE_IOERR),
+    ("malformed", _SQLITE_CORRUPT[0]),
+    ("not a database", _SQLITE_CORRUPT[1]),
+)
 
 
 def write_failure(path: Path, exc: BaseException) -> str | None:
@@ -1075,9 +1093,8 @@ def write_failure(path: Path, exc: BaseException) -> str | None:
     when a write fails because the process's file size limit (``ulimit -f``)
     is reached; so for an I/O error the disk and the limit are looked at.
     """
-    code = getattr(exc, "sqlite_errorcode", None)
     full = is_disk_full(exc)
-    if not full and not (code is not None and code & 0xFF == _SQLITE_IOERR):
+    if not full and not (isinstance(exc, sqlite3.Error) and _primary_code(exc) == _SQLITE_IOERR):
         return None
     free = _free_bytes(path.parent)
     if free is not None and free < _LOW_SPACE:
