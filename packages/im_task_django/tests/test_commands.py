@@ -100,9 +100,9 @@ def test_worker_command_line_uses_the_project_settings(server: str, tmp_path: Pa
 
 
 def test_worker_command_strips_only_djangos_options() -> None:
-    from im_task_django.management.commands.im_task_worker import _without_django_options
+    from im_task_django.management.passthrough import without_django_options
 
-    assert _without_django_options(["--settings", "s", "--target", "http://x", "--pythonpath=p", "--until-empty"]) == [
+    assert without_django_options(["--settings", "s", "--target", "http://x", "--pythonpath=p", "--until-empty"]) == [
         "--target",
         "http://x",
         "--until-empty",
