@@ -39,12 +39,13 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 from im_task.errors import SignatureError
+from im_task.instances import instance_of
 from im_task.keys import KEY_ID_SIZE, Keyring
 from im_task.names import ProcessSequence
 
@@ -223,13 +224,16 @@ class Binding:
             fields["id"],
             fields["headers"],
         )
-        if not (isinstance(path, str) and isinstance(queue, str) and isinstance(task_id, str)):
+        # JSON gives exact types (a bool is no int here), so ``type() is`` is the whole check
+        if not (type(path) is str and type(queue) is str and type(task_id) is str):
             raise ValueError("not an envelope binding")
-        if not _whole(made) or not _whole(due) or not _whole(expires):
+        if not (type(made) is int and type(due) is int and type(expires) is int and min(made, due, expires) >= 0):
             raise ValueError("not an envelope binding")
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        if type(headers) is not dict or not all(type(v) is str for v in headers.values()):
             raise ValueError("not an envelope binding")
-        return cls(path, queue, made, expires, task_id, headers, due)
+        fields = {"path": path, "queue": queue, "made": made, "expires": expires, "task_id": task_id}
+        fields.update(headers=headers, due=due)
+        return instance_of(cls, fields)  # every request opens one
 
     def refusal(
         self,
@@ -404,10 +408,20 @@ def _json_object(data: bytes, keys: frozenset[str], error: str) -> dict[str, Any
     Raises:
         ValueError: The data is not JSON, or (saying ``error``) not such an object.
     """
-    fields = json.loads(data.decode())
-    if not isinstance(fields, dict) or fields.keys() != keys:
+    text = data.decode()
+    try:  # the C scanner json.loads ends in, without its two Python frames (every request reads a binding)
+        fields, end = _scan_json(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):  # not one JSON value alone: json.loads says why (or reads it, around white space)
+        fields = json.loads(text)
+    if type(fields) is not dict or fields.keys() != keys:
         raise ValueError(error)
     return fields
+
+
+#: The scanner json.loads uses (set by JSONDecoder.__init__, which the type stubs do not say).
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _escaped(data: bytes) -> bytes:

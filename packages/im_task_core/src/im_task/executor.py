@@ -64,7 +64,8 @@ from im_task.errors import (
     SingularTaskFailure,
     UnreadableBodyError,
 )
-from im_task.headers import APPENGINE, Headers, TaskHeaders, queue_headers
+from im_task.headers import APPENGINE, FAMILIES, Headers, TaskHeaders, queue_headers
+from im_task.instances import instance_of
 from im_task.keys import Keyring
 from im_task.outcomes import Delivered, keeps_payload, needs_settling, own_headers, settle
 from im_task.reruns import RERUN_HEADER
@@ -167,7 +168,7 @@ def _open_bound(data: bytes, keyring: Keyring, arrival: Arrival, *, deferred: bo
             raise SignatureError(f"The signature verifies, but {refusal}.")
     if isinstance(opened.payload, PayloadReference):
         return Payload(b"", reference=opened.payload, binding=binding)
-    return Payload(opened.payload, binding=binding)
+    return instance_of(Payload, {"data": opened.payload, "decode": loads_call, "reference": None, "binding": binding})
 
 
 def _check_unbound(arrival: Arrival) -> None:
@@ -294,7 +295,8 @@ def serve(
         logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(400, "Bad Request: the body could not be read.", exc)
     try:
-        payload = opener(data, keyring, Arrival(task, view, remote_addr, settings, path))
+        arrival = {"task": task, "headers": view, "remote_addr": remote_addr, "settings": settings, "path": path}
+        payload = opener(data, keyring, instance_of(Arrival, arrival))
     except SignatureError as exc:
         logger.warning("Refused task %r (%r) from %s: %s", task.task_name, path, _source(remote_addr), exc)
         return answer(403, "Forbidden: the task signature does not verify.", exc)
@@ -460,10 +462,8 @@ def _headers_for_task(headers: Headers, binding: Binding, family: str) -> Header
     Only the task headers of the family the request was accepted with, by their known names: another family's,
     or another ``X-AppEngine-*`` header (``X-AppEngine-User-Is-Admin``), may come from anyone outside App Engine.
     """
-    given = {family + name: headers[family + name] for name in _TASK_HEADER_NAMES if family + name in headers}
-    if RERUN_HEADER in headers:  # a replay's or a queue retry's signed mark; the task verifies it (im_task.reruns)
-        given[RERUN_HEADER] = headers[RERUN_HEADER]
-    return Headers({**given, "Content-Type": CONTENT_TYPE, **binding.headers})
+    # Besides the family's: a replay's or a queue retry's signed mark, which the task verifies (im_task.reruns)
+    return headers.picked(_SEEN_BY_TASKS[family], {"Content-Type": CONTENT_TYPE, **binding.headers})
 
 
 #: The task headers a queue sends, after the family prefix (``X-AppEngine-`` or ``X-CloudTasks-``).
@@ -476,6 +476,11 @@ _TASK_HEADER_NAMES = (
     "TaskPreviousResponse",
     "TaskRetryReason",
 )
+#: What a task sees of the request's headers, by family: ``(lower-case name, name)`` pairs for Headers.picked.
+_SEEN_BY_TASKS = {
+    family: tuple((name.lower(), name) for name in [*(family + name for name in _TASK_HEADER_NAMES), RERUN_HEADER])
+    for family in FAMILIES
+}
 
 
 def _why_undecodable(exc: Exception) -> str:

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from im_task.instances import instance_of
+
 __all__ = [
     "APPENGINE",
     "CLOUDTASKS",
@@ -121,6 +123,39 @@ class Headers(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"Headers({dict(self.items())!r})"
 
+    def picked(self, names: Iterable[tuple[str, str]], more: Mapping[str, str] | None = None) -> Headers:
+        """The headers among ``names`` that are present, named as ``names`` gives them, then ``more``.
+
+        The endpoint builds what a task sees with it, without a lower-casing pass over names it knows.
+
+        Args:
+            names: ``(lower-case name, name to give)`` pairs, in the order to keep.
+            more: Headers to add after those (a later name wins, in any case).
+
+        Returns:
+            The new headers.
+        """
+        items = self._items
+        chosen = {key: (name, item[1]) for key, name in names if (item := items.get(key)) is not None}
+        if more:
+            chosen.update({name.lower(): (name, value) for name, value in more.items()})
+        return Headers.from_entries(chosen)
+
+    @classmethod
+    def from_entries(cls, entries: dict[str, tuple[str, str]]) -> Headers:
+        """Headers from entries already keyed by their lower-case names, without a lowering pass.
+
+        Args:
+            entries: ``{lower-case name: (name as given, value)}``; the headers keep this dictionary
+                as their own, so pass one no one else changes.
+
+        Returns:
+            The headers.
+        """
+        made = cls.__new__(cls)
+        made._items = entries
+        return made
+
 
 def queue_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The queue's task headers among ``headers`` (``X-AppEngine-*``, ``X-CloudTasks-*``), as they were given.
@@ -178,14 +213,15 @@ class TaskHeaders:
             name = items.get(name_key)
             if queue and name and queue[1] and name[1]:
                 retry, execution, eta = items.get(retry_key), items.get(execution_key), items.get(eta_key)
-                return cls(
-                    queue_name=queue[1].rsplit("/", 1)[-1],
-                    task_name=name[1].rsplit("/", 1)[-1],
-                    retry_count=_int(None if retry is None else retry[1]),
-                    execution_count=_int(None if execution is None else execution[1]),
-                    eta=None if eta is None else _eta(eta[1]),
-                    family=family,
-                )
+                fields = {
+                    "queue_name": queue[1].rsplit("/", 1)[-1],
+                    "task_name": name[1].rsplit("/", 1)[-1],
+                    "retry_count": _int(None if retry is None else retry[1]),
+                    "execution_count": _int(None if execution is None else execution[1]),
+                    "eta": None if eta is None else _eta(eta[1]),
+                    "family": family,
+                }
+                return instance_of(cls, fields)  # every request parses one
         return None
 
 

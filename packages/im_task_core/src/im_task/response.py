@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
+from im_task.instances import instance_of
+
 __all__ = ["OUTCOME_HEADER", "OUTCOMES", "TEXT_PLAIN", "Handler", "TaskResponse", "answer", "outcome_of_status"]
 
 TEXT_PLAIN = ("Content-Type", "text/plain; charset=utf-8")
@@ -87,7 +89,9 @@ def answer(
     if outcome not in OUTCOMES:
         raise ValueError(f"outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}.")
     headers = [TEXT_PLAIN, (OUTCOME_HEADER, outcome), *extra.items()]
-    return TaskResponse(status, text.encode() + b"\n", headers, exception, outcome)
+    fields = {"status": status, "body": text.encode() + b"\n", "headers": headers, "exception": exception}
+    fields["outcome"] = outcome  # known: TaskResponse.__post_init__ would have nothing to do
+    return instance_of(TaskResponse, fields)  # every request gets one
 
 
 #: What serves an endpoint: ``handler(method, path, body, headers, remote_addr)`` returns the response.

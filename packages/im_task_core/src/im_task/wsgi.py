@@ -18,12 +18,36 @@ StartResponse = Callable[..., Any]
 
 def environ_headers(environ: Mapping[str, Any]) -> Headers:
     """The request headers of a WSGI environ, as a case-insensitive mapping."""
-    pairs = [(key[5:].replace("_", "-").title(), value) for key, value in environ.items() if key[:5] == "HTTP_"]
+    names = _header_names
+    entries = {}
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            lowered, name = names.get(key) or _header_name(key)
+            entries[lowered] = (name, value)
     for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
         value = environ.get(key)
         if value:
-            pairs.append((name, value))
-    return Headers(pairs)
+            entries[name.lower()] = (name, value)
+    return Headers.from_entries(entries)
+
+
+def _header_name(key: str) -> tuple[str, str]:
+    """An environ key's header name in lower case and as sent (``X-Appengine-Queuename``), kept for next time.
+
+    The same few names come with every request; an environ of strange names costs the
+    conversion each time rather than memory: at most :data:`_KEPT_NAMES` are kept.
+    """
+    name = key[5:].replace("_", "-").title()
+    names = (name.lower(), name)
+    if len(_header_names) < _KEPT_NAMES:
+        _header_names[key] = names
+    return names
+
+
+#: Header names by environ key, as :func:`_header_name` made them (see :data:`_KEPT_NAMES`).
+_header_names: dict[str, tuple[str, str]] = {}
+#: How many header names :func:`_header_name` keeps.
+_KEPT_NAMES = 512
 
 
 class TaskWSGIApp:
@@ -47,14 +71,20 @@ class TaskWSGIApp:
         self.route = get_taskroute() if route is None else normalize_taskroute(route)
         self.fallback = fallback
         self.endpoints: tuple[Endpoint, ...] = endpoints.endpoints()
+        # Each endpoint's path, found once (the route is fixed; the other paths are constants)
+        self._mounts = tuple((endpoint, endpoint.path(self.route), endpoint.prefix) for endpoint in self.endpoints)
 
     def endpoint_for(self, path: str) -> Endpoint | None:
         """The endpoint serving a request path, or None (the first in the table's order wins).
 
         A prefix endpoint serves the paths below its path (``<path>/<something>``),
-        as the framework adapters mount it; an exact endpoint serves its path only.
+        as the framework adapters mount it; an exact endpoint serves its path only
+        (see :meth:`Endpoint.matches <im_task.endpoints.Endpoint.matches>`).
         """
-        return next((endpoint for endpoint in self.endpoints if endpoint.matches(path, self.route)), None)
+        for endpoint, base, prefix in self._mounts:
+            if (len(path) > len(base) + 1 and path.startswith(base + "/")) if prefix else path == base:
+                return endpoint
+        return None
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Serves one WSGI request."""
