@@ -9,6 +9,7 @@ import importlib
 import inspect
 import keyword
 import logging
+import pickle
 import random
 import reprlib
 import sys
@@ -37,6 +38,7 @@ from im_task.errors import (
     TaskTooLargeError,
     UnknownQueueError,
 )
+from im_task.instances import instance_of
 from im_task.keys import Keyring
 from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path
@@ -45,7 +47,7 @@ from im_task.serialization import ATOMIC_TYPES, CallTemplate, TaskWrapper, all_a
 from im_task.state import STATE
 from im_task.stores.base import NO_STORE, get_payload_store, store_payload
 from im_task.transactions import current_binder, enqueue_transactional
-from im_task.transports.base import TaskRequest, Transport, request_of, task_size
+from im_task.transports.base import TaskRequest, Transport, check_fields, request_of, task_size
 
 __all__ = ["TaskFunction", "TaskHandle", "task"]
 
@@ -54,7 +56,7 @@ R = TypeVar("R")
 
 logger = logging.getLogger("im_task")
 _new = object.__new__
-_set_attribute = object.__setattr__
+_dumps, _PROTOCOL, _FRAME = pickle.dumps, pickle.HIGHEST_PROTOCOL, pickle.FRAME[0]  # as CallTemplate pickles
 #: A signature not looked up yet (None means: it cannot be, so calls are not checked).
 _UNKNOWN: Any = object()
 
@@ -81,9 +83,7 @@ def _handle_of(fields: dict[str, Any]) -> TaskHandle:
 
     The handle keeps ``fields`` as its own.
     """
-    handle: TaskHandle = _new(TaskHandle)
-    _set_attribute(handle, "__dict__", fields)
-    return handle
+    return instance_of(TaskHandle, fields)
 
 
 class TaskFunction(TaskWrapper, Generic[P, R]):
@@ -114,8 +114,8 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
             _check_headers_fit(self.url, options.headers)
         self._signature: inspect.Signature | None = _UNKNOWN  # looked up at the first call, then kept
         self._bound_signature: inspect.Signature | None = _UNKNOWN  # the same less its first parameter
-        self._checker: Callable[..., None] | None = _UNKNOWN  # binds arguments as the signature does, fast
-        self._bound_checker: Callable[..., None] | None = _UNKNOWN
+        self._checker: Callable[..., bool] | None = _UNKNOWN  # binds arguments as the signature does, fast
+        self._bound_checker: Callable[..., bool] | None = _UNKNOWN
         # What every call of this task shares under the settings in force (_Plan), in a box that the
         # TaskFunctions a method's __get__ makes share (see __get__).
         self._plans: list[_Plan | None] = [None]
@@ -133,24 +133,41 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
                 ``BadTransactionStateError`` as the specific cases).
         """
         plan = self._plans[0]
-        if plan is not None and plan.direct is not None and self._direct_fits(plan, args, kwargs):
-            # The common call (see _direct_fits): its task made as _request makes it, with fewer steps.
-            body = plan.direct.seal(plan.template.dumps(args, kwargs), now=time.time())  # type: ignore[union-attr]
-            transport = STATE.transport or get_transport()
-            if plan.size + len(body) <= transport.max_task_size:  # else to the payload store, the general way
-                fields = plan.fields.copy()
-                fields["body"], fields["headers"] = body, plan.headers.copy()
-                request: TaskRequest = _new(TaskRequest)  # request_of(fields), inline
-                _set_attribute(request, "__dict__", fields)
-                try:
-                    name = transport.enqueue(request)
-                except Exception as exc:
-                    return self._recover(exc, request, transport, None)
-                fields = plan.handle.copy()
-                fields["name"] = name
-                handle: TaskHandle = _new(TaskHandle)  # _handle_of(fields), inline
-                _set_attribute(handle, "__dict__", fields)
-                return handle
+        # The common call (see _Plan.fits), under the settings its plan was made with (else the general path
+        # makes the plan again): its task made as _request makes it, with fewer steps.
+        if (
+            plan is not None
+            and plan.fits is not None
+            and plan.settings is STATE.settings
+            and plan.keyring is STATE.keyring
+        ):
+            try:
+                # The template names this function by module and name: right only while that name holds it.
+                common = (
+                    plan.fits(*args, **kwargs)
+                    and plan.namespace[plan.attribute] is self
+                    and sys.modules[plan.module_name] is plan.module
+                )
+            except (TypeError, KeyError):  # arguments that do not fit (the general way says why), or no such name
+                common = False
+            if common:
+                # plan.template.arguments(args, kwargs), inline (arguments of plain types always pickle)
+                pair = _dumps((args, kwargs), _PROTOCOL)
+                arguments = pair[11:-3] if pair[2] == _FRAME else pair[2:-3]
+                body = plan.direct.seal_now(arguments, time.time())  # type: ignore[union-attr]
+                transport = STATE.transport or get_transport()
+                if plan.size + len(body) <= transport.max_task_size:  # else to the payload store, the general way
+                    fields = plan.fields.copy()
+                    fields["body"], fields["headers"] = body, plan.headers.copy()
+                    try:  # its queue, URL and name were checked with the plan, its size above
+                        name = transport._enqueue_built(fields)
+                    except Exception as exc:
+                        return self._recover(exc, request_of(fields), transport, None)
+                    handle: TaskHandle = _new(TaskHandle)  # _handle_of(), inline: its fields set in place
+                    fields = handle.__dict__
+                    fields.update(plan.handle)
+                    fields["name"] = name
+                    return handle
         return self._enqueue(args, kwargs)
 
     def _enqueue(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> TaskHandle:
@@ -166,38 +183,6 @@ class TaskFunction(TaskWrapper, Generic[P, R]):
         except Exception as exc:
             return self._recover(exc, request, transport, stored)
         return self._handle(request, name)
-
-    def _direct_fits(self, plan: _Plan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """Whether a call is a common one, whose task ``__call__`` makes with fewer steps than :meth:`_request`.
-
-        The common call: of a task function that pickles by reference, with arguments of plain types, on one
-        queue, due now, not transactional, without ``includeheaders``, under the settings its plan was made
-        with (see ``_Plan.direct``), and with arguments that fit the signature (checked as
-        :meth:`_check_arguments` does; those that do not go the general way, which says why).
-        """
-        if plan.settings is not STATE.settings or plan.keyring is not STATE.keyring:
-            return False  # the settings changed: the general path makes the plan again
-        checker = self._checker
-        if checker is None:
-            if self._signature is not None:  # a signature no checker can express: Signature.bind, the general way
-                return False
-        elif checker is _UNKNOWN:
-            return False
-        else:
-            try:
-                checker(*args, **kwargs)
-            except TypeError:
-                return False
-        # The template names this function by module and name: right only while that name holds it.
-        if plan.namespace.get(plan.attribute) is not self or sys.modules.get(plan.module_name) is not plan.module:
-            return False
-        for value in args:  # all_atomic(), inline
-            if type(value) not in ATOMIC_TYPES:
-                return False
-        for value in kwargs.values():  # noqa: SIM110 - a loop costs less than any() over a generator
-            if type(value) not in ATOMIC_TYPES:
-                return False
-        return True
 
     async def enqueue_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskHandle:
         """Enqueues a call of the function without blocking the event loop.
@@ -588,8 +573,16 @@ class _Plan:
         fields: The fields of every call's :class:`~im_task.transports.TaskRequest`, less those set per call.
         size: The size of a call's task less its body (method, URL, headers; see ``task_size``).
         sealers: A :class:`~im_task.envelope.TaskSealer` per queue.
-        direct: The sealer of the common calls, which ``__call__`` makes itself (see
-            :meth:`TaskFunction._direct_fits`); None when this task function's calls are not such calls.
+        direct: The sealer of the common calls, which ``__call__`` makes itself, made around the template's
+            constant parts (it takes the pickled arguments alone); None when this task function's calls are
+            not such calls.
+        fits: Whether a call is a common one, called with its arguments (None with ``direct``): it raises
+            ``TypeError`` for arguments that do not fit the signature (as :meth:`TaskFunction._check_arguments`
+            finds), else says whether every argument is of a plain type (``all_atomic``). The common call: of a
+            task function that pickles by reference (a template, the function found in its module under its
+            own name, which ``__call__`` checks per call), with arguments of plain types, on one queue, due
+            now, not transactional, without ``includeheaders``, with a queue, URL and name every transport
+            accepts, and a signature a checker expresses (or none known); any other call takes the general way.
         module_name: The module the template names the function by.
         module: That module, as it was imported when the plan was made.
         attribute: The name the template names the function by, in the module.
@@ -601,6 +594,7 @@ class _Plan:
         "attribute",
         "direct",
         "fields",
+        "fits",
         "handle",
         "headers",
         "keyring",
@@ -644,31 +638,61 @@ class _Plan:
             "dispatch_deadline": options.dispatch_deadline,
             "retry_options": options.retry_options,
         }
-        # The common call, which TaskFunction.__call__ makes itself (see _direct_fits): by reference (a template,
-        # the function found in its module under its own name), on one queue, due now, not transactional, no
-        # includeheaders.
+        # The common call, which TaskFunction.__call__ makes itself (see fits above).
         self.direct: TaskSealer | None = None  # the sealer of such calls, when this task function's are
+        self.fits: Callable[..., bool] | None = None
         self.module_name, self.attribute = str(function.__module__), str(getattr(function, "__qualname__", ""))
         self.module = sys.modules.get(self.module_name)
         self.namespace: Mapping[str, Any] = getattr(self.module, "__dict__", {})
         common = not (self.scheduled or options.transactional or options.includeheaders or "." in self.attribute)
         found = self.namespace.get(self.attribute) is function
-        if self.template is not None and self.queue is not None and common and found:
+        fits = _fits_of(function)
+        if self.template is not None and self.queue is not None and common and found and fits and self._checked():
             self.fields["queue"] = self.queue
-            self.direct = self.sealers.get(self.queue) or self.sealer(self.queue)
+            self.direct = self.sealer(self.queue, around=self.template.around)
+            self.fits = fits
         # The fields of a call's TaskHandle but its name.
         self.handle: dict[str, Any] = {"name": None, "queue": self.queue, "url": function.url, "eta": None}
 
-    def sealer(self, queue: str) -> TaskSealer:
-        """The sealer of the calls sent to ``queue``."""
-        sealer = self.sealers[queue] = TaskSealer(
+    def _checked(self) -> bool:
+        """Whether every transport's checks accept the queue, URL and name of the calls (their size aside)."""
+        fields = self.fields
+        try:
+            check_fields(self.queue, fields["url"], fields["name"])
+        except EnqueueError:
+            return False  # the general way: the transport refuses each call, saying why
+        return True
+
+    def sealer(self, queue: str, *, around: tuple[bytes, bytes] | None = None) -> TaskSealer:
+        """The sealer of the calls sent to ``queue`` (kept in :attr:`sealers`, unless made ``around``)."""
+        sealer = TaskSealer(
             self.keyring,
             path=self.path,
             queue=queue,
             headers=self.own_headers,
             lifetime=self.settings.envelope_lifetime,
+            around=around or (b"", b""),
         )
+        if around is None:
+            self.sealers[queue] = sealer
         return sealer
+
+
+def _fits_of(function: TaskFunction[Any, Any]) -> Callable[..., bool] | None:
+    """The ``fits`` of a plan of ``function`` (see ``_Plan``): its checker, or None when its calls need more."""
+    checker, signature = function._checker, function._signature
+    if checker is _UNKNOWN or signature is _UNKNOWN:
+        return None  # not looked up yet (a plan is made after a call's arguments were checked: never so)
+    if checker is not None:
+        return checker
+    if signature is None:  # unknown: calls are not checked
+        return _plain_arguments
+    return None  # a signature no checker can express: Signature.bind, the general way
+
+
+def _plain_arguments(*args: Any, **kwargs: Any) -> bool:
+    """Whether every argument is of a plain type: the ``fits`` of a callable whose signature is unknown."""
+    return all_atomic(args, kwargs)
 
 
 def _check_headers_fit(url: str, headers: Mapping[str, str]) -> None:
@@ -690,12 +714,15 @@ def _check_headers_fit(url: str, headers: Mapping[str, str]) -> None:
         )
 
 
-def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | None:
-    """A function that takes the arguments ``signature`` takes and does nothing, to check a call's arguments.
+def _checker_of(signature: inspect.Signature | None) -> Callable[..., bool] | None:
+    """A function that takes the arguments ``signature`` takes, to check a call's arguments.
 
     Binding arguments to a real function's parameters is done by the interpreter, about twenty times as
     fast as :meth:`inspect.Signature.bind`; it raises ``TypeError`` in the same cases. None when the
-    signature is unknown or cannot be written as a ``def`` (then ``bind`` checks each call).
+    signature is unknown or cannot be written as a ``def`` (then ``bind`` checks each call). Once bound,
+    it says whether every argument is of a plain type (:func:`~im_task.serialization.all_atomic`, which the
+    common call needs): each argument is bound to one parameter, and a parameter not given has the plain
+    default None.
 
     Where the two differ, the checker does as the real call does: ``def f(a=1, /, **kw)`` takes
     ``f(a=5)`` (``a`` goes to ``kw``), which ``Signature.bind`` refuses before Python 3.13.
@@ -703,7 +730,11 @@ def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | No
     if signature is None:
         return None
     parameters = list(signature.parameters.values())
+    names = {parameter.name for parameter in parameters}
+    # The checker's own globals, under names no parameter shadows.
+    plain_type, plain_types, plain_values = (_unused(name, names) for name in ("_type", "_plain", "_all_plain"))
     parts: list[str] = []
+    tests: list[str] = []
     star = False
     for index, parameter in enumerate(parameters):
         name = parameter.name
@@ -712,10 +743,13 @@ def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | No
         kind = parameter.kind
         if kind is parameter.VAR_POSITIONAL:
             parts.append(f"*{name}")
+            tests.append(f"{plain_values}({name})")
             star = True
         elif kind is parameter.VAR_KEYWORD:
             parts.append(f"**{name}")
+            tests.append(f"{plain_values}({name}.values())")
         else:
+            tests.append(f"{plain_type}({name}) in {plain_types}")
             if kind is parameter.KEYWORD_ONLY and not star:
                 parts.append("*")
                 star = True
@@ -725,13 +759,30 @@ def _checker_of(signature: inspect.Signature | None) -> Callable[..., None] | No
             )
             if last_positional_only:
                 parts.append("/")
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {plain_type: type, plain_types: ATOMIC_TYPES, plain_values: _all_plain}
+    source = f"def check({', '.join(parts)}):\n    return {' and '.join(tests) or 'True'}"
     try:
-        exec(f"def check({', '.join(parts)}):\n    pass", namespace)  # only identifiers: checked above
+        exec(source, namespace)  # only identifiers: checked above
     except SyntaxError:  # a signature no def can have (a __signature__ made by hand): bind checks each call
         return None
-    checker: Callable[..., None] = namespace["check"]
+    checker: Callable[..., bool] = namespace["check"]
     return checker
+
+
+def _unused(name: str, taken: set[str]) -> str:
+    """``name``, with underscores added until it is none of ``taken``."""
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _all_plain(values: Iterable[Any]) -> bool:
+    """Whether every value is of a plain type (``ATOMIC_TYPES``)."""
+    atomic = ATOMIC_TYPES
+    for value in values:  # noqa: SIM110 - a loop costs less than any() over a generator
+        if type(value) not in atomic:
+            return False
+    return True
 
 
 def _spelled_as_is(name: str) -> bool:

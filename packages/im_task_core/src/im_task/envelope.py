@@ -102,7 +102,7 @@ def new_task_id() -> str:
 
 _ids = ProcessSequence(8)
 #: What a :class:`TaskSealer` keeps for the calls due at once in one second (see ``TaskSealer._split``).
-_Second = tuple[float, float, bytes, bytes, bytes, Any]
+_Second = tuple[float, float, bytes, bytes, bytes, Any, Any]
 #: The largest counter a task id writes in 8 hex digits (the sealer's cached bindings hold ids of that width).
 _LARGEST_SHORT_COUNTER = 0xFFFFFFFF
 
@@ -328,11 +328,24 @@ class TaskSealer:
         queue: The queue's short name.
         headers: The task's own headers (``Content-Type`` is left out).
         lifetime: How long after its schedule time (or now) an envelope is accepted, in seconds.
+        around: What every payload starts and ends with, for payloads given without it (a
+            :class:`~im_task.serialization.CallTemplate`'s constant parts): ``seal(middle)`` seals
+            ``start + middle + end``, without joining them first.
     """
 
-    __slots__ = ("_head", "_keyring", "_lifetime", "_prefix", "_second", "_tail", "_template")
+    __slots__ = ("_end", "_head", "_keyring", "_lifetime", "_prefix", "_second", "_start", "_tail", "_template")
 
-    def __init__(self, keyring: Keyring, *, path: str, queue: str, headers: Mapping[str, str], lifetime: float) -> None:
+    def __init__(
+        self,
+        keyring: Keyring,
+        *,
+        path: str,
+        queue: str,
+        headers: Mapping[str, str],
+        lifetime: float,
+        around: tuple[bytes, bytes] = (b"", b""),
+    ) -> None:
+        self._start, self._end = around
         own = {name: value for name, value in headers.items() if name.lower() != "content-type"}
         self._head = b'{"due":%d,"expires":%d,"headers":' + _escaped(_json(own)) + b',"id":"'
         self._tail = b'","made":%d,"path":' + _escaped(_json(bound_path(path)))
@@ -341,39 +354,67 @@ class TaskSealer:
         self._keyring, self._lifetime = keyring, lifetime
         self._prefix = bytes([BOUND_VERSION]) + keyring.signing_id
         # For the calls due at once from one time to another (whose binding has the same times): those times
-        # (from, to), the id prefix, the length and the binding up to the id's counter, the rest after it,
-        # and the keyring's signer with the envelope up to the counter read (see _split).
-        self._second: _Second = (1.0, 0.0, b"", b"", b"", keyring.signer())
+        # (from, to), the id prefix, the length and the binding up to the id's counter, the rest after it
+        # (and the payload's start), the signing key's inner hash with the envelope up to the counter read,
+        # and its outer hash (see _split).
+        self._second: _Second = (1.0, 0.0, b"", b"", b"", *keyring.signer().states())
 
     def seal(self, payload: bytes, *, now: float, due: float | None = None) -> bytes:
         """The envelope of one call (version :data:`BOUND_VERSION`).
 
         Args:
-            payload: The serialised call.
+            payload: The serialised call (less the start and end the sealer was made ``around``).
             now: The current time in seconds since the epoch.
             due: When the task is due, in seconds since the epoch, or None for now.
 
         Returns:
             The envelope bytes.
         """
+        if due is None or due <= now:
+            return self.seal_now(payload, now)
+        return self._seal_anew(payload, now, due, next(_ids.counter))
+
+    def seal_now(self, payload: bytes, now: float) -> bytes:
+        """The envelope of one call due at once: ``seal(payload, now=now)``, on the path of every common call.
+
+        Args:
+            payload: The serialised call (less the start and end the sealer was made ``around``).
+            now: The current time in seconds since the epoch.
+
+        Returns:
+            The envelope bytes.
+        """
         ids = _ids  # the task id, as new_task_id() makes it
         counter = next(ids.counter)
-        if (due is None or due <= now) and counter <= _LARGEST_SHORT_COUNTER and now >= 0:
-            second = self._second
-            if not second[0] <= now < second[1] or second[2] is not ids.prefix_bytes:
-                second = self._second = self._split(now, ids.prefix_bytes)
-            _, _, _, head, tail, signer = second
-            hex_counter = b"%08x" % counter
-            return b"".join((self._prefix, signer.sign(hex_counter, tail, payload), head, hex_counter, tail, payload))
+        if counter > _LARGEST_SHORT_COUNTER:
+            return self._seal_anew(payload, now, None, counter)
+        since, until, id_prefix, head, tail, inner, outer = self._second
+        if not since <= now < until or id_prefix is not ids.prefix_bytes:
+            since, until, id_prefix, head, tail, inner, outer = self._second = self._split(now, ids.prefix_bytes)
+        rest = b"%08x%s" % (counter, tail)
+        # The HMAC, as the keyring's signer makes it, without a call and a loop over the parts.
+        end = self._end
+        mac = inner.copy()
+        mac.update(rest)
+        mac.update(payload)
+        mac.update(end)
+        signed = outer.copy()
+        signed.update(mac.digest())
+        return b"".join((self._prefix, signed.digest(), head, rest, payload, end))
+
+    def _seal_anew(self, payload: bytes, now: float, due: float | None, counter: int) -> bytes:
+        """The envelope of one call, its binding made for it alone (a later call's, or an id's wider counter)."""
         due_time = now if due is None or due < now else due
         expires = int(due_time + self._lifetime) + 1
-        data = self._template % (int(due_time), expires, ids.prefix_bytes, counter, int(now))
+        data = self._template % (int(due_time), expires, _ids.prefix_bytes, counter, int(now))
         size = len(data)
         if size > _MAX_BINDING_SIZE:
             raise ValueError(f"The task's binding is {size} bytes; its headers must take under 64 KiB.")
         binding = size.to_bytes(_BINDING_LENGTH_SIZE, "big") + data
         prefix = self._prefix
-        return b"".join((prefix, self._keyring.sign(prefix, binding, payload), binding, payload))
+        start, end = self._start, self._end
+        mac = self._keyring.sign(prefix, binding, start, payload, end)
+        return b"".join((prefix, mac, binding, start, payload, end))
 
     def _split(self, now: float, id_prefix: bytes) -> _Second:
         """The binding of the calls due at once from ``now`` on, for as long as its times stay the same."""
@@ -386,12 +427,14 @@ class TaskSealer:
         head = size.to_bytes(_BINDING_LENGTH_SIZE, "big") + head
         # Until made or expires would change: int() of now, and of now + lifetime (monotonic in now), stays
         # the same from now until the next whole second of either, less a millisecond (far more than the
-        # rounding of the sum: its times are whole seconds, its error a fraction of a microsecond).
-        end = min(made + 1.0, expires - self._lifetime - 0.001 - abs(expires) * 1e-12)
-        return (now, end, id_prefix, head, tail, self._keyring.signer(self._prefix, head))
+        # rounding of the sum: its times are whole seconds, its error a fraction of a microsecond). Before
+        # the epoch int() rounds up, not down: such a binding is kept for its own call only.
+        end = min(made + 1.0, expires - self._lifetime - 0.001 - abs(expires) * 1e-12) if now >= 0 else now
+        inner, outer = self._keyring.signer(self._prefix, head).states()
+        return (now, end, id_prefix, head, tail + self._start, inner, outer)
 
     def binding_of(self, envelope: bytes) -> Binding:
-        """The binding an envelope of :meth:`seal` carries (to seal a payload reference in its stead)."""
+        """The binding of an envelope this sealer made (to seal a payload reference in its stead)."""
         size = int.from_bytes(envelope[_HEADER_SIZE : _HEADER_SIZE + _BINDING_LENGTH_SIZE], "big")
         start = _HEADER_SIZE + _BINDING_LENGTH_SIZE
         return Binding.from_bytes(envelope[start : start + size])

@@ -29,7 +29,7 @@ import secrets
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from im_task.datadir import SECRET_FILE, make_data_dir, owned_by_me
 from im_task.errors import ConfigurationError
@@ -182,6 +182,15 @@ class _Hmac:
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
+
+    def states(self) -> tuple[Any, Any]:
+        """The keyed inner hash, with what this one has read, and the keyed outer hash.
+
+        For a caller that finishes the HMAC itself, on a path where a call of :meth:`sign` costs too much:
+        ``inner = states[0].copy()``, ``inner.update(...)``, then ``outer = states[1].copy()``,
+        ``outer.update(inner.digest())``, and ``outer.digest()`` is the HMAC. Copy them; never update them.
+        """
+        return self._inner, self._outer
 
     def after(self, parts: tuple[bytes | memoryview, ...]) -> _Hmac:
         """This HMAC with ``parts`` read: the same digests, for messages that start with them."""

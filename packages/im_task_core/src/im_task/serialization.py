@@ -264,19 +264,34 @@ class CallTemplate:
         self._head = bytes([pickle.PROTO[0], protocol]) + pickle.MARK + _opcodes(FORMAT) + _opcodes(func)
         self._tail = _opcodes(meta) + pickle.TUPLE + pickle.STOP
 
+    @property
+    def around(self) -> tuple[bytes, bytes]:
+        """What every payload starts and ends with: ``dumps(args, kwargs)`` is ``start + arguments(...) + end``."""
+        return self._head, self._tail
+
     def dumps(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
         """The payload of one call (arguments of plain types: see :func:`dumps_parts` for the others).
 
         Raises:
             EnqueueError: The arguments cannot be pickled.
         """
+        return b"".join(
+            (self._head, self.arguments(args, kwargs if type(kwargs) is dict else dict(kwargs)), self._tail)
+        )
+
+    def arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+        """The part of one call's payload between the two of :attr:`around`: the arguments, pickled.
+
+        Raises:
+            EnqueueError: The arguments cannot be pickled.
+        """
         try:
-            pair = _dumps((args, kwargs if type(kwargs) is dict else dict(kwargs)), _PROTOCOL)
+            pair = _dumps((args, kwargs), _PROTOCOL)
         except Exception as exc:
             raise EnqueueError(f"Cannot enqueue a call: its arguments cannot be pickled: {exc}") from exc
         # PROTO 5, an optional FRAME, the two values, TUPLE2 MEMOIZE STOP: keep the two values (a slice of
         # a small bytes object costs less than a memoryview of it).
-        return b"".join((self._head, pair[11:-3] if pair[2] == _FRAME else pair[2:-3], self._tail))
+        return pair[11:-3] if pair[2] == _FRAME else pair[2:-3]
 
 
 def _opcodes(value: object) -> bytes:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
+from im_task.instances import instance_of
 from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
 from im_task.retry import RetryOptions
 
@@ -17,6 +18,7 @@ __all__ = [
     "TaskNames",
     "TaskRequest",
     "Transport",
+    "check_fields",
     "check_open",
     "check_request",
     "check_size",
@@ -73,13 +75,7 @@ def request_of(fields: dict[str, Any]) -> TaskRequest:
     Returns:
         The request.
     """
-    request: TaskRequest = _new(TaskRequest)
-    _set_attribute(request, "__dict__", fields)
-    return request
-
-
-_new = object.__new__
-_set_attribute = object.__setattr__
+    return instance_of(TaskRequest, fields)
 
 
 def named(request: TaskRequest, name: str) -> TaskRequest:
@@ -206,6 +202,29 @@ class Transport:
     def close(self) -> None:
         """Releases the transport's resources. The default does nothing."""
 
+    def _enqueue_built(self, fields: dict[str, Any]) -> str | None:
+        """Hands the queue a task the core built and checked itself, given by its fields (the common call).
+
+        For the core only, on the path of every common call: ``fields``
+        name every field of a :class:`TaskRequest` whose queue, URL and name
+        pass :func:`check_fields` and whose size is within
+        :attr:`max_task_size`; the dictionary is this call's own, to become
+        the request's (:func:`request_of`). The default is
+        ``enqueue(request_of(fields))``; a transport may skip the checks it
+        would make of such a request, provided its :meth:`enqueue` (however
+        overridden or replaced) still sees every task.
+
+        Args:
+            fields: Every field of the request, by name.
+
+        Returns:
+            As :meth:`enqueue`.
+
+        Raises:
+            EnqueueError: As :meth:`enqueue`.
+        """
+        return self.enqueue(request_of(fields))
+
 
 def task_size(request: TaskRequest) -> int:
     """The size Cloud Tasks counts for a task: method, URL, headers and body."""
@@ -232,21 +251,32 @@ def check_request(request: object, transport: Transport) -> TaskRequest:
     """
     if type(request) is not TaskRequest and not isinstance(request, TaskRequest):
         raise EnqueueError(f"enqueue() takes a TaskRequest, not {type(request).__name__}.")
-    queue = request.queue
+    check_fields(request.queue, request.url, request.name)
+    if task_size(request) > transport.max_task_size:
+        check_size(request, transport)  # raises, saying how large
+    return request
+
+
+def check_fields(queue: object, url: object, name: object) -> None:
+    """The checks :func:`check_request` makes of a task's queue, URL and name.
+
+    Args:
+        queue: The queue's short name.
+        url: The path of the task endpoint.
+        name: The task's name, or None.
+
+    Raises:
+        EnqueueError: The queue name, URL or task name is malformed.
+    """
     if type(queue) is not str or queue not in _GOOD_QUEUES:
         if not isinstance(queue, str) or not QUEUE_NAME.fullmatch(queue):
             raise EnqueueError(f"Bad queue name {queue!r}: use {QUEUE_NAME_RULE}.")
         if type(queue) is str and len(_GOOD_QUEUES) < _GOOD_QUEUES_KEPT:
             _GOOD_QUEUES.add(queue)
-    url = request.url
     if not isinstance(url, str) or not url.startswith("/"):
         raise EnqueueError(f"A task URL is a path starting with '/', not {url!r}.")
-    name = request.name
     if name is not None and (not isinstance(name, str) or not TASK_NAME.fullmatch(name)):
         raise EnqueueError(f"Bad task name {name!r}: use {TASK_NAME_RULE}.")
-    if task_size(request) > transport.max_task_size:
-        check_size(request, transport)  # raises, saying how large
-    return request
 
 
 #: Queue names that passed the check (a process uses few), so that each is matched against the rule once.
@@ -301,11 +331,12 @@ class TaskNames:
     Attributes:
         lock: Guards the names. A transport may hold it to claim a name and record its task at once
             (:meth:`claim_locked`), instead of taking a lock of its own after :meth:`claim`.
+        claimed: The ``(queue, name)`` pairs taken, to read or change only while holding :attr:`lock`.
     """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self._seen: set[tuple[str, str]] = set()
+        self.claimed: set[tuple[str, str]] = set()
 
     def claim(self, queue: str, name: str) -> None:
         """Takes a name on a queue.
@@ -322,13 +353,13 @@ class TaskNames:
         Raises:
             TaskAlreadyExistsError: It was taken before.
         """
-        seen = self._seen
-        size = len(seen)
-        seen.add((queue, name))  # one hash look-up: the set grows unless the name was taken
-        if len(seen) == size:
+        claimed = self.claimed
+        size = len(claimed)
+        claimed.add((queue, name))  # one hash look-up: the set grows unless the name was taken
+        if len(claimed) == size:
             raise name_taken(queue, name)
 
     def clear(self) -> None:
         """Forgets every name."""
         with self.lock:
-            self._seen.clear()
+            self.claimed.clear()

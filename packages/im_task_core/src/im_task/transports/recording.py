@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from im_task.deliveryproof import KeyringSource
 from im_task.names import ProcessSequence
 from im_task.response import Handler, TaskResponse
-from im_task.transports.base import INLINE_TASK_LIMIT, TaskRequest, check_open, check_request, named
+from im_task.transports.base import (
+    INLINE_TASK_LIMIT,
+    TaskRequest,
+    Transport,
+    check_open,
+    check_request,
+    name_taken,
+    named,
+    request_of,
+)
 from im_task.transports.inprocess import InProcessTransport
 
 __all__ = ["RecordingTransport"]
@@ -38,6 +49,7 @@ class RecordingTransport(InProcessTransport):
         super().__init__(handler, max_task_size=max_task_size, keyring=keyring)
         self.requests: list[TaskRequest] = []
         self._lock = self.names.lock  # one lock for a task's name and its record (see enqueue)
+        self._claimed = self.names.claimed
 
     def enqueue(self, request: TaskRequest) -> str:
         """Records the task; see :meth:`Transport.enqueue`."""
@@ -57,6 +69,40 @@ class RecordingTransport(InProcessTransport):
         finally:
             lock.release()
         return name
+
+    def _enqueue_built(self, fields: dict[str, Any]) -> str | None:
+        """Records a task the core built and checked (see :meth:`Transport._enqueue_built`).
+
+        What :meth:`enqueue` does, without checking the request again and
+        without a second, named, request: the fields become the recorded
+        request, named once its name is claimed. A subclass that overrides
+        :meth:`enqueue`, or an ``enqueue`` replaced on the instance (a spy),
+        gets every task through it instead.
+        """
+        if self.closed or "enqueue" in self.__dict__:  # closed, or enqueue replaced here (a mock): the usual way
+            return self.enqueue(request_of(fields))
+        # As enqueue() names it (printf-style formatting costs less than a format spec).
+        name = fields["name"] or _names.prefix + "%08x" % next(_names.counter)  # noqa: UP031
+        request: TaskRequest = _new(TaskRequest)  # request_of(fields), inline; named below once claimed
+        _set_attribute(request, "__dict__", fields)
+        claimed, lock, queue = self._claimed, self._lock, fields["queue"]
+        lock.acquire()
+        try:
+            size = len(claimed)  # names.claim_locked(queue, name), inline
+            claimed.add((queue, name))
+            if len(claimed) == size:
+                raise name_taken(queue, name)
+            fields["name"] = name
+            self.requests.append(request)
+        finally:
+            lock.release()
+        return name
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass with its own ``enqueue`` gets the tasks the core built through it too."""
+        super().__init_subclass__(**kwargs)
+        if cls.enqueue is not RecordingTransport.enqueue and cls._enqueue_built is RecordingTransport._enqueue_built:
+            cls._enqueue_built = Transport._enqueue_built  # type: ignore[method-assign] # its enqueue sees every task
 
     def clear(self) -> None:
         """Forgets the recorded tasks and names."""
@@ -80,5 +126,7 @@ class RecordingTransport(InProcessTransport):
         return f"RecordingTransport({len(self.requests)} recorded)"
 
 
+_new = object.__new__
+_set_attribute = object.__setattr__
 #: The generated task names: a random prefix per process and a counter (as the local queue's).
 _names = ProcessSequence(12)
