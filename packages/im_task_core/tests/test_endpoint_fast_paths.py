@@ -25,6 +25,7 @@ from im_task.headers import APPENGINE, CLOUDTASKS, FAMILIES, Headers, TaskHeader
 from im_task.instances import instance_of
 from im_task.reruns import RERUN_HEADER
 from im_task.response import TaskResponse, answer, outcome_of_status
+from im_task.serialization import TaskCall, dumps_call, loads_call
 from im_task.wsgi import _KEPT_NAMES, TaskWSGIApp, environ_headers
 
 BINDING = Binding("/_ah/task/app.tasks/send", "mail", 1_700_000_000, 1_702_678_401, "ab" * 12, {"X-Tenant": "a"}, 9)
@@ -190,3 +191,16 @@ def test_the_wsgi_apps_mount_table_finds_what_endpoint_matches_finds(route: str)
     for path in paths:
         expected = next((endpoint for endpoint in ENDPOINTS if endpoint.matches(path, route)), None)
         assert app.endpoint_for(path) is expected, path
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        TaskCall(print),
+        TaskCall(print, (1, "two"), {"sep": "-"}, includeheaders=True, retry_limit=3, description="print"),
+    ],
+)
+def test_a_decoded_call_is_the_call_the_dataclass_makes(call: TaskCall) -> None:
+    decoded = loads_call(dumps_call(call))
+    assert decoded == call
+    assert vars(decoded) == vars(call)

@@ -30,6 +30,7 @@ from types import FunctionType, ModuleType
 from typing import Any, ClassVar
 
 from im_task.errors import EnqueueError
+from im_task.instances import instance_of
 
 __all__ = [
     "ATOMIC_TYPES",
@@ -396,7 +397,9 @@ def loads_call(payload: bytes) -> TaskCall:
     if fmt != FORMAT:
         raise ValueError(f"Unknown payload format {fmt!r}.")
     includeheaders, retry_limit, description = meta
-    return TaskCall(func, tuple(args), kwargs, includeheaders, retry_limit, description)
+    fields = {"func": func, "args": tuple(args), "kwargs": kwargs, "includeheaders": includeheaders}
+    fields.update(retry_limit=retry_limit, description=description)
+    return instance_of(TaskCall, fields)  # every task request decodes one
 
 
 def _what_cannot_be_pickled(call: TaskCall, exc: Exception) -> str:
