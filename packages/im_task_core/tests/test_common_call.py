@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from im_task.keys import Keyring
 from im_task.serialization import loads_call
 from im_task.state import STATE
 from im_task.transports import RecordingTransport, TaskRequest
+from im_task.transports.local import LocalTransport
 
 KEY = b"common-call-5d1e9a3c7b2f4e6a8c0d2b4f6e8a1c3d"
 
@@ -203,3 +205,44 @@ def test_calls_read_back_the_same_whichever_way_they_travel(im_task_recorder: Re
         ((2, b"not a str"), {}),
         (([3], "a"), {}),
     ]
+
+
+def test_a_local_queue_subclass_that_overrides_enqueue_sees_every_common_call(tmp_path: Path) -> None:
+    seen: list[TaskRequest] = []
+
+    class Counting(LocalTransport):
+        def enqueue(self, request: TaskRequest) -> str:
+            seen.append(request)
+            return super().enqueue(request)
+
+    with Counting(tmp_path / "queue.sqlite3", autostart=False) as queue:
+        configure(transport=queue)
+        common(0)
+        common(1, "x")
+        assert len(seen) == 2
+        assert queue.stats().queued == 2
+
+
+def test_a_local_queue_takes_the_common_call_unchecked_but_a_spy_or_its_closing_sees_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = LocalTransport(tmp_path / "queue.sqlite3", autostart=False)
+    configure(transport=queue)
+    common(0)
+    first = common(1, "x")  # a common call: stored, named by the queue
+    assert queue.stats().queued == 2
+    assert first.name in {info.name for info in queue.tasks()}
+    seen: list[TaskRequest] = []
+    original = queue.enqueue
+
+    def spy(request: TaskRequest) -> str:
+        seen.append(request)
+        return original(request)
+
+    monkeypatch.setattr(queue, "enqueue", spy)
+    common(2)
+    assert len(seen) == 1
+    monkeypatch.undo()
+    queue.close()
+    with pytest.raises(EnqueueError, match="closed"):
+        common(3)

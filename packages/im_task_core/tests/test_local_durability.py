@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import collections
 import os
+import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from im_task_testsupport.processes import run_python
+from im_task_testsupport.processes import python_env, run_python
 from im_task_testsupport.wsgi_apps import Recorder, request
 
 from im_task.transports.local import LocalTransport
@@ -218,3 +221,38 @@ def test_a_file_from_a_newer_version_is_refused(db: Path) -> None:
     conn.close()
     with pytest.raises(ConfigurationError, match="newer im-task"):
         LocalTransport(db, autostart=False)
+
+
+def test_processes_enqueueing_into_one_file_at_once_lose_no_task_and_share_no_name(db: Path) -> None:
+    # An unnamed task is stored by one statement, its own transaction: it must still take the write lock before it
+    # reads the id floor, or two processes would give two tasks one id (and one of them would be lost).
+    LocalTransport(db, autostart=False).close()  # the file exists before the processes race for it
+    code = f"""
+        import sys, time
+        from im_task.transports.base import TaskRequest
+        from im_task.transports.local import LocalTransport
+        start = float(sys.argv[1])
+        with LocalTransport({str(db)!r}, autostart=False) as t:
+            while time.time() < start:
+                time.sleep(0.001)
+            names = [t.enqueue(TaskRequest(queue="default", url="/_ah/task/m/f", body=b"%d" % i)) for i in range(400)]
+        print(" ".join(names))
+        """
+    start = time.time() + 1.5
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=python_env(),
+        )
+        for _ in range(4)
+    ]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0, 0], [err for _, err in outputs]
+    names = [name for out, _ in outputs for name in out.split()]
+    assert len(names) == 1600
+    assert len(set(names)) == 1600
+    with LocalTransport(db, autostart=False) as transport:
+        assert transport.stats().queued == 1600

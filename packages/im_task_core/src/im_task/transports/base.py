@@ -225,6 +225,16 @@ class Transport:
         """
         return self.enqueue(request_of(fields))
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass with an ``enqueue`` of its own gets the tasks the core built through it too.
+
+        Unless it also has its own :meth:`_enqueue_built`, that is the default,
+        which calls :meth:`enqueue`: a parent's faster one would pass it by.
+        """
+        super().__init_subclass__(**kwargs)
+        if "enqueue" in cls.__dict__ and "_enqueue_built" not in cls.__dict__:
+            cls._enqueue_built = Transport._enqueue_built  # type: ignore[method-assign]
+
 
 def task_size(request: TaskRequest) -> int:
     """The size Cloud Tasks counts for a task: method, URL, headers and body."""

@@ -10,7 +10,6 @@ from im_task.response import Handler, TaskResponse
 from im_task.transports.base import (
     INLINE_TASK_LIMIT,
     TaskRequest,
-    Transport,
     check_open,
     check_request,
     name_taken,
@@ -97,12 +96,6 @@ class RecordingTransport(InProcessTransport):
         finally:
             lock.release()
         return name
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass with its own ``enqueue`` gets the tasks the core built through it too."""
-        super().__init_subclass__(**kwargs)
-        if cls.enqueue is not RecordingTransport.enqueue and cls._enqueue_built is RecordingTransport._enqueue_built:
-            cls._enqueue_built = Transport._enqueue_built  # type: ignore[method-assign] # its enqueue sees every task
 
     def clear(self) -> None:
         """Forgets the recorded tasks and names."""

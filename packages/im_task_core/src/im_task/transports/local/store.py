@@ -479,6 +479,8 @@ class TaskStore:
                 conn = self._conn
                 if conn is None:  # in a child process after fork(): a connection of its own
                     conn = self._conn = self._connect()
+                if len(tasks) == 1 and tasks[0].name is None:  # the common enqueue: one statement, one transaction
+                    return [self._insert_alone(conn, tasks[0], now)]
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     for task in tasks:
@@ -502,6 +504,22 @@ class TaskStore:
             text = json.dumps(headers, separators=(",", ":"))
             self._last_headers = (dict(headers), text)
         return text
+
+    def _insert_alone(self, conn: sqlite3.Connection, task: NewTask, now: float) -> str:
+        """Inserts one task without a name as a transaction of its own; returns the name generated for it.
+
+        A statement outside ``BEGIN`` is its own transaction in SQLite, with
+        the write lock taken before it reads (an ``INSERT`` starts as a
+        writer), so this is ``BEGIN IMMEDIATE``, the insert and ``COMMIT``
+        in one statement: the id floor it reads cannot change before its
+        write, and a failure (a full disk) leaves nothing behind.
+        """
+        try:
+            task_id = conn.execute(_INSERT, _row(task, now, self._headers_json(task.headers))).lastrowid
+        except BaseException:
+            _roll_back(conn)  # SQLite ends a failed statement's transaction itself; this makes sure
+            raise
+        return self.generated_name(cast(int, task_id))
 
     def _insert(self, conn: sqlite3.Connection, task: NewTask, *, now: float, name_retention: float) -> str:
         """Inserts one task (inside a write transaction), replacing a finished one whose name may be reused.
