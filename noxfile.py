@@ -25,6 +25,7 @@ TEST_DEPS = [
     "cryptography>=42",  # RSA keys for the OIDC tests
     "psycopg[binary]>=3.1",  # the outbox fault tests on PostgreSQL, where it is installed
     "hypothesis>=6.100",  # the endpoint's fuzz properties (test_fuzz_endpoint.py) and nox -s fuzz
+    "gunicorn>=22; sys_platform != 'win32'",  # a Flask app served as the deployment docs say (test_gunicorn.py)
     # Django's task framework for ImTaskBackend: django.tasks from Django 6 (Python 3.12+), the backport before.
     "django-tasks>=0.12; python_version < '3.12'",
 ]
