@@ -24,7 +24,7 @@ from im_task.envelope import Binding, TaskSealer, seal, unseal
 from im_task.keys import Keyring
 from im_task.serialization import loads_call
 from im_task.state import STATE
-from im_task.transports import RecordingTransport, TaskRequest
+from im_task.transports import RecordingTransport, TaskRequest, Transport
 from im_task.transports.local import LocalTransport
 
 KEY = b"common-call-5d1e9a3c7b2f4e6a8c0d2b4f6e8a1c3d"
@@ -49,6 +49,19 @@ def _common_call_made(recorder: RecordingTransport) -> None:
     recorder.clear()
 
 
+def _spy_on_enqueue(transport: Transport, monkeypatch: pytest.MonkeyPatch) -> list[TaskRequest]:
+    """Replaces the transport's ``enqueue`` on the instance by a spy; returns the requests it will see."""
+    seen: list[TaskRequest] = []
+    original = transport.enqueue
+
+    def spy(request: TaskRequest) -> str | None:
+        seen.append(request)
+        return original(request)
+
+    monkeypatch.setattr(transport, "enqueue", spy)
+    return seen
+
+
 def test_a_recorder_subclass_that_overrides_enqueue_sees_every_common_call() -> None:
     seen: list[TaskRequest] = []
 
@@ -71,14 +84,7 @@ def test_a_recorder_whose_enqueue_is_replaced_sees_every_common_call(monkeypatch
     recorder = RecordingTransport()
     configure(transport=recorder)
     _common_call_made(recorder)
-    seen: list[TaskRequest] = []
-    original = recorder.enqueue
-
-    def spy(request: TaskRequest) -> str:
-        seen.append(request)
-        return original(request)
-
-    monkeypatch.setattr(recorder, "enqueue", spy)
+    seen = _spy_on_enqueue(recorder, monkeypatch)
     handle = common(3, "y")
     assert [request.queue for request in seen] == ["default"]
     assert [request.name for request in recorder.requests] == [handle.name]
@@ -232,14 +238,7 @@ def test_a_local_queue_takes_the_common_call_unchecked_but_a_spy_or_its_closing_
     first = common(1, "x")  # a common call: stored, named by the queue
     assert queue.stats().queued == 2
     assert first.name in {info.name for info in queue.tasks()}
-    seen: list[TaskRequest] = []
-    original = queue.enqueue
-
-    def spy(request: TaskRequest) -> str:
-        seen.append(request)
-        return original(request)
-
-    monkeypatch.setattr(queue, "enqueue", spy)
+    seen = _spy_on_enqueue(queue, monkeypatch)
     common(2)
     assert len(seen) == 1
     monkeypatch.undo()
