@@ -17,12 +17,12 @@ import json
 import pytest
 
 from im_task import get_task_headers, get_task_name
+from im_task._instances import instance_of
 from im_task.context import task_context
-from im_task.endpoints import ENDPOINTS
+from im_task.endpoints import ENDPOINTS, Endpoint
 from im_task.envelope import CONTENT_TYPE, Binding
 from im_task.executor import _headers_for_task
 from im_task.headers import APPENGINE, CLOUDTASKS, FAMILIES, Headers, TaskHeaders, make_task_headers
-from im_task.instances import instance_of
 from im_task.reruns import RERUN_HEADER
 from im_task.response import TaskResponse, answer, outcome_of_status
 from im_task.serialization import TaskCall, dumps_call, loads_call
@@ -141,11 +141,11 @@ def test_the_headers_a_task_sees_are_those_the_merge_made(family: str, own: dict
 
 def test_picked_headers_keep_the_order_and_names_given_and_more_wins_in_any_case() -> None:
     headers = Headers({"x-b": "2", "X-A": "1", "X-C": "3"})
-    picked = headers.picked([("x-a", "X-A"), ("x-missing", "X-Missing"), ("x-b", "X-B")], {"x-A": "new", "X-D": "4"})
+    picked = headers._picked([("x-a", "X-A"), ("x-missing", "X-Missing"), ("x-b", "X-B")], {"x-A": "new", "X-D": "4"})
     assert list(picked.items()) == [("x-A", "new"), ("X-B", "2"), ("X-D", "4")]
-    assert headers.picked([]) == {}
+    assert headers._picked([]) == {}
     entries = {"x-e": ("X-E", "5")}
-    assert Headers.from_entries(entries)["X-e"] == "5"
+    assert Headers._from_entries(entries)["X-e"] == "5"
 
 
 def test_environ_header_names_are_kept_up_to_a_bound_and_always_right(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -204,3 +204,16 @@ def test_a_decoded_call_is_the_call_the_dataclass_makes(call: TaskCall) -> None:
     decoded = loads_call(dumps_call(call))
     assert decoded == call
     assert vars(decoded) == vars(call)
+
+
+def test_an_endpoint_that_matches_its_own_way_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Anywhere(Endpoint):
+        def matches(self, path: str, taskroute: str | None = None) -> bool:
+            return path.endswith("/anywhere")
+
+    anywhere = Anywhere("anywhere", ENDPOINTS[0].handler, lambda: "/unused", prefix=False)
+    monkeypatch.setattr("im_task.endpoints.ENDPOINTS", [*ENDPOINTS, anywhere])
+    app = TaskWSGIApp()
+    assert app.endpoint_for("/deep/down/anywhere") is anywhere
+    assert app.endpoint_for("/_ah/task/m/f") is ENDPOINTS[0]
+    assert app.endpoint_for("/elsewhere") is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from im_task import endpoints  # noqa: F401 - loads this process's endpoints, which in-process transports serve
+from im_task._instances import instance_of
 from im_task.config import Settings, get_keyring, get_settings
 from im_task.envelope import (
     CONTENT_TYPE,
@@ -38,7 +39,6 @@ from im_task.errors import (
     TaskTooLargeError,
     UnknownQueueError,
 )
-from im_task.instances import instance_of
 from im_task.keys import Keyring
 from im_task.options import OPTION_NAMES, TaskOptions
 from im_task.routing import get_taskroute, task_path

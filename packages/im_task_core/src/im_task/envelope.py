@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from im_task._instances import instance_of
 from im_task.errors import SignatureError
-from im_task.instances import instance_of
 from im_task.keys import KEY_ID_SIZE, Keyring
 from im_task.names import ProcessSequence
 

@@ -50,6 +50,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
+from im_task._instances import instance_of
 from im_task.body import read_body
 from im_task.caller import CallerError, check_caller, on_app_engine
 from im_task.config import Settings, get_keyring, get_settings
@@ -65,7 +66,6 @@ from im_task.errors import (
     UnreadableBodyError,
 )
 from im_task.headers import APPENGINE, FAMILIES, Headers, TaskHeaders, queue_headers
-from im_task.instances import instance_of
 from im_task.keys import Keyring
 from im_task.outcomes import Delivered, keeps_payload, needs_settling, own_headers, settle
 from im_task.reruns import RERUN_HEADER
@@ -463,7 +463,7 @@ def _headers_for_task(headers: Headers, binding: Binding, family: str) -> Header
     or another ``X-AppEngine-*`` header (``X-AppEngine-User-Is-Admin``), may come from anyone outside App Engine.
     """
     # Besides the family's: a replay's or a queue retry's signed mark, which the task verifies (im_task.reruns)
-    return headers.picked(_SEEN_BY_TASKS[family], {"Content-Type": CONTENT_TYPE, **binding.headers})
+    return headers._picked(_SEEN_BY_TASKS[family], {"Content-Type": CONTENT_TYPE, **binding.headers})
 
 
 #: The task headers a queue sends, after the family prefix (``X-AppEngine-`` or ``X-CloudTasks-``).
@@ -476,7 +476,7 @@ _TASK_HEADER_NAMES = (
     "TaskPreviousResponse",
     "TaskRetryReason",
 )
-#: What a task sees of the request's headers, by family: ``(lower-case name, name)`` pairs for Headers.picked.
+#: What a task sees of the request's headers, by family: ``(lower-case name, name)`` pairs for Headers._picked.
 _SEEN_BY_TASKS = {
     family: tuple((name.lower(), name) for name in [*(family + name for name in _TASK_HEADER_NAMES), RERUN_HEADER])
     for family in FAMILIES

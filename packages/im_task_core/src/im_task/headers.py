@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from im_task.instances import instance_of
+from im_task._instances import instance_of
 
 __all__ = [
     "APPENGINE",
@@ -123,7 +123,7 @@ class Headers(Mapping[str, str]):
     def __repr__(self) -> str:
         return f"Headers({dict(self.items())!r})"
 
-    def picked(self, names: Iterable[tuple[str, str]], more: Mapping[str, str] | None = None) -> Headers:
+    def _picked(self, names: Iterable[tuple[str, str]], more: Mapping[str, str] | None = None) -> Headers:
         """The headers among ``names`` that are present, named as ``names`` gives them, then ``more``.
 
         The endpoint builds what a task sees with it, without a lower-casing pass over names it knows.
@@ -139,10 +139,10 @@ class Headers(Mapping[str, str]):
         chosen = {key: (name, item[1]) for key, name in names if (item := items.get(key)) is not None}
         if more:
             chosen.update({name.lower(): (name, value) for name, value in more.items()})
-        return Headers.from_entries(chosen)
+        return Headers._from_entries(chosen)
 
     @classmethod
-    def from_entries(cls, entries: dict[str, tuple[str, str]]) -> Headers:
+    def _from_entries(cls, entries: dict[str, tuple[str, str]]) -> Headers:
         """Headers from entries already keyed by their lower-case names, without a lowering pass.
 
         Args:

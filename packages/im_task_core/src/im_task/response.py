@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
-from im_task.instances import instance_of
+from im_task._instances import instance_of
 
 __all__ = ["OUTCOME_HEADER", "OUTCOMES", "TEXT_PLAIN", "Handler", "TaskResponse", "answer", "outcome_of_status"]
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 from typing import Any, ClassVar
 
+from im_task._instances import instance_of
 from im_task.errors import EnqueueError
-from im_task.instances import instance_of
 
 __all__ = [
     "ATOMIC_TYPES",

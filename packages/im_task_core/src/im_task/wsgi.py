@@ -28,7 +28,7 @@ def environ_headers(environ: Mapping[str, Any]) -> Headers:
         value = environ.get(key)
         if value:
             entries[name.lower()] = (name, value)
-    return Headers.from_entries(entries)
+    return Headers._from_entries(entries)
 
 
 def _header_name(key: str) -> tuple[str, str]:
@@ -71,8 +71,14 @@ class TaskWSGIApp:
         self.route = get_taskroute() if route is None else normalize_taskroute(route)
         self.fallback = fallback
         self.endpoints: tuple[Endpoint, ...] = endpoints.endpoints()
-        # Each endpoint's path, found once (the route is fixed; the other paths are constants)
-        self._mounts = tuple((endpoint, endpoint.path(self.route), endpoint.prefix) for endpoint in self.endpoints)
+        # Each endpoint's path, found once (the route is fixed; the other paths are constants), unless an
+        # endpoint matches paths its own way
+        plain = all(type(endpoint).matches is Endpoint.matches for endpoint in self.endpoints)
+        self._mounts = (
+            tuple((endpoint, endpoint.path(self.route), endpoint.prefix) for endpoint in self.endpoints)
+            if plain
+            else None
+        )
 
     def endpoint_for(self, path: str) -> Endpoint | None:
         """The endpoint serving a request path, or None (the first in the table's order wins).
@@ -81,6 +87,8 @@ class TaskWSGIApp:
         as the framework adapters mount it; an exact endpoint serves its path only
         (see :meth:`Endpoint.matches <im_task.endpoints.Endpoint.matches>`).
         """
+        if self._mounts is None:
+            return next((endpoint for endpoint in self.endpoints if endpoint.matches(path, self.route)), None)
         for endpoint, base, prefix in self._mounts:
             if (len(path) > len(base) + 1 and path.startswith(base + "/")) if prefix else path == base:
                 return endpoint

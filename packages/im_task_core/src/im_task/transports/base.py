@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from im_task._instances import instance_of
 from im_task.errors import EnqueueError, TaskAlreadyExistsError, TaskTooLargeError
-from im_task.instances import instance_of
 from im_task.names import QUEUE_NAME, QUEUE_NAME_RULE, TASK_NAME, TASK_NAME_RULE
 from im_task.retry import RetryOptions
 
@@ -211,8 +211,10 @@ class Transport:
         :attr:`max_task_size`; the dictionary is this call's own, to become
         the request's (:func:`request_of`). The default is
         ``enqueue(request_of(fields))``; a transport may skip the checks it
-        would make of such a request, provided its :meth:`enqueue` (however
-        overridden or replaced) still sees every task.
+        would make of such a request, provided the :meth:`enqueue` in force
+        still sees every task: when it is not the transport's own (a
+        subclass's, a mixin's, one set on the class or the instance, such as
+        a test's spy), the transport must call it instead.
 
         Args:
             fields: Every field of the request, by name.
@@ -224,16 +226,6 @@ class Transport:
             EnqueueError: As :meth:`enqueue`.
         """
         return self.enqueue(request_of(fields))
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A subclass with an ``enqueue`` of its own gets the tasks the core built through it too.
-
-        Unless it also has its own :meth:`_enqueue_built`, that is the default,
-        which calls :meth:`enqueue`: a parent's faster one would pass it by.
-        """
-        super().__init_subclass__(**kwargs)
-        if "enqueue" in cls.__dict__ and "_enqueue_built" not in cls.__dict__:
-            cls._enqueue_built = Transport._enqueue_built  # type: ignore[method-assign]
 
 
 def task_size(request: TaskRequest) -> int:

@@ -74,11 +74,12 @@ class RecordingTransport(InProcessTransport):
 
         What :meth:`enqueue` does, without checking the request again and
         without a second, named, request: the fields become the recorded
-        request, named once its name is claimed. A subclass that overrides
-        :meth:`enqueue`, or an ``enqueue`` replaced on the instance (a spy),
-        gets every task through it instead.
+        request, named once its name is claimed. An ``enqueue`` other than
+        this class's in force (a subclass's, a mixin's, one set on the class
+        or the instance: a spy) gets every task through it instead.
         """
-        if self.closed or "enqueue" in self.__dict__:  # closed, or enqueue replaced here (a mock): the usual way
+        # Closed, or another enqueue is the one a caller reaches: the usual way
+        if self.closed or type(self).enqueue is not _OWN_ENQUEUE or "enqueue" in self.__dict__:
             return self.enqueue(request_of(fields))
         # As enqueue() names it (printf-style formatting costs less than a format spec).
         name = fields["name"] or _names.prefix + "%08x" % next(_names.counter)  # noqa: UP031
@@ -121,5 +122,7 @@ class RecordingTransport(InProcessTransport):
 
 _new = object.__new__
 _set_attribute = object.__setattr__
+#: The enqueue :meth:`RecordingTransport._enqueue_built` stands in for (the class's may be replaced later).
+_OWN_ENQUEUE = RecordingTransport.enqueue
 #: The generated task names: a random prefix per process and a counter (as the local queue's).
 _names = ProcessSequence(12)

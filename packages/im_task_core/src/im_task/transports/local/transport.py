@@ -224,9 +224,10 @@ class LocalTransport(Transport):
     def _enqueue_built(self, fields: dict[str, Any]) -> str:
         """Stores a task the core built and checked (see :meth:`Transport._enqueue_built`), without checking it again.
 
-        A transport closed, or whose ``enqueue`` was replaced on the instance (a spy), takes the usual way.
+        A transport closed, or with an ``enqueue`` other than this class's in force (a subclass's, a mixin's,
+        one set on the class or the instance: a spy), takes the usual way.
         """
-        if self._closed or "enqueue" in self.__dict__:
+        if self._closed or type(self).enqueue is not _OWN_ENQUEUE or "enqueue" in self.__dict__:
             return self.enqueue(request_of(fields))
         now = time.time()
         name = self._store.add(_new_task(request_of(fields), now), now=now, name_retention=self.name_retention)
@@ -637,6 +638,10 @@ class LocalTransport(Transport):
             if is_corrupt(exc):
                 raise Error(corruption_message(self.path, exc)) from exc
             raise Error(f"The local queue's database {self.path} failed: {exc}") from exc
+
+
+#: The enqueue :meth:`LocalTransport._enqueue_built` stands in for (the class's may be replaced later).
+_OWN_ENQUEUE = LocalTransport.enqueue
 
 
 def _new_task(request: TaskRequest, now: float) -> NewTask:

@@ -1,4 +1,7 @@
-"""Frozen dataclass instances made at a fraction of their ``__init__``'s cost, for the hot paths.
+"""Frozen dataclass instances made at a fraction of their ``__init__``'s cost, for the core's hot paths.
+
+Internal to the core (not part of im-task's API): :func:`instance_of` checks
+nothing, so only the core calls it, with fields it made and checked.
 
 A frozen dataclass's ``__init__`` sets each field through
 ``object.__setattr__``; an enqueue and a task request each make several such
