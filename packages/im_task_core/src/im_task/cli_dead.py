@@ -17,25 +17,29 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from im_task.cli_common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, clip, positive_int, print_table, usage
+from im_task.cli_common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    add_setup_option,
+    clip,
+    import_setup,
+    positive_int,
+    print_table,
+    usage,
+)
 from im_task.dead import DeadLetterError, describe, find_letter, purge, replay, store_in_force
 from im_task.deadletter import DeadLetter, DeadLetterStore
 from im_task.errors import ConfigurationError, EnqueueError
 
 __all__ = ["add_dead_commands"]
-
-
-class _Failure(Exception):
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def add_dead_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -103,9 +107,7 @@ def add_dead_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--setup", metavar="MODULE", help="module to import first, e.g. myapp.settings (it calls configure())"
-    )
+    add_setup_option(parser)
     parser.add_argument(
         "--db",
         type=Path,
@@ -123,7 +125,7 @@ def _guarded(handler: Callable[[argparse.Namespace, DeadLetterStore], int]) -> C
         try:
             store = _store(args)
             return handler(args, store)
-        except _Failure as exc:
+        except CommandError as exc:
             print(f"im-task: error: {exc}", file=sys.stderr)
             return exc.code
         except DeadLetterError as exc:
@@ -160,16 +162,12 @@ def _django_hint(store: DeadLetterStore, command: str) -> str:
 
 
 def _store(args: argparse.Namespace) -> DeadLetterStore:
-    if args.setup:
-        try:
-            importlib.import_module(args.setup)
-        except ImportError as exc:
-            raise _Failure(f"cannot import --setup {args.setup}: {exc}") from exc
+    import_setup(args)
     if args.db is not None:
         from im_task.stores.deadletters_local import LocalDeadLetterStore
 
         if not args.db.exists():
-            raise _Failure(f"no dead-letter database at {args.db}.")
+            raise CommandError(f"no dead-letter database at {args.db}.")
         return LocalDeadLetterStore(args.db)
     return store_in_force()
 
@@ -221,7 +219,7 @@ def _show(args: argparse.Namespace, store: DeadLetterStore) -> int:
 
 def _replay(args: argparse.Namespace, store: DeadLetterStore) -> int:
     if args.all == bool(args.names):
-        raise _Failure("give the names of the tasks to replay, or --all (with --queue for one queue's)", EXIT_USAGE)
+        raise CommandError("give the names of the tasks to replay, or --all (with --queue for one queue's)", EXIT_USAGE)
     letters = (
         list(store.list(args.queue)) if args.all else [find_letter(n, args.queue, store=store) for n in args.names]
     )
@@ -243,7 +241,8 @@ def _purge(args: argparse.Namespace, store: DeadLetterStore) -> int:
     scope = f"queue {args.queue!r}" if args.queue else "every queue"
     if not args.yes:
         count = sum(1 for _ in store.list(args.queue))
-        raise _Failure(f"refusing to forget {count} dead letter(s) of {scope} without --yes (nothing was deleted).", 2)
+        refusal = f"refusing to forget {count} dead letter(s) of {scope} without --yes (nothing was deleted)."
+        raise CommandError(refusal, EXIT_USAGE)
     print(f"Forgot {purge(args.queue, store=store)} dead letter(s) of {scope}.")
     return EXIT_OK
 
